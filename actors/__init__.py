@@ -1,0 +1,1 @@
+"""The actor side of theater: the message-server host API and example actors."""

@@ -1,0 +1,227 @@
+"""theaterd: process concerns (options, lock file, signals, logging) around trio.run.
+
+The nursery tree::
+
+    root
+    ├─ signal watcher     SIGTERM/SIGINT -> graceful shutdown
+    ├─ runtime            actor:<name> x N (mailbox loops)
+    └─ server             connection x M
+    (the store writer is a thread owned by Store, flushed last)
+
+Exit status: 0 after a clean shutdown; 1 when it cannot start (the one line
+on stderr says why: bad home or socket directory, another daemon owns the
+home, a corrupt store); 2 for bad options.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .paths import DURABILITY_ENV, HOME_ENV, SOCKET_ENV, default_home, default_socket
+
+log = logging.getLogger("theaterd")
+
+
+@dataclass
+class Config:
+    socket: Path
+    home: Path
+    durability: str = "normal"
+    debug: bool = False
+    timeout: float = 30.0
+    mailbox_size: int = 1024
+    max_frame: int = 1 << 20
+    max_connections: int = 256
+    idle_timeout: float = 600.0
+
+
+class StartupError(Exception):
+    pass
+
+
+def _take_lock(home: Path) -> Any:
+    try:
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise StartupError(f"cannot create the data directory {home}: {exc.strerror}") from None
+    lock_path = home / "theaterd.lock"
+    fh = open(lock_path, "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        pid = fh.read().strip() or "?"
+        fh.close()
+        raise StartupError(f"another theaterd (pid {pid}) already uses {home}") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    return fh
+
+
+def _sd_notify(message: str) -> None:
+    """Tell systemd (Type=notify) about our state, when it asked."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(message.encode(), address)
+    except OSError as exc:
+        log.warning("sd_notify failed: %s", exc)
+
+
+def _inherited_fd() -> int | None:
+    """The listening socket handed over by systemd socket activation, if any."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return None
+    try:
+        count = int(os.environ.get("LISTEN_FDS", "0"))
+    except ValueError:
+        return None
+    for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(key, None)
+    return 3 if count >= 1 else None
+
+
+async def amain(config: Config) -> None:
+    import trio
+
+    from .runtime import Runtime, Settings
+    from .server import Server, ServerSettings, listener_from_fd, open_unix_listener
+    from .store import Store
+
+    store = Store(config.home, config.durability)
+    store.start(trio.lowlevel.current_trio_token().run_sync_soon)
+    runtime = Runtime(store, Settings(default_timeout=config.timeout, mailbox_size=config.mailbox_size,
+                                      debug=config.debug))
+    shutdown = trio.Event()
+    server = Server(runtime, ServerSettings(max_frame=config.max_frame, max_connections=config.max_connections,
+                                            idle_timeout=config.idle_timeout), on_shutdown=shutdown.set)
+    server.socket_path, server.home = str(config.socket), str(config.home)
+    fd = _inherited_fd()
+    try:
+        async with trio.open_nursery() as root:
+            root.start_soon(_watch_signals, shutdown)
+            await root.start(runtime.serve)
+            listener = listener_from_fd(fd) if fd is not None else await open_unix_listener(config.socket)
+            serving = trio.CancelScope()
+
+            async def serve() -> None:
+                with serving:
+                    await server.serve(listener)
+
+            root.start_soon(serve)
+            log.info("theaterd %s listening on %s (home %s, durability %s)", __version__, config.socket,
+                     config.home, config.durability)
+            _sd_notify("READY=1")
+            await shutdown.wait()
+            _sd_notify("STOPPING=1")
+            log.info("shutting down")
+            with trio.move_on_after(30):
+                await runtime.shutdown()
+            await trio.sleep(0.05)  # let connection writers flush the last frames
+            serving.cancel()
+            root.cancel_scope.cancel()
+    finally:
+        store.close()
+        if fd is None:
+            try:
+                config.socket.unlink()
+            except OSError:
+                pass
+
+
+async def _watch_signals(shutdown: Any) -> None:
+    import trio
+
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            shutdown.set()
+
+
+def run(config: Config) -> int:
+    import trio
+
+    from .server import SocketDirError
+    from .store import StoreError
+
+    logging.basicConfig(
+        level=logging.DEBUG if config.debug else logging.INFO,
+        format="%(asctime)s theaterd[%(process)d] %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        lock = _take_lock(config.home)
+        try:
+            trio.run(amain, config)
+        finally:
+            lock.close()
+    except (StartupError, SocketDirError, StoreError) as exc:
+        print(f"theaterd: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"theaterd: error: {exc.strerror or exc} ({getattr(exc, 'filename', '') or config.socket})",
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--socket", "socket_path", type=click.Path(path_type=Path), envvar=SOCKET_ENV,
+              help="Unix socket to listen on [env THEATER_SOCKET].")
+@click.option("--home", type=click.Path(path_type=Path), envvar=HOME_ENV,
+              help="Data directory (store, lock, log) [env THEATER_HOME].")
+@click.option("--durability", type=click.Choice(["normal", "full"]), envvar=DURABILITY_ENV, default="normal",
+              show_default=True, help="normal: survives kill -9; full: fsync, survives power loss.")
+@click.option("--timeout", type=click.FloatRange(min=0.001), default=30.0, show_default=True,
+              help="Default request timeout in seconds.")
+@click.option("--mailbox-size", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Default mailbox capacity per actor (backpressure beyond it).")
+@click.option("--max-frame", type=click.IntRange(min=1024), default=1 << 20, show_default=True,
+              help="Largest accepted frame, in bytes.")
+@click.option("--max-connections", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Concurrent client connections; more get a 'busy' error.")
+@click.option("--idle-timeout", type=click.FloatRange(min=0.1), default=600.0, show_default=True,
+              help="Close client connections idle this many seconds.")
+@click.option("--debug", is_flag=True, help="Verbose logs; handler errors include the exception type.")
+@click.version_option(__version__, prog_name="theaterd")
+def cli(socket_path: Path | None, home: Path | None, durability: str, timeout: float, mailbox_size: int,
+        max_frame: int, max_connections: int, idle_timeout: float, debug: bool) -> None:
+    """Run the theater daemon in the foreground."""
+    config = Config(
+        socket=socket_path or default_socket(),
+        home=home or default_home(),
+        durability=durability,
+        debug=debug,
+        timeout=timeout,
+        mailbox_size=mailbox_size,
+        max_frame=max_frame,
+        max_connections=max_connections,
+        idle_timeout=idle_timeout,
+    )
+    sys.exit(run(config))
+
+
+def main() -> None:
+    cli(prog_name="theaterd")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,816 @@
+"""Actors, mailboxes, request/reply and supervision.
+
+Theory of operation
+-------------------
+Each actor is a Python module loaded from its manifest's component (one
+module instance per actor) plus a *mailbox* and one *mailbox task* in the
+runtime's nursery.  The mailbox task takes one envelope at a time, runs the
+matching handler on a worker thread (:mod:`daemon.workers`) and then appends
+the handling event to the actor's chain.  Invariants:
+
+* One handler per actor at a time, in mailbox (arrival) order.  The actor's
+  ``state``, ``head`` (chain end) and counters are only touched on the event
+  loop thread, so they need no locks.
+* Chain events are built on the event loop in the actor's order and handed to
+  the store's single writer, which commits them in submission order.  The
+  handling event, the new state and the removal of a durable mailbox entry go
+  in one batch, so they commit together or not at all.
+* Acknowledgements wait for the store: a ``send`` returns once the message is
+  in the target's durable mailbox; a request's reply is released once the
+  handling event is stored.
+* A handler failure never propagates: it becomes the caller's error and an
+  ``outcome: error`` event; the actor keeps serving.  Only a crash in
+  ``init`` (or a broken module) marks the actor ``failed``.
+* ``waiting_on`` records which actor each blocked handler waits for; a
+  request or channel open that would close a cycle fails at once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import logging
+import math
+import sys
+import time
+import traceback
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import trio
+
+from actors import message_server as ms
+
+from . import chain
+from .chain import EXTERNAL, Head, StoredEvent
+from .errors import ActorFailed, BadInput, Busy, InternalError, NotFound, TheaterError, Timeout
+from .manifest import Manifest, check_name, load_manifest
+from .store import (
+    MailboxDelete,
+    MailboxPut,
+    Op,
+    PutActor,
+    PutEvent,
+    PutState,
+    SetStatus,
+    Store,
+    state_hash,
+)
+from .workers import WorkerPool
+
+log = logging.getLogger("theaterd.runtime")
+
+RUNNING = "running"
+STOPPED = "stopped"
+FAILED = "failed"
+STOPPING = "stopping"
+
+SEND = "send"
+REQUEST = "request"
+CH_OPEN = "channel-open"
+CH_MESSAGE = "channel-message"
+CH_CLOSE = "channel-close"
+
+
+@dataclass(slots=True)
+class Settings:
+    default_timeout: float = 30.0
+    mailbox_size: int = 1024
+    stop_grace: float = 5.0
+    debug: bool = False
+    max_threads: int = 512
+
+
+class ReplySlot:
+    """Where a reply (or error) for one waiting caller lands."""
+
+    __slots__ = ("event", "value", "error", "abandoned")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.value: Any = None
+        self.error: TheaterError | None = None
+        self.abandoned = False
+
+    def set(self, value: Any) -> None:
+        if not self.event.is_set():
+            self.value = value
+            self.event.set()
+
+    def fail(self, error: TheaterError) -> None:
+        if not self.event.is_set():
+            self.error = error
+            self.event.set()
+
+    async def wait(self, timeout: float, what: str) -> Any:
+        with trio.move_on_after(timeout):
+            await self.event.wait()
+        if not self.event.is_set():
+            self.abandoned = True
+            raise Timeout(f"{what} timed out after {_fmt_seconds(timeout)}")
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+@dataclass(slots=True)
+class Envelope:
+    kind: str
+    sender: str  # actor id or "external"
+    payload: bytes
+    reply: ReplySlot | None = None
+    mail_id: int | None = None  # durable mailbox row, for sends
+    channel: Any = None  # channels.Channel, for channel envelopes
+
+
+@dataclass(slots=True)
+class PendingRequest:
+    target: Any  # Actor
+    slot: ReplySlot
+    deadline: float
+    limit: float
+
+
+def _fmt_seconds(seconds: float) -> str:
+    return f"{seconds:g} s"
+
+
+@dataclass(slots=True, eq=False)
+class Actor:
+    id: str
+    name: str
+    manifest: Manifest
+    module: ModuleType | None = None
+    state: bytes | None = None
+    head: Head = field(default_factory=Head)
+    handled: int = 0
+    status: str = RUNNING
+    reason: str | None = None
+    created_us: int = 0
+    mailbox_tx: Any = None
+    mailbox_rx: Any = None
+    cancel_scope: trio.CancelScope | None = None
+    done: trio.Event = field(default_factory=trio.Event)
+    current: str | None = None  # handler being run
+    busy_since: float = 0.0
+    restarts: deque[float] = field(default_factory=deque)
+    restart_count: int = 0
+
+    @property
+    def mailbox_depth(self) -> int:
+        if self.mailbox_rx is None:
+            return 0
+        return int(self.mailbox_rx.statistics().current_buffer_used)
+
+    @property
+    def accepting(self) -> bool:
+        return self.status == RUNNING
+
+    def label(self) -> str:
+        return self.name
+
+
+class Runtime:
+    """All actors of one daemon.  Create it, then ``await runtime.serve(...)`` in a nursery."""
+
+    def __init__(self, store: Store, settings: Settings | None = None) -> None:
+        from .channels import ChannelRegistry
+
+        self.store = store
+        self.settings = settings or Settings()
+        self.workers = WorkerPool(self.settings.max_threads)
+        self.actors: dict[str, Actor] = {}  # by id: every actor known (running, stopped, failed)
+        self.names: dict[str, Actor] = {}  # by name: the live (running or failed) one
+        self.waiting_on: dict[Actor, Actor] = {}
+        self.channels = ChannelRegistry(self)
+        self._nursery: trio.Nursery | None = None
+        self._mail_ids = itertools.count(1)
+        self._token: trio.lowlevel.TrioToken | None = None
+        self.started_at = time.time()
+
+    # ------------------------------------------------------------------
+    # lifecycle
+
+    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Restore actors from the store, then host them until cancelled."""
+        self._token = trio.lowlevel.current_trio_token()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await self._restore()
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def _restore(self) -> None:
+        rows = await trio.to_thread.run_sync(self.store.load_actors)
+        mail = await trio.to_thread.run_sync(self.store.load_mailbox)
+        self._mail_ids = itertools.count(max((m.id for m in mail), default=0) + 1)
+        pending: dict[str, list[Any]] = {}
+        for m in mail:
+            pending.setdefault(m.actor, []).append(m)
+        for row in rows:
+            try:
+                manifest = load_manifest(row.manifest)
+            except TheaterError as exc:
+                manifest = Manifest(Path(row.manifest), row.name, Path(row.manifest))
+                if row.status == RUNNING:
+                    row_status, reason = FAILED, f"cannot restore: {exc}"
+                else:
+                    row_status, reason = row.status, row.reason
+            else:
+                row_status, reason = row.status, row.reason
+            actor = Actor(
+                id=row.id,
+                name=row.name,
+                manifest=manifest,
+                state=row.state,
+                head=row.head,
+                handled=row.handled,
+                status=row_status,
+                reason=reason,
+                created_us=row.created_us,
+            )
+            self.actors[actor.id] = actor
+            if row_status == RUNNING:
+                try:
+                    actor.module = await self.workers.run(_load_module, actor.id, manifest.component)
+                except BaseException as exc:  # noqa: BLE001 - actor code may raise anything
+                    actor.status, actor.reason = FAILED, f"cannot load {manifest.component}: {_describe(exc)}"
+                    self.store.submit([SetStatus(actor.id, FAILED, actor.reason)])
+                    self.names[actor.name] = actor
+                    continue
+                self.names[actor.name] = actor
+                self._start_mailbox(actor)
+                for m in pending.get(actor.id, ()):
+                    actor.mailbox_tx.send_nowait(Envelope(SEND, m.sender, m.payload, mail_id=m.id))
+            elif row_status == FAILED:
+                self.names[actor.name] = actor
+                if row.status != row_status:
+                    self.store.submit([SetStatus(actor.id, FAILED, reason)])
+            if row_status != RUNNING:
+                actor.done.set()
+        log.info("restored %d actors", sum(a.status == RUNNING for a in self.actors.values()))
+
+    def _start_mailbox(self, actor: Actor) -> None:
+        size = actor.manifest.mailbox_size or self.settings.mailbox_size
+        actor.mailbox_tx, actor.mailbox_rx = trio.open_memory_channel[Envelope](size)
+        actor.done = trio.Event()
+        assert self._nursery is not None
+        self._nursery.start_soon(self._mailbox_loop, actor, name=f"actor:{actor.name}")
+
+    async def shutdown(self) -> None:
+        """Close every channel and stop every actor gracefully."""
+        await self.channels.close_everything("the daemon is shutting down")
+        actors = [a for a in self.actors.values() if a.status == RUNNING]
+        async with trio.open_nursery() as nursery:
+            for actor in actors:
+                nursery.start_soon(self._stop_actor, actor, STOPPED, None, False)
+
+    # ------------------------------------------------------------------
+    # lookup
+
+    def resolve(self, ref: str) -> Actor:
+        """An actor by id or unique name (running ones first, then the newest stopped one)."""
+        actor = self.actors.get(ref) or self.names.get(ref)
+        if actor is None:
+            matches = [a for a in self.actors.values() if a.name == ref]
+            if matches:
+                actor = max(matches, key=lambda a: a.created_us)
+        if actor is None:
+            raise NotFound(f"unknown actor {ref!r}")
+        return actor
+
+    def live(self, ref: str) -> Actor:
+        actor = self.resolve(ref)
+        if actor.status == FAILED:
+            raise ActorFailed(f"actor {actor.name} has failed: {actor.reason}")
+        if actor.status != RUNNING:
+            raise NotFound(f"actor {actor.name} is {actor.status}")
+        return actor
+
+    # ------------------------------------------------------------------
+    # spawn / stop
+
+    async def spawn(self, manifest_path: str, name: str | None = None, state: bytes | None = None) -> Actor:
+        manifest = load_manifest(manifest_path)
+        name = check_name(name) if name else manifest.name
+        existing = self.names.get(name)
+        if existing is not None and existing.status in (RUNNING, STOPPING, FAILED):
+            raise BadInput(f"an actor named {name!r} is already {existing.status} (id {existing.id})")
+        if state is not None:
+            _check_json(state, "initial state")
+        actor = Actor(
+            id=str(uuid.uuid4()),
+            name=name,
+            manifest=manifest,
+            state=state if state is not None else manifest.init_state,
+            created_us=chain.now_us(),
+        )
+        self.names[name] = actor  # reserve the name while loading
+        try:
+            actor.module = await self.workers.run(_load_module, actor.id, manifest.component)
+            init = getattr(actor.module, "init", None)
+            if init is not None:
+                actor.current, actor.busy_since = "init", time.monotonic()
+                result = await self.workers.run(self._invoke, actor, init, actor.state, None)
+                actor.current = None
+                actor.state = _unpack_state(result, "init")
+        except BaseException as exc:
+            if self.names.get(name) is actor:
+                del self.names[name]
+            if isinstance(exc, trio.Cancelled):
+                raise
+            raise ActorFailed(f"actor {name} failed to start: {_describe(exc, self.settings.debug)}") from None
+        self.actors[actor.id] = actor
+        h = state_hash(actor.state)
+        ev = self._event(actor, "runtime/spawn", {"name": name, "manifest": str(manifest.path),
+                                                   "state_hash": _hex(h)})
+        await self._commit([
+            PutActor(actor.id, name, str(manifest.path), RUNNING, actor.created_us),
+            PutEvent(ev),
+            PutState(actor.id, h, actor.state, 0),
+        ])
+        self._start_mailbox(actor)
+        return actor
+
+    async def stop(self, ref: str) -> Actor:
+        actor = self.resolve(ref)
+        if actor.status == STOPPED:
+            raise NotFound(f"actor {actor.name} is already stopped")
+        if actor.status == FAILED:
+            actor.status = STOPPED
+            self.names.pop(actor.name, None)
+            await self._commit([SetStatus(actor.id, STOPPED, actor.reason)])
+            return actor
+        await self._stop_actor(actor, STOPPED, None, True)
+        return actor
+
+    async def _stop_actor(self, actor: Actor, status: str, reason: str | None, record: bool) -> None:
+        if actor.status not in (RUNNING, FAILED):
+            await actor.done.wait()
+            return
+        actor.status = STOPPING
+        await self.channels.close_for_actor(actor, f"actor {actor.name} stopped")
+        if actor.mailbox_tx is not None:
+            actor.mailbox_tx.close()  # the loop drains what is queued, then ends
+        with trio.move_on_after(self.settings.stop_grace):
+            await actor.done.wait()
+        if not actor.done.is_set() and actor.cancel_scope is not None:
+            actor.cancel_scope.cancel()
+            await actor.done.wait()
+        actor.status = status
+        actor.reason = reason
+        if self.names.get(actor.name) is actor:
+            del self.names[actor.name]
+        ops: list[Op] = [SetStatus(actor.id, status, reason)]
+        if record:
+            ops.insert(0, PutEvent(self._event(actor, "runtime/stop", {"reason": reason or "stopped"})))
+        await self._commit(ops)
+
+    # ------------------------------------------------------------------
+    # the mailbox task
+
+    async def _mailbox_loop(self, actor: Actor) -> None:
+        rx = actor.mailbox_rx
+        try:
+            with trio.CancelScope() as scope:
+                actor.cancel_scope = scope
+                while True:
+                    try:
+                        env = rx.receive_nowait()
+                    except trio.WouldBlock:
+                        try:
+                            env = await rx.receive()
+                        except trio.EndOfChannel:
+                            break
+                    except trio.EndOfChannel:
+                        break
+                    await self._handle(actor, env)
+        finally:
+            actor.current = None
+            # whatever is still queued will not be handled now
+            while True:
+                try:
+                    env = rx.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    break
+                if env.reply is not None:
+                    env.reply.fail(NotFound(f"actor {actor.name} stopped before handling the message"))
+            actor.done.set()
+
+    def _invoke(self, actor: Actor, fn: Callable[..., Any], state: bytes | None, params: Any,
+                channel: ms.ChannelInfo | None = None) -> Any:
+        """Runs on a worker thread: bind the host API to this actor, call the handler."""
+        ms._bind_host(ActorHost(self, actor), channel)
+        try:
+            if params is None:
+                return fn(state)
+            return fn(state, params)
+        finally:
+            ms._bind_host(None)
+
+    async def _handle(self, actor: Actor, env: Envelope) -> None:
+        kind = env.kind
+        if kind == SEND:
+            fn_name, etype = "handle_send", "message-server/handle-send"
+            params: Any = (env.payload,)
+        elif kind == REQUEST:
+            fn_name, etype = "handle_request", "message-server/handle-request"
+            params = (env.payload,)
+        elif kind == CH_OPEN:
+            fn_name, etype = "handle_channel_open", "message-server/handle-channel-open"
+            params = (env.payload,)
+        elif kind == CH_MESSAGE:
+            fn_name, etype = "handle_channel_message", "message-server/handle-channel-message"
+            params = (env.channel.id, env.payload)
+        else:
+            fn_name, etype = "handle_channel_close", "message-server/handle-channel-close"
+            params = (env.channel.id,)
+
+        data: dict[str, Any] = {"peer": env.sender, "size": len(env.payload)}
+        peer = self.actors.get(env.sender)
+        if peer is not None:
+            data["peer_name"] = peer.name
+        if env.channel is not None:
+            data["channel"] = env.channel.id
+        fn = getattr(actor.module, fn_name, None)
+        error: str | None = None
+        result_value: Any = None
+        new_state = actor.state
+        accept: ms.ChannelAccept | None = None
+        if fn is None:
+            if kind == CH_OPEN:
+                accept = ms.ChannelAccept(False, b"actor does not accept channels")
+            elif kind in (CH_MESSAGE, CH_CLOSE):
+                pass  # nothing to call; still recorded
+            else:
+                noun = "messages" if kind == SEND else "requests"
+                error = f"actor {actor.name} does not handle {noun}"
+        else:
+            info = None
+            if kind == CH_OPEN:
+                info = ms.ChannelInfo(env.channel.id, env.sender)
+            actor.current, actor.busy_since = fn_name, time.monotonic()
+            try:
+                raw = await self.workers.run(self._invoke, actor, fn, actor.state, params, info)
+                new_state, result_value = _unpack(raw, kind, fn_name)
+                if kind == CH_OPEN:
+                    accept = result_value
+            except trio.Cancelled:
+                if env.reply is not None:
+                    env.reply.fail(NotFound(f"actor {actor.name} was stopped while handling the message"))
+                raise
+            except Busy as exc:
+                error = str(exc)
+            except BaseException as exc:  # noqa: BLE001 - actor code may raise anything
+                error = _describe(exc, self.settings.debug)
+                if self.settings.debug:
+                    log.warning("actor %s: %s raised:\n%s", actor.name, fn_name, traceback.format_exc())
+            finally:
+                actor.current = None
+
+        if error is None:
+            actor.state = new_state
+            data["outcome"] = "ok"
+        else:
+            data["outcome"] = "error"
+            data["error"] = error
+        if kind == CH_OPEN:
+            assert accept is not None or error is not None
+            data["accepted"] = bool(accept and accept.accepted and error is None)
+        actor.handled += 1
+        h = state_hash(actor.state)
+        data["state_hash"] = _hex(h)
+        if env.reply is not None and env.reply.abandoned:
+            data["reply"] = "discarded: the caller timed out"
+        ev = self._event(actor, etype, data, env.payload)
+        ops: list[Op] = [PutEvent(ev), PutState(actor.id, h, actor.state, actor.handled)]
+        if env.mail_id is not None:
+            ops.append(MailboxDelete(env.mail_id))
+
+        if kind == CH_OPEN:
+            self.channels.opened(env.channel, accept, error)
+        elif kind == CH_CLOSE:
+            self.channels.close_handled(env.channel)
+
+        reply = env.reply
+        if reply is None:
+            self.store.submit(ops)
+            return
+        if error is not None:
+            settle: Callable[[], None] = lambda: reply.fail(ActorFailed(error))  # noqa: E731
+        elif kind == CH_OPEN:
+            settle = lambda: reply.set(accept)  # noqa: E731
+        else:
+            settle = lambda: reply.set(result_value)  # noqa: E731
+        self.store.submit(ops, self.store.waiter(lambda w: _settle(w, reply, settle)))
+
+    # ------------------------------------------------------------------
+    # chain helpers
+
+    def _event(self, actor: Actor, type: str, data: dict[str, Any], payload: bytes | None = None) -> StoredEvent:
+        ev = chain.make_event(actor.id, actor.head, type, data, payload)
+        actor.head = chain.head_after(ev)
+        return ev
+
+    async def _commit(self, ops: list[Op]) -> None:
+        done = trio.Event()
+        failure: list[BaseException] = []
+
+        def wake(w: Any) -> None:
+            if w.error is not None:
+                failure.append(w.error)
+            done.set()
+
+        self.store.submit(ops, self.store.waiter(wake))
+        await done.wait()
+        if failure:
+            raise InternalError(f"cannot write the store: {failure[0]}")
+
+    def record(self, actor: Actor | None, type: str, data: dict[str, Any], payload: bytes | None = None) -> list[Op]:
+        """Ops recording a sender-side event (nothing for external senders)."""
+        if actor is None:
+            return []
+        return [PutEvent(self._event(actor, type, data, payload))]
+
+    # ------------------------------------------------------------------
+    # messaging: the host API's implementation
+
+    def _timeout(self, timeout: float | None) -> float:
+        if timeout is None:
+            return self.settings.default_timeout
+        if not (isinstance(timeout, (int, float)) and timeout > 0 and math.isfinite(timeout)):
+            raise BadInput("timeout must be a positive number of seconds")
+        return float(timeout)
+
+    async def enqueue(self, target: Actor, env: Envelope, timeout: float) -> None:
+        """Put ``env`` in the mailbox; wait (backpressure) up to ``timeout`` when it is full."""
+        try:
+            target.mailbox_tx.send_nowait(env)
+            return
+        except trio.WouldBlock:
+            pass
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise NotFound(f"actor {target.name} is stopping") from None
+        with trio.move_on_after(timeout):
+            try:
+                await target.mailbox_tx.send(env)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                raise NotFound(f"actor {target.name} is stopping") from None
+            return
+        raise Busy(f"mailbox full: actor {target.name} has {target.mailbox_depth} messages waiting")
+
+    async def send(self, sender: Actor | None, ref: str, msg: bytes, timeout: float | None = None) -> None:
+        """Deliver a one-way message; returns once it is durably in the target's mailbox."""
+        done = trio.Event()
+        failure: list[TheaterError] = []
+
+        def finished(error: TheaterError | None) -> None:
+            if error is not None:
+                failure.append(error)
+            done.set()
+
+        await self.send_start(sender, ref, msg, timeout, finished)
+        await done.wait()
+        if failure:
+            raise failure[0]
+
+    async def send_start(self, sender: Actor | None, ref: str, msg: bytes, timeout: float | None,
+                         finished: Callable[[TheaterError | None], None]) -> None:
+        """Enqueue now (keeping arrival order); ``finished`` runs once it is stored.
+
+        Raises at once when the message cannot be accepted at all.
+        """
+        sender_id = sender.id if sender else EXTERNAL
+        data: dict[str, Any] = {"peer": ref, "size": len(msg)}
+        try:
+            target = self.live(ref)
+            data["peer"], data["peer_name"] = target.id, target.name
+            mail_id = next(self._mail_ids)
+            await self.enqueue(target, Envelope(SEND, sender_id, msg, mail_id=mail_id), self._timeout(timeout))
+        except TheaterError as exc:
+            if sender is not None:
+                data.update(outcome="error", error=str(exc))
+                self.store.submit(self.record(sender, "message-server/send", data, msg))
+            raise
+        data["outcome"] = "ok"
+
+        def stored(w: Any) -> None:
+            finished(None if w.error is None else InternalError(f"cannot write the store: {w.error}"))
+
+        self.store.submit(
+            [MailboxPut(mail_id, target.id, sender_id, msg), *self.record(sender, "message-server/send", data, msg)],
+            self.store.waiter(stored),
+        )
+
+    def _check_cycle(self, sender: Actor | None, target: Actor) -> None:
+        if sender is None:
+            return
+        path = [target]
+        cur: Actor | None = target
+        while cur is not None and cur is not sender:
+            cur = self.waiting_on.get(cur)
+            if cur is not None:
+                path.append(cur)
+                if len(path) > len(self.actors) + 1:
+                    return
+        if cur is sender:
+            names = " -> ".join([sender.name, *(a.name for a in path)])
+            raise ActorFailed(f"request cycle: {names}")
+
+    async def request(self, sender: Actor | None, ref: str, msg: bytes, timeout: float | None = None) -> bytes:
+        """Send a request and wait for the reply (or a timeout, or a cycle error)."""
+        data: dict[str, Any] = {"peer": ref, "size": len(msg)}
+        try:
+            pending = await self.request_start(sender, ref, msg, timeout)
+            data["peer"], data["peer_name"] = pending.target.id, pending.target.name
+            try:
+                reply = await self.request_finish(pending)
+            finally:
+                if sender is not None:
+                    self.waiting_on.pop(sender, None)
+        except TheaterError as exc:
+            if sender is not None:
+                data.update(outcome="timeout" if isinstance(exc, Timeout) else "error", error=str(exc))
+                self.store.submit(self.record(sender, "message-server/request", data, msg))
+            raise
+        if sender is not None:
+            data.update(outcome="ok", reply_size=len(reply))
+            self.store.submit(self.record(sender, "message-server/request", data, msg))
+        return reply
+
+    async def request_start(self, sender: Actor | None, ref: str, msg: bytes, timeout: float | None) -> PendingRequest:
+        """Enqueue a request now (keeping arrival order); await :meth:`request_finish` for the reply."""
+        target = self.live(ref)
+        self._check_cycle(sender, target)
+        limit = self._timeout(timeout)
+        pending = PendingRequest(target, ReplySlot(), trio.current_time() + limit, limit)
+        if sender is not None:
+            self.waiting_on[sender] = target
+        try:
+            await self.enqueue(target, Envelope(REQUEST, sender.id if sender else EXTERNAL, msg, pending.slot), limit)
+        except BaseException:
+            if sender is not None:
+                self.waiting_on.pop(sender, None)
+            raise
+        return pending
+
+    async def request_finish(self, pending: PendingRequest) -> bytes:
+        remaining = max(pending.deadline - trio.current_time(), 0)
+        try:
+            return await pending.slot.wait(remaining, f"request to {pending.target.name}")  # type: ignore[no-any-return]
+        except Timeout:
+            raise Timeout(f"request to {pending.target.name} timed out after {_fmt_seconds(pending.limit)}") from None
+
+    # ------------------------------------------------------------------
+    # views
+
+    def actor_view(self, actor: Actor) -> dict[str, Any]:
+        view: dict[str, Any] = {
+            "id": actor.id,
+            "name": actor.name,
+            "status": actor.status,
+            "handled": actor.handled,
+            "chain_length": actor.head.seq,
+            "mailbox": actor.mailbox_depth if actor.status == RUNNING else 0,
+            "manifest": str(actor.manifest.path),
+            "created": chain.iso_timestamp(actor.created_us),
+            "restarts": actor.restart_count,
+            "channels": self.channels.count_for(actor),
+        }
+        if actor.current is not None:
+            view["busy"] = {"handler": actor.current, "seconds": round(time.monotonic() - actor.busy_since, 3)}
+        if actor.reason:
+            view["reason"] = actor.reason
+        return view
+
+    def list_view(self, include_stopped: bool = False) -> list[dict[str, Any]]:
+        return [self.actor_view(a) for a in self.actors.values() if include_stopped or a.status != STOPPED]
+
+
+def _settle(waiter: Any, reply: ReplySlot, settle: Callable[[], None]) -> None:
+    if waiter.error is not None:
+        reply.fail(InternalError(f"cannot write the store: {waiter.error}"))
+    else:
+        settle()
+
+
+class ActorHost:
+    """The message-server host for one actor's handler, called on its worker thread."""
+
+    __slots__ = ("runtime", "actor", "actor_id")
+
+    def __init__(self, runtime: Runtime, actor: Actor) -> None:
+        self.runtime = runtime
+        self.actor = actor
+        self.actor_id = actor.id
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return trio.from_thread.run(fn, *args, trio_token=self.runtime._token)
+        except TheaterError as exc:
+            raise ms.MessageServerError(str(exc)) from None
+        except (trio.RunFinishedError, trio.Cancelled):
+            raise ms.MessageServerError("the daemon is shutting down") from None
+
+    def send(self, actor_id: str, msg: bytes, timeout: float | None) -> None:
+        self._call(self.runtime.send, self.actor, actor_id, msg, timeout)
+
+    def request(self, actor_id: str, msg: bytes, timeout: float | None) -> bytes:
+        return self._call(self.runtime.request, self.actor, actor_id, msg, timeout)  # type: ignore[no-any-return]
+
+    def open_channel(self, actor_id: str, initial_msg: bytes, timeout: float | None) -> str:
+        return self._call(self.runtime.channels.open_from_actor, self.actor, actor_id, initial_msg, timeout)  # type: ignore[no-any-return]
+
+    def send_on_channel(self, channel_id: str, msg: bytes) -> None:
+        self._call(self.runtime.channels.send, self.actor, channel_id, msg)
+
+    def close_channel(self, channel_id: str) -> None:
+        self._call(self.runtime.channels.close, self.actor, channel_id)
+
+
+# ----------------------------------------------------------------------
+# helpers
+
+
+def _load_module(actor_id: str, path: Path) -> ModuleType:
+    """Load a fresh module instance for one actor (runs on a worker thread)."""
+    mod_name = f"theater_actor_{actor_id.replace('-', '')}"
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.modules.pop(mod_name, None)
+    return module
+
+
+def _describe(exc: BaseException, debug: bool = False) -> str:
+    text = str(exc).strip()
+    if isinstance(exc, ms.MessageServerError) and text:
+        return text.splitlines()[0] if not debug else text
+    if not text:
+        text = type(exc).__name__
+    elif not isinstance(exc, (ActorFailed,)):
+        text = text.splitlines()[0] if not debug else text
+    if debug:
+        return f"{type(exc).__name__}: {text}"
+    return text
+
+
+def _hex(h: bytes | None) -> str | None:
+    return None if h is None else h.hex()
+
+
+def _check_json(data: bytes, what: str) -> None:
+    try:
+        json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise BadInput(f"{what} is not valid JSON") from None
+
+
+def _as_state(value: Any, fn_name: str) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"{fn_name} returned a state of type {type(value).__name__}; expected bytes or None")
+
+
+def _unpack_state(result: Any, fn_name: str) -> bytes | None:
+    if not isinstance(result, tuple) or len(result) != 1:
+        raise TypeError(f"{fn_name} must return a 1-tuple (new_state,), got {_short(result)}")
+    return _as_state(result[0], fn_name)
+
+
+def _unpack(result: Any, kind: str, fn_name: str) -> tuple[bytes | None, Any]:
+    """Check a handler's return value against the spec's signature."""
+    if kind in (SEND, CH_MESSAGE, CH_CLOSE):
+        return _unpack_state(result, fn_name), None
+    if not isinstance(result, tuple) or len(result) != 2 or not isinstance(result[1], tuple) or len(result[1]) != 1:
+        shape = "(new_state, (reply,))" if kind == REQUEST else "(new_state, (ChannelAccept,))"
+        raise TypeError(f"{fn_name} must return {shape}, got {_short(result)}")
+    state = _as_state(result[0], fn_name)
+    value = result[1][0]
+    if kind == REQUEST:
+        if isinstance(value, str):
+            value = value.encode()
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise TypeError(f"{fn_name} returned a reply of type {type(value).__name__}; expected bytes")
+        return state, bytes(value)
+    if not isinstance(value, ms.ChannelAccept):
+        raise TypeError(f"{fn_name} must return a ChannelAccept, got {type(value).__name__}")
+    return state, value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

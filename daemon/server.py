@@ -1,0 +1,544 @@
+"""Unix listener and connection handling: bytes <-> wire <-> runtime.
+
+Each connection is a small nursery::
+
+    connection
+    ├─ writer          drains the outgoing frame queue into the socket
+    ├─ reader (inline) reads frames, runs quick calls in order
+    └─ call x K        slow calls (requests, channel opens, chain reads) in flight
+
+Calls that enqueue a message (``send``, ``request``, ``channel-send``) do
+the enqueue inline, so a connection's messages reach mailboxes in the order
+they were sent; only the wait for the answer runs beside the reader.
+
+Errors are translated to wire frames in exactly one place,
+:meth:`Connection._answer`.  A failure in one connection closes that
+connection and nothing else.  A client going away never cancels an actor: it
+only drops its pending replies and closes the channels it opened.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket as _socket
+import stat
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from . import __version__, wire
+from .chain import ChainVerifier, EXTERNAL, event_view
+from .channels import ClientEnd
+from .errors import BadInput, Busy, ErrorCode, NotFound, ProtocolError, TheaterError, Unavailable
+from .runtime import Runtime
+
+log = logging.getLogger("theaterd.server")
+
+
+@dataclass(slots=True)
+class ServerSettings:
+    max_frame: int = wire.DEFAULT_MAX_FRAME
+    max_connections: int = 256
+    handshake_timeout: float = 5.0
+    partial_frame_timeout: float = 5.0
+    idle_timeout: float = 600.0
+    max_outgoing: int = 4096  # frames queued for a client that does not read
+    check_peer: bool = True
+
+
+class SocketDirError(Exception):
+    """The socket's directory is unsafe or unusable."""
+
+
+# ---------------------------------------------------------------------------
+# the listener
+
+
+def prepare_socket_dir(path: Path) -> None:
+    """Create the socket's directory 0700, or refuse an unsafe one."""
+    directory = path.parent
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SocketDirError(f"cannot create {directory}: {exc.strerror}") from None
+    info = os.lstat(directory)
+    if stat.S_ISLNK(info.st_mode):
+        raise SocketDirError(f"refusing socket directory {directory}: it is a symlink")
+    if info.st_uid != os.getuid():
+        raise SocketDirError(f"refusing socket directory {directory}: owned by uid {info.st_uid}, not you")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        raise SocketDirError(
+            f"refusing socket directory {directory}: mode {stat.S_IMODE(info.st_mode):o} lets others in"
+            f" (run: chmod 700 {directory})"
+        )
+
+
+async def open_unix_listener(path: Path, backlog: int = 512) -> trio.SocketListener:
+    prepare_socket_dir(path)
+    if len(os.fsencode(path)) >= 108:
+        raise SocketDirError(f"socket path {path} is too long (Unix sockets allow 107 bytes)")
+    sock = trio.socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        if path.exists() or path.is_symlink():
+            if not stat.S_ISSOCK(os.lstat(path).st_mode):
+                raise SocketDirError(f"{path} exists and is not a socket")
+            path.unlink()  # stale: the lock file proved no other daemon owns it
+        old = os.umask(0o177)
+        try:
+            await sock.bind(os.fspath(path))
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketListener(sock)
+
+
+def listener_from_fd(fd: int) -> trio.SocketListener:
+    """Wrap a listening socket inherited through systemd socket activation."""
+    sock = trio.socket.fromfd(fd, _socket.AF_UNIX, _socket.SOCK_STREAM)
+    os.close(fd)
+    return trio.SocketListener(sock)
+
+
+def peer_uid(stream: trio.SocketStream) -> int | None:
+    try:
+        creds = stream.socket.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
+
+
+class Server:
+    def __init__(self, runtime: Runtime, settings: ServerSettings | None = None,
+                 on_shutdown: Callable[[], None] | None = None) -> None:
+        self.runtime = runtime
+        self.settings = settings or ServerSettings()
+        self.on_shutdown = on_shutdown or (lambda: None)
+        self.connections = 0
+        self.socket_path: str = ""
+        self.home: str = ""
+
+    async def serve(self, listener: trio.SocketListener, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Accept connections until cancelled; each gets its own task."""
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            async with listener:
+                while True:
+                    try:
+                        stream = await listener.accept()
+                    except OSError as exc:
+                        if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                            log.warning("accept failed (%s); retrying", exc)
+                            await trio.sleep(0.1)
+                            continue
+                        raise
+                    nursery.start_soon(self._connection, stream)
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        self.connections += 1
+        try:
+            conn = Connection(self, stream)
+            await conn.run()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        except Exception:  # a bug in one connection must not take the daemon down
+            log.exception("connection failed")
+        finally:
+            self.connections -= 1
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+
+
+# ---------------------------------------------------------------------------
+# one connection
+
+
+class _Closed(Exception):
+    pass
+
+
+class Connection:
+    def __init__(self, server: Server, stream: trio.SocketStream) -> None:
+        self.server = server
+        self.runtime = server.runtime
+        self.settings = server.settings
+        self.stream = stream
+        self.reader = wire.FrameReader(self.settings.max_frame)
+        self.out_tx, self.out_rx = trio.open_memory_channel[bytes](self.settings.max_outgoing)
+        self.client_ends: list[ClientEnd] = []
+        self.long_lived = 0  # open channel sessions and follows: exempt from the idle limit
+        self.closing = False
+
+    # -- output -------------------------------------------------------------
+
+    def write(self, frame: wire.Frame) -> None:
+        """Queue a frame; a client that stops reading is disconnected, never waited for."""
+        if self.closing:
+            return
+        try:
+            data = wire.encode(frame, self.settings.max_frame)
+        except wire.LocalProtocolError as exc:
+            call_id = getattr(frame, "id", None)
+            data = wire.encode(wire.Error(call_id, int(ErrorCode.INTERNAL), str(exc)))
+        try:
+            self.out_tx.send_nowait(data)
+        except trio.WouldBlock:
+            log.warning("client is not reading its replies; disconnecting it")
+            self.closing = True
+            self.out_tx.close()
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+
+    async def _writer(self) -> None:
+        rx = self.out_rx
+        while True:
+            try:
+                chunk = await rx.receive()
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                return
+            parts = [chunk]
+            while len(parts) < 256:
+                try:
+                    parts.append(rx.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    break
+            await self.stream.send_all(b"".join(parts) if len(parts) > 1 else chunk)
+
+    async def _fatal(self, code: ErrorCode, message: str) -> None:
+        """Send one connection-level error frame directly, then give up on the stream."""
+        with trio.move_on_after(1):
+            try:
+                await self.stream.send_all(wire.encode(wire.Error(None, int(code), message)))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    # -- input --------------------------------------------------------------
+
+    async def _next_frame(self, timeout: float | None = None) -> wire.Frame:
+        while True:
+            frame = self.reader.next_frame()
+            if frame is not None:
+                return frame
+            if timeout is not None:
+                limit = timeout
+            elif self.reader.buffered:
+                limit = self.settings.partial_frame_timeout
+            elif self.long_lived:
+                limit = float("inf")
+            else:
+                limit = self.settings.idle_timeout
+            data = b""
+            with trio.move_on_after(limit):
+                data = await self.stream.receive_some(65536)
+                if not data:
+                    if self.reader.buffered:
+                        raise ProtocolError(f"connection closed in the middle of a frame ({self.reader.buffered} bytes)")
+                    raise _Closed()
+            if not data:
+                if self.reader.buffered:
+                    raise ProtocolError(f"incomplete frame: no data for {limit:g} s")
+                raise _Closed("idle")
+            self.reader.feed(data)
+
+    async def run(self) -> None:
+        if self.settings.check_peer:
+            uid = peer_uid(self.stream)
+            if uid is not None and uid != os.getuid():
+                log.warning("refused a connection from uid %s", uid)
+                await self._fatal(ErrorCode.UNAVAILABLE, "permission denied: this daemon belongs to another user")
+                return
+        if self.server.connections > self.settings.max_connections:
+            await self._fatal(ErrorCode.BUSY, f"busy: the daemon already has {self.settings.max_connections} connections")
+            return
+        try:
+            hello = await self._next_frame(self.settings.handshake_timeout)
+        except (_Closed, ProtocolError) as exc:
+            if not isinstance(exc, _Closed):
+                await self._fatal(ErrorCode.PROTOCOL, str(exc) or "no hello frame")
+            return
+        if not isinstance(hello, wire.Hello):
+            await self._fatal(ErrorCode.PROTOCOL, "the first frame must be a hello")
+            return
+        if hello.version != wire.PROTOCOL_VERSION:
+            await self._fatal(
+                ErrorCode.PROTOCOL,
+                f"unsupported protocol version {hello.version} (theaterd {__version__} speaks {wire.PROTOCOL_VERSION})",
+            )
+            return
+        self.write(wire.Welcome(wire.PROTOCOL_VERSION, f"theaterd {__version__}", os.getpid(), os.getuid()))
+        try:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                nursery.start_soon(self._writer)
+                try:
+                    await self._read_loop()
+                finally:
+                    nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                self.closing = True
+                if self.client_ends:
+                    await self.runtime.channels.close_for_client(self.client_ends)
+
+    async def _read_loop(self) -> None:
+        while not self.closing:
+            try:
+                frame = await self._next_frame()
+            except _Closed:
+                return
+            except ProtocolError as exc:
+                self._flush_error(ErrorCode.PROTOCOL, str(exc))
+                await self._drain_output()
+                return
+            if not isinstance(frame, wire.Call):
+                self._flush_error(ErrorCode.PROTOCOL, f"unexpected {type(frame).__name__.lower()} frame from a client")
+                await self._drain_output()
+                return
+            await self._dispatch(frame)
+
+    def _flush_error(self, code: ErrorCode, message: str) -> None:
+        self.write(wire.Error(None, int(code), message))
+        self.out_tx.close()
+
+    async def _drain_output(self) -> None:
+        with trio.move_on_after(1):
+            await self._writer()
+
+    # -- calls --------------------------------------------------------------
+
+    async def _answer(self, call: wire.Call, work: Awaitable[Any]) -> None:
+        """Await ``work`` and write its result or its error: the one translation point."""
+        try:
+            result = await work
+        except TheaterError as exc:
+            self.write(wire.error_frame(call.id, exc))
+        except trio.Cancelled:
+            raise
+        except Exception as exc:
+            log.exception("internal error in %s", call.op)
+            self.write(wire.Error(call.id, int(ErrorCode.INTERNAL), f"internal error: {type(exc).__name__}: {exc}"))
+        else:
+            self.write(wire.Reply(call.id, result))
+
+    def _spawn(self, call: wire.Call, work: Callable[[], Awaitable[Any]]) -> None:
+        self.nursery.start_soon(self._answer, call, work())
+
+    async def _dispatch(self, call: wire.Call) -> None:
+        try:
+            wire.check_args(call.op, call.args)
+        except ProtocolError as exc:
+            self.write(wire.Error(call.id, int(ErrorCode.PROTOCOL), str(exc)))
+            return
+        handler = getattr(self, "op_" + call.op.replace("-", "_"))
+        try:
+            await handler(call, call.args)
+        except TheaterError as exc:
+            self.write(wire.error_frame(call.id, exc))
+        except Exception as exc:
+            log.exception("internal error in %s", call.op)
+            self.write(wire.Error(call.id, int(ErrorCode.INTERNAL), f"internal error: {type(exc).__name__}: {exc}"))
+
+    # quick, ordered ------------------------------------------------------
+
+    async def op_status(self, call: wire.Call, args: dict[str, Any]) -> None:
+        rt = self.runtime
+        self.write(wire.Reply(call.id, {
+            "pid": os.getpid(),
+            "version": __version__,
+            "uptime": round(time.time() - rt.started_at, 3),
+            "socket": self.server.socket_path,
+            "home": self.server.home,
+            "actors": sum(1 for a in rt.actors.values() if a.status == "running"),
+            "connections": self.server.connections,
+            "durability": rt.store.durability,
+        }))
+
+    async def op_shutdown(self, call: wire.Call, args: dict[str, Any]) -> None:
+        self.write(wire.Reply(call.id, None))
+        self.server.on_shutdown()
+
+    async def op_list(self, call: wire.Call, args: dict[str, Any]) -> None:
+        self.write(wire.Reply(call.id, self.runtime.list_view(bool(args.get("all")))))
+
+    async def op_channels(self, call: wire.Call, args: dict[str, Any]) -> None:
+        self.write(wire.Reply(call.id, self.runtime.channels.views()))
+
+    async def op_send(self, call: wire.Call, args: dict[str, Any]) -> None:
+        def finished(error: TheaterError | None) -> None:
+            self.write(wire.error_frame(call.id, error) if error else wire.Reply(call.id, None))
+
+        try:
+            await self.runtime.send_start(None, args["actor"], args["msg"], args.get("timeout"), finished)
+        except TheaterError as exc:
+            self.write(wire.error_frame(call.id, exc))
+
+    async def op_request(self, call: wire.Call, args: dict[str, Any]) -> None:
+        try:
+            pending = await self.runtime.request_start(None, args["actor"], args["msg"], args.get("timeout"))
+        except TheaterError as exc:
+            self.write(wire.error_frame(call.id, exc))
+            return
+        self.nursery.start_soon(self._answer, call, self.runtime.request_finish(pending))
+
+    async def op_channel_send(self, call: wire.Call, args: dict[str, Any]) -> None:
+        end = self._end_for(args["channel"])
+        await self._answer(call, self.runtime.channels.send(end, args["channel"], args["msg"]))
+
+    async def op_channel_close(self, call: wire.Call, args: dict[str, Any]) -> None:
+        end = self._end_for(args["channel"])
+        await self._answer(call, self.runtime.channels.close(end, args["channel"]))
+
+    def _end_for(self, channel_id: str) -> Any:
+        ch = self.runtime.channels.channels.get(channel_id)
+        if ch is not None and ch.opener in self.client_ends:
+            return ch.opener
+        return _Outsider()
+
+    # slow, concurrent ----------------------------------------------------
+
+    async def op_spawn(self, call: wire.Call, args: dict[str, Any]) -> None:
+        async def work() -> Any:
+            actor = await self.runtime.spawn(args["manifest"], args.get("name"), args.get("state"))
+            return {"id": actor.id, "name": actor.name}
+
+        self._spawn(call, work)
+
+    async def op_stop(self, call: wire.Call, args: dict[str, Any]) -> None:
+        async def work() -> Any:
+            actor = await self.runtime.stop(args["actor"])
+            return {"id": actor.id, "name": actor.name, "status": actor.status}
+
+        self._spawn(call, work)
+
+    async def op_state(self, call: wire.Call, args: dict[str, Any]) -> None:
+        actor = self.runtime.resolve(args["actor"])
+        self.write(wire.Reply(call.id, {"id": actor.id, "name": actor.name, "state": actor.state}))
+
+    async def op_inspect(self, call: wire.Call, args: dict[str, Any]) -> None:
+        async def work() -> Any:
+            rt = self.runtime
+            actor = rt.resolve(args["actor"])
+            view = rt.actor_view(actor)
+            view["state"] = actor.state
+            view["channels"] = [c for c in rt.channels.views() if actor.id in (c["opener"], c["target"])]
+            rows = await trio.to_thread.run_sync(lambda: rt.store.events(actor.id, limit=args.get("events") or 5))
+            view["events"] = [event_view(h, rec) for _, h, rec in rows]
+            return view
+
+        self._spawn(call, work)
+
+    async def op_chain(self, call: wire.Call, args: dict[str, Any]) -> None:
+        rt = self.runtime
+        actor = rt.resolve(args["actor"])
+        limit = args.get("limit")
+        if limit is not None and limit < 0:
+            raise BadInput("limit must not be negative")
+        since = args.get("since")
+        since_us = int(since * 1_000_000) if since is not None else None
+        etype = args.get("type")
+
+        page_size = args.get("page")
+        if page_size is not None and page_size < 1:
+            raise BadInput("page must be positive")
+
+        def read(after: int, lim: int | None) -> tuple[list[dict[str, Any]], int]:
+            top = rt.store.max_seq(actor.id)
+            rows = rt.store.events(actor.id, limit=lim, type=etype, since_us=since_us, after_seq=after, upto=top,
+                                   page=page_size)
+            return [event_view(h, rec) for _, h, rec in rows], top
+
+        async def page() -> list[dict[str, Any]]:
+            events, _ = await trio.to_thread.run_sync(read, args.get("after") or 0, limit)
+            return events
+
+        if not args.get("follow"):
+            self._spawn(call, page)
+            return
+
+        async def follow() -> None:
+            self.long_lived += 1
+            try:
+                events, last = await trio.to_thread.run_sync(read, args.get("after") or 0, limit)
+                self.write(wire.Reply(call.id, events))
+                while not self.closing:
+                    await trio.sleep(0.1)
+                    if actor.head.seq <= last:
+                        continue
+                    new, last = await trio.to_thread.run_sync(read, last, None)
+                    for ev in new:
+                        self.write(wire.Push(call.id, "chain-event", ev))
+            finally:
+                self.long_lived -= 1
+
+        self.nursery.start_soon(follow)
+
+    async def op_event(self, call: wire.Call, args: dict[str, Any]) -> None:
+        async def work() -> Any:
+            actor = self.runtime.resolve(args["actor"])
+            row = await trio.to_thread.run_sync(self.runtime.store.find_event, actor.id, args["ref"])
+            if row is None:
+                raise NotFound(f"actor {actor.name} has no event {args['ref']!r}")
+            _, h, rec = row
+            return event_view(h, rec, full=True)
+
+        self._spawn(call, work)
+
+    async def op_verify(self, call: wire.Call, args: dict[str, Any]) -> None:
+        async def work() -> Any:
+            actor = self.runtime.resolve(args["actor"])
+            store = self.runtime.store
+
+            def run() -> dict[str, Any]:
+                verifier = ChainVerifier(actor.id)
+                for seq, h, rec in store.iter_events(actor.id):
+                    if not verifier.check(seq, h, rec):
+                        break
+                v = verifier.verdict()
+                return {"actor": actor.id, "name": actor.name, "ok": v.ok, "checked": v.checked,
+                        "broken_seq": v.broken_seq, "reason": v.reason,
+                        "head": v.head.hash.hex() if v.head.hash else None}
+
+            return await trio.to_thread.run_sync(run)
+
+        self._spawn(call, work)
+
+    async def op_channel_open(self, call: wire.Call, args: dict[str, Any]) -> None:
+        end = ClientEnd(lambda event, data: self.write(wire.Push(call.id, event, data)))
+
+        async def work() -> None:
+            self.client_ends.append(end)
+            self.long_lived += 1
+            try:
+                ch = await self.runtime.channels.open_from_client(end, args["actor"], args["msg"], args.get("timeout"))
+            except TheaterError as exc:
+                self.client_ends.remove(end)
+                self.write(wire.error_frame(call.id, exc))
+                return
+            finally:
+                self.long_lived -= 1
+            self.long_lived += 1
+            self.write(wire.Reply(call.id, {"channel": ch.id, "actor": ch.target.id, "name": ch.target.name}))
+            self.runtime.channels.release(ch)
+
+        self.nursery.start_soon(work)
+
+
+class _Outsider:
+    """Stands for a client that is not an end of the channel it names."""
+
+    id = EXTERNAL
+    name = "this client"
+
+
+__all__ = ["Server", "ServerSettings", "open_unix_listener", "listener_from_fd", "SocketDirError", "Unavailable", "Busy"]

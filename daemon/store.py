@@ -1,0 +1,433 @@
+"""The embedded database behind the chains (the only disk I/O in the daemon).
+
+One SQLite file in WAL mode, ``<home>/theater.db``.  A single writer thread
+owns the write connection and commits in *groups*: it takes every batch that
+is waiting, applies them all in one transaction, commits once, then wakes every
+waiter at once.  The event loop never blocks on disk: it hands batches over
+with :meth:`Store.submit` (fire and forget, still ordered) or
+:meth:`Store.commit` (returns once the batch is durable).  Reads run on worker
+threads, each with its own read connection; WAL lets them run beside the
+writer.
+
+Durability: ``normal`` uses ``synchronous=NORMAL``: a committed transaction
+is in the WAL file before it is acknowledged, so it survives the daemon being
+killed (SIGKILL) but maybe not a power cut.  ``full`` uses
+``synchronous=FULL``: the WAL is fsynced before acknowledging, so it survives
+power loss.  Group commit keeps ``full`` fast: one fsync per group.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from .chain import FORMAT_VERSION, HASH_ALG, Head, StoredEvent
+
+SCHEMA_VERSION: Final = 1
+DB_NAME: Final = "theater.db"
+MAX_GROUP: Final = 4096  # batches per transaction
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS actors (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    manifest TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    created_us INTEGER NOT NULL,
+    state_hash BLOB,
+    handled INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS events (
+    actor TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    type TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    record BLOB NOT NULL,
+    PRIMARY KEY (actor, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_by_hash ON events (actor, hash);
+CREATE TABLE IF NOT EXISTS states (hash BLOB PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mailbox (
+    id INTEGER PRIMARY KEY,
+    actor TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS mailbox_by_actor ON mailbox (actor, id);
+"""
+
+
+class StoreError(Exception):
+    """The store cannot be opened or written; the message says what to do."""
+
+
+def state_hash(state: bytes | None) -> bytes | None:
+    return None if state is None else hashlib.sha256(state).digest()
+
+
+# ---------------------------------------------------------------------------
+# Write operations (applied by the writer thread, in order)
+
+
+@dataclass(frozen=True, slots=True)
+class PutEvent:
+    event: StoredEvent
+
+
+@dataclass(frozen=True, slots=True)
+class PutState:
+    """Record the actor's current state (content-addressed)."""
+
+    actor: str
+    hash: bytes | None
+    data: bytes | None
+    handled: int
+
+
+@dataclass(frozen=True, slots=True)
+class PutActor:
+    id: str
+    name: str
+    manifest: str
+    status: str
+    created_us: int
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetStatus:
+    actor: str
+    status: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxPut:
+    id: int
+    actor: str
+    sender: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxDelete:
+    id: int
+
+
+Op = PutEvent | PutState | PutActor | SetStatus | MailboxPut | MailboxDelete
+
+
+def _apply(db: sqlite3.Connection, op: Op) -> None:
+    if isinstance(op, PutEvent):
+        e = op.event
+        db.execute(
+            "INSERT INTO events (actor, seq, hash, type, ts, record) VALUES (?, ?, ?, ?, ?, ?)",
+            (e.actor, e.seq, e.hash, e.type, e.ts, e.record),
+        )
+    elif isinstance(op, MailboxPut):
+        db.execute(
+            "INSERT INTO mailbox (id, actor, sender, payload) VALUES (?, ?, ?, ?)",
+            (op.id, op.actor, op.sender, op.payload),
+        )
+    elif isinstance(op, MailboxDelete):
+        db.execute("DELETE FROM mailbox WHERE id = ?", (op.id,))
+    elif isinstance(op, PutState):
+        if op.hash is not None:
+            db.execute("INSERT OR IGNORE INTO states (hash, data) VALUES (?, ?)", (op.hash, op.data))
+        db.execute(
+            "UPDATE actors SET state_hash = ?, handled = ? WHERE id = ?", (op.hash, op.handled, op.actor)
+        )
+    elif isinstance(op, PutActor):
+        db.execute(
+            "INSERT OR REPLACE INTO actors (id, name, manifest, status, reason, created_us)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (op.id, op.name, op.manifest, op.status, op.reason, op.created_us),
+        )
+    elif isinstance(op, SetStatus):
+        db.execute("UPDATE actors SET status = ?, reason = ? WHERE id = ?", (op.status, op.reason, op.actor))
+    else:  # pragma: no cover - exhaustive
+        raise TypeError(op)
+
+
+# ---------------------------------------------------------------------------
+# Rows read back at start-up
+
+
+@dataclass(frozen=True, slots=True)
+class ActorRow:
+    id: str
+    name: str
+    manifest: str
+    status: str
+    reason: str | None
+    created_us: int
+    state: bytes | None
+    handled: int
+    head: Head
+
+
+@dataclass(frozen=True, slots=True)
+class MailRow:
+    id: int
+    actor: str
+    sender: str
+    payload: bytes
+
+
+class _Waiter:
+    """Completion of one committed batch, signalled from the writer thread."""
+
+    __slots__ = ("callback", "error")
+
+    def __init__(self, callback: Callable[["_Waiter"], None] | None) -> None:
+        self.callback = callback
+        self.error: BaseException | None = None
+
+
+_STOP = object()
+
+
+class Store:
+    """Owns the database file, the writer thread and the read connections."""
+
+    def __init__(self, home: Path, durability: str = "normal") -> None:
+        if durability not in ("normal", "full"):
+            raise StoreError(f"unknown durability {durability!r} (use normal or full)")
+        self.path = home / DB_NAME
+        self.durability = durability
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._local = threading.local()
+        self._wake: Callable[[Callable[[], None]], None] | None = None
+        self.failure: BaseException | None = None
+        self._check_and_init()
+
+    # -- opening --------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={'FULL' if self.durability == 'full' else 'NORMAL'}")
+        return db
+
+    def _check_and_init(self) -> None:
+        fix = f"move {self.path} aside (or restore it from a backup) and start the daemon again"
+        try:
+            db = self._connect()
+            try:
+                existing = {
+                    row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                }
+                if existing and "meta" not in existing:
+                    raise StoreError(f"{self.path} is not a theater store; {fix}")
+                if "meta" in existing:
+                    meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+                    version = meta.get("schema_version")
+                    if version != str(SCHEMA_VERSION):
+                        raise StoreError(
+                            f"{self.path} has store format {version!r}, this theaterd reads"
+                            f" format {SCHEMA_VERSION}; use a matching theaterd or {fix}"
+                        )
+                result = db.execute("PRAGMA quick_check").fetchone()
+                if result is None or result[0] != "ok":
+                    raise StoreError(f"{self.path} is corrupt ({result[0] if result else 'no answer'}); {fix}")
+                db.executescript(_SCHEMA)
+                db.execute("BEGIN")
+                for key, value in (
+                    ("schema_version", str(SCHEMA_VERSION)),
+                    ("chain_format", str(FORMAT_VERSION)),
+                    ("hash_alg", HASH_ALG),
+                ):
+                    db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
+                db.execute("COMMIT")
+            finally:
+                db.close()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is corrupt or not a database ({exc}); {fix}") from None
+
+    # -- writer ---------------------------------------------------------
+
+    def start(self, wake: Callable[[Callable[[], None]], None]) -> None:
+        """Start the writer; ``wake(fn)`` must run ``fn`` on the event loop (thread-safe)."""
+        self._wake = wake
+        self._thread = threading.Thread(target=self._writer, name="theater-store-writer", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Flush everything submitted so far and stop the writer."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join()
+            self._thread = None
+
+    def submit(self, ops: list[Op], waiter: _Waiter | None = None) -> None:
+        """Queue ``ops`` to be committed together, after everything queued before."""
+        if self.failure is not None:
+            raise StoreError(f"the store failed earlier: {self.failure}")
+        self._queue.put((ops, waiter))
+
+    def waiter(self, callback: Callable[[_Waiter], None]) -> _Waiter:
+        return _Waiter(callback)
+
+    def _writer(self) -> None:
+        db = self._connect()
+        get = self._queue.get
+        get_nowait = self._queue.get_nowait
+        stopping = False
+        while not stopping:
+            first = get()
+            if first is _STOP:
+                break
+            group = [first]
+            while len(group) < MAX_GROUP:
+                try:
+                    item = get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                group.append(item)
+            error: BaseException | None = None
+            try:
+                db.execute("BEGIN")
+                for ops, _ in group:
+                    for op in ops:
+                        _apply(db, op)
+                db.execute("COMMIT")
+            except BaseException as exc:  # noqa: BLE001 - reported to every waiter
+                error = exc
+                self.failure = exc
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            waiters = [w for _, w in group if w is not None]
+            if waiters and self._wake is not None:
+                for w in waiters:
+                    w.error = error
+                self._wake(lambda ws=waiters: _fire(ws))  # type: ignore[misc]
+        db.close()
+
+    # -- reads (call from worker threads) -------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            self._local.db = db
+        return db
+
+    def load_actors(self) -> list[ActorRow]:
+        db = self._reader()
+        rows = db.execute(
+            "SELECT a.id, a.name, a.manifest, a.status, a.reason, a.created_us, s.data, a.handled,"
+            " (SELECT seq FROM events e WHERE e.actor = a.id ORDER BY seq DESC LIMIT 1),"
+            " (SELECT hash FROM events e WHERE e.actor = a.id ORDER BY seq DESC LIMIT 1)"
+            " FROM actors a LEFT JOIN states s ON s.hash = a.state_hash ORDER BY a.created_us"
+        ).fetchall()
+        return [
+            ActorRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], Head(r[8] or 0, r[9])) for r in rows
+        ]
+
+    def load_mailbox(self) -> list[MailRow]:
+        db = self._reader()
+        return [MailRow(*r) for r in db.execute("SELECT id, actor, sender, payload FROM mailbox ORDER BY id")]
+
+    def max_mailbox_id(self) -> int:
+        row = self._reader().execute("SELECT max(id) FROM mailbox").fetchone()
+        return int(row[0] or 0)
+
+    def events(
+        self,
+        actor: str,
+        *,
+        limit: int | None = None,
+        type: str | None = None,
+        since_us: int | None = None,
+        after_seq: int = 0,
+        upto: int | None = None,
+        page: int | None = None,
+    ) -> list[tuple[int, bytes, bytes]]:
+        """Events as ``(seq, hash, record)``, oldest first.
+
+        ``limit`` keeps the newest N; ``page`` keeps the oldest N (for paging forward).
+        """
+        where = ["actor = ?", "seq > ?"]
+        params: list[Any] = [actor, after_seq]
+        if upto is not None:
+            where.append("seq <= ?")
+            params.append(upto)
+        if type is not None:
+            where.append("type = ?")
+            params.append(type)
+        if since_us is not None:
+            where.append("ts >= ?")
+            params.append(since_us)
+        sql = f"SELECT seq, hash, record FROM events WHERE {' AND '.join(where)}"
+        if page is not None:
+            rows = self._reader().execute(sql + " ORDER BY seq LIMIT ?", (*params, page)).fetchall()
+        elif limit is not None:
+            rows = self._reader().execute(sql + " ORDER BY seq DESC LIMIT ?", (*params, limit)).fetchall()
+            rows.reverse()
+        else:
+            rows = self._reader().execute(sql + " ORDER BY seq", params).fetchall()
+        return rows
+
+    def max_seq(self, actor: str) -> int:
+        row = self._reader().execute("SELECT max(seq) FROM events WHERE actor = ?", (actor,)).fetchone()
+        return int(row[0] or 0)
+
+    def iter_events(self, actor: str, batch: int = 5000) -> Iterator[tuple[int, bytes, bytes]]:
+        """Stream the whole chain in pages, oldest first, in bounded memory."""
+        after = 0
+        db = self._reader()
+        while True:
+            rows = db.execute(
+                "SELECT seq, hash, record FROM events WHERE actor = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (actor, after, batch),
+            ).fetchall()
+            if not rows:
+                return
+            yield from rows
+            after = rows[-1][0]
+
+    def find_event(self, actor: str, ref: str) -> tuple[int, bytes, bytes] | None:
+        db = self._reader()
+        if ref.isdigit():
+            row = db.execute(
+                "SELECT seq, hash, record FROM events WHERE actor = ? AND seq = ?", (actor, int(ref))
+            ).fetchone()
+            if row is not None:
+                return tuple(row)  # type: ignore[return-value]
+        ref = ref.lower()
+        if len(ref) >= 4 and all(c in "0123456789abcdef" for c in ref):
+            low = bytes.fromhex(ref + "0" * (len(ref) % 2))
+            high_hex = ref + "f" * (64 - len(ref))
+            rows = db.execute(
+                "SELECT seq, hash, record FROM events WHERE actor = ? AND hash >= ? AND hash <= ? LIMIT 2",
+                (actor, low, bytes.fromhex(high_hex)),
+            ).fetchall()
+            rows = [r for r in rows if r[1].hex().startswith(ref)]
+            if len(rows) == 1:
+                return tuple(rows[0])  # type: ignore[return-value]
+        return None
+
+    def state(self, hash: bytes) -> bytes | None:
+        row = self._reader().execute("SELECT data FROM states WHERE hash = ?", (hash,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+
+def _fire(waiters: list[_Waiter]) -> None:
+    for w in waiters:
+        if w.callback is not None:
+            w.callback(w)

@@ -1,0 +1,390 @@
+"""The theater wire protocol: frames in, bytes out, no I/O.
+
+Theory of operation
+-------------------
+A connection carries *frames*.  On the wire each frame is a 4-byte unsigned
+big-endian length ``N`` followed by exactly ``N`` bytes holding one CBOR map.
+The map's ``"t"`` key names the frame type; the dataclasses below are the only
+frame types there are.  The full reference is ``docs/protocol.md``.
+
+Invariants this module keeps:
+
+* It never touches a socket, a file or trio: bytes go in through
+  :meth:`FrameReader.feed`, frames come out of :meth:`FrameReader.next_frame`,
+  and :func:`encode` turns a frame into bytes.  Both the daemon and the CLI
+  import it; ``tests/test_wire.py`` proves it imports neither trio nor socket.
+* The length prefix is checked against ``max_frame`` *before* any of the body
+  is buffered, so a peer cannot make us allocate more than the cap.
+* A body is decoded strictly: bounded nesting depth, definite lengths only,
+  no CBOR tags (not even the "standard" ones), no duplicate map keys, only
+  text or byte strings as map keys, and no trailing bytes after the map.
+* After decoding, every field of every frame is type-checked, and a call's
+  arguments are checked against :data:`OPS`.  Anything malformed raises
+  :class:`RemoteProtocolError`; the reader is then poisoned (the stream can no
+  longer be trusted) and every later call raises the same error.
+* Misuse by our own side (encoding a frame with wrong field types) raises
+  :class:`LocalProtocolError` instead, so bugs are not blamed on the peer.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Iterator, Union
+
+import cbor2
+
+from .errors import ErrorCode, ProtocolError
+
+PROTOCOL_VERSION: Final = 1
+DEFAULT_MAX_FRAME: Final = 1 << 20  # 1 MiB
+MAX_DEPTH: Final = 32
+HEADER = struct.Struct(">I")
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something that is not valid theater protocol."""
+
+
+class LocalProtocolError(ProtocolError):
+    """Our own side tried to send something invalid."""
+
+
+# ---------------------------------------------------------------------------
+# Frames
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """Client -> daemon, first frame on a connection."""
+
+    version: int
+    client: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """Daemon -> client, answer to :class:`Hello`."""
+
+    version: int
+    server: str
+    pid: int
+    uid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Client -> daemon: run operation ``op`` with ``args``; ``id`` matches the answer.
+
+    The reader checks the frame's shape only; the receiver checks ``args``
+    against :data:`OPS` with :func:`check_args`, so that one bad call gets an
+    error reply without breaking the connection.
+    """
+
+    id: int
+    op: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Daemon -> client: call ``id`` succeeded with ``result``."""
+
+    id: int
+    result: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """Daemon -> client: call ``id`` failed (``id`` is None for connection-level errors)."""
+
+    id: int | None
+    code: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """Daemon -> client: an event for a long-lived call (a channel session, a chain follow)."""
+
+    id: int
+    event: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+Frame = Union[Hello, Welcome, Call, Reply, Error, Push]
+
+# ---------------------------------------------------------------------------
+# Operations: argument schemas, checked on receipt.  ``(type, required)``.
+
+_Opt = tuple[tuple[type, ...], bool]
+_STR = (str,)
+_BYTES = (bytes,)
+_INT = (int,)
+_NUM = (int, float)
+
+OPS: Final[dict[str, dict[str, _Opt]]] = {
+    "status": {},
+    "shutdown": {},
+    "spawn": {"manifest": (_STR, True), "name": (_STR, False), "state": (_BYTES, False)},
+    "list": {"all": ((bool,), False)},
+    "stop": {"actor": (_STR, True)},
+    "inspect": {"actor": (_STR, True), "events": (_INT, False)},
+    "state": {"actor": (_STR, True)},
+    "send": {"actor": (_STR, True), "msg": (_BYTES, True), "timeout": (_NUM, False)},
+    "request": {"actor": (_STR, True), "msg": (_BYTES, True), "timeout": (_NUM, False)},
+    "chain": {
+        "actor": (_STR, True),
+        "limit": (_INT, False),
+        "type": (_STR, False),
+        "since": (_NUM, False),
+        "after": (_INT, False),
+        "page": (_INT, False),
+        "follow": ((bool,), False),
+    },
+    "event": {"actor": (_STR, True), "ref": (_STR, True)},
+    "verify": {"actor": (_STR, True)},
+    "channel-open": {"actor": (_STR, True), "msg": (_BYTES, True), "timeout": (_NUM, False)},
+    "channel-send": {"channel": (_STR, True), "msg": (_BYTES, True)},
+    "channel-close": {"channel": (_STR, True)},
+    "channels": {},
+}
+
+
+def check_args(op: str, args: Mapping[str, Any]) -> None:
+    """Raise :class:`RemoteProtocolError` unless ``args`` fit ``OPS[op]``."""
+    schema = OPS.get(op)
+    if schema is None:
+        raise RemoteProtocolError(f"unknown operation {op!r}")
+    for key, (types, required) in schema.items():
+        if key not in args or args[key] is None:
+            if required:
+                raise RemoteProtocolError(f"{op}: missing argument {key!r}")
+            continue
+        value = args[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            want = " or ".join(t.__name__ for t in types)
+            raise RemoteProtocolError(f"{op}: argument {key!r} must be {want}")
+    for key in args:
+        if key not in schema:
+            raise RemoteProtocolError(f"{op}: unknown argument {key!r}")
+
+
+# ---------------------------------------------------------------------------
+# Encoding
+
+
+def _to_map(frame: Frame) -> dict[str, Any]:
+    if isinstance(frame, Call):
+        return {"t": "call", "id": frame.id, "op": frame.op, "args": frame.args}
+    if isinstance(frame, Reply):
+        return {"t": "reply", "id": frame.id, "result": frame.result}
+    if isinstance(frame, Push):
+        return {"t": "push", "id": frame.id, "event": frame.event, "data": frame.data}
+    if isinstance(frame, Error):
+        return {"t": "error", "id": frame.id, "code": int(frame.code), "message": frame.message}
+    if isinstance(frame, Hello):
+        return {"t": "hello", "version": frame.version, "client": frame.client}
+    if isinstance(frame, Welcome):
+        return {
+            "t": "welcome",
+            "version": frame.version,
+            "server": frame.server,
+            "pid": frame.pid,
+            "uid": frame.uid,
+        }
+    raise LocalProtocolError(f"not a frame: {frame!r}")
+
+
+def encode(frame: Frame, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
+    """Serialise one frame, length prefix included."""
+    try:
+        body = cbor2.dumps(_to_map(frame))
+    except (cbor2.CBOREncodeError, TypeError, ValueError) as exc:
+        raise LocalProtocolError(f"cannot encode {type(frame).__name__}: {exc}") from None
+    if len(body) > max_frame:
+        raise LocalProtocolError(f"frame of {len(body)} bytes exceeds the {max_frame}-byte limit")
+    return HEADER.pack(len(body)) + body
+
+
+# ---------------------------------------------------------------------------
+# Decoding
+
+
+def _reject_tag(decoder: object, tag: object = None) -> Any:
+    raise cbor2.CBORDecodeError("CBOR tags are not allowed")
+
+
+class _NoSemanticTags(Mapping[int, Any]):
+    """Overrides every built-in CBOR semantic decoder with a rejection."""
+
+    def __getitem__(self, key: int) -> Any:
+        return _reject_tag
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def get(self, key: int, default: Any = None) -> Any:
+        return _reject_tag
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+_NO_TAGS = _NoSemanticTags()
+
+
+def decode_body(body: bytes, max_depth: int = MAX_DEPTH) -> Any:
+    """Strictly decode one CBOR item that must fill ``body`` exactly."""
+    stream = io.BytesIO(body)
+    decoder = cbor2.CBORDecoder(
+        stream,
+        tag_hook=_reject_tag,
+        semantic_decoders=_NO_TAGS,
+        max_depth=max_depth,
+        allow_indefinite=False,
+        allow_duplicate_keys=False,
+        strict_hashable_types=True,
+    )
+    try:
+        value = decoder.decode()
+    except RecursionError:
+        raise RemoteProtocolError("CBOR nesting too deep") from None
+    except (cbor2.CBORError, ValueError, TypeError, OverflowError, UnicodeError, EOFError) as exc:
+        raise RemoteProtocolError(f"malformed CBOR: {exc}") from None
+    if stream.tell() != len(body):
+        raise RemoteProtocolError(f"{len(body) - stream.tell()} trailing bytes after the CBOR item")
+    _check_values(value, max_depth)
+    return value
+
+
+_SCALARS = (str, bytes, int, float, bool, type(None))
+
+
+def _check_values(value: Any, budget: int) -> None:
+    """Only maps with text keys, arrays and plain scalars are allowed."""
+    if isinstance(value, _SCALARS):
+        return
+    if budget <= 0:
+        raise RemoteProtocolError("CBOR nesting too deep")
+    if isinstance(value, list):
+        for item in value:
+            _check_values(item, budget - 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise RemoteProtocolError("map keys must be text strings")
+            _check_values(item, budget - 1)
+        return
+    raise RemoteProtocolError(f"CBOR value of type {type(value).__name__} is not allowed")
+
+
+def _field(m: dict[str, Any], key: str, types: tuple[type, ...], kind: str, optional: bool = False) -> Any:
+    if key not in m or (optional and m[key] is None):
+        if optional:
+            return None
+        raise RemoteProtocolError(f"{kind} frame: missing field {key!r}")
+    value = m[key]
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        raise RemoteProtocolError(f"{kind} frame: field {key!r} has the wrong type")
+    return value
+
+
+def frame_from_map(m: Any) -> Frame:
+    """Build and type-check a frame from a decoded CBOR map."""
+    if not isinstance(m, dict):
+        raise RemoteProtocolError("a frame must be a CBOR map")
+    kind = m.get("t")
+    if kind == "call":
+        op = _field(m, "op", _STR, kind)
+        args = m.get("args", {})
+        if args is None:
+            args = {}
+        if not isinstance(args, dict):
+            raise RemoteProtocolError("call frame: field 'args' has the wrong type")
+        return Call(_field(m, "id", _INT, kind), op, args)
+    if kind == "reply":
+        return Reply(_field(m, "id", _INT, kind), m.get("result"))
+    if kind == "push":
+        data = _field(m, "data", (dict,), kind)
+        return Push(_field(m, "id", _INT, kind), _field(m, "event", _STR, kind), data)
+    if kind == "error":
+        return Error(
+            _field(m, "id", _INT, kind, optional=True),
+            _field(m, "code", _INT, kind),
+            _field(m, "message", _STR, kind),
+        )
+    if kind == "hello":
+        client = _field(m, "client", _STR, kind, optional=True) or ""
+        return Hello(_field(m, "version", _INT, kind), client)
+    if kind == "welcome":
+        return Welcome(
+            _field(m, "version", _INT, kind),
+            _field(m, "server", _STR, kind),
+            _field(m, "pid", _INT, kind),
+            _field(m, "uid", _INT, kind),
+        )
+    raise RemoteProtocolError(f"unknown frame type {kind!r}")
+
+
+class FrameReader:
+    """Incremental frame parser: ``feed`` bytes, then ``next_frame`` until None.
+
+    ``next_frame`` returns None when it needs more data.  After a
+    :class:`RemoteProtocolError` the reader stays broken.
+    """
+
+    __slots__ = ("_buf", "_max_frame", "_max_depth", "_broken")
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME, max_depth: int = MAX_DEPTH) -> None:
+        self._buf = bytearray()
+        self._max_frame = max_frame
+        self._max_depth = max_depth
+        self._broken: RemoteProtocolError | None = None
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned as frames (a partial frame)."""
+        return len(self._buf)
+
+    def next_frame(self) -> Frame | None:
+        if self._broken is not None:
+            raise self._broken
+        buf = self._buf
+        if len(buf) < 4:
+            return None
+        (length,) = HEADER.unpack_from(buf)
+        if length > self._max_frame:
+            self._broken = RemoteProtocolError(
+                f"frame of {length} bytes exceeds the {self._max_frame}-byte limit"
+            )
+            raise self._broken
+        if len(buf) < 4 + length:
+            return None
+        body = bytes(buf[4 : 4 + length])
+        del buf[: 4 + length]
+        try:
+            return frame_from_map(decode_body(body, self._max_depth))
+        except RemoteProtocolError as exc:
+            self._broken = exc
+            raise
+
+    def frames(self) -> Iterator[Frame]:
+        """Every complete frame buffered so far."""
+        while (frame := self.next_frame()) is not None:
+            yield frame
+
+
+def error_frame(call_id: int | None, exc: BaseException) -> Error:
+    """The wire form of a domain error."""
+    code = getattr(exc, "code", ErrorCode.INTERNAL)
+    return Error(call_id, int(code), str(exc) or type(exc).__name__)

@@ -1,0 +1,253 @@
+"""A blocking client for theaterd: what the CLI uses and what scripts import.
+
+    from theaterctl.client import Client
+
+    with Client.connect() as c:              # $THEATER_SOCKET or the default path
+        c.send("counter", {"type": "increment", "amount": 2})
+        print(c.request("counter", {"type": "get"}))   # -> {'count': 2}
+
+Messages may be given as JSON-able Python values (encoded for you) or as
+``bytes`` holding JSON.  Replies come back decoded from JSON (use
+``raw=True`` for bytes).  Every failure raises a
+:class:`daemon.errors.TheaterError` subclass whose ``code`` is the CLI's exit
+code: ``NotFound`` (3), ``ActorFailed`` (1), ``Timeout`` (4),
+``Unavailable`` (69, daemon not running) and so on.
+
+This module imports no trio and no rich: one-shot commands stay fast.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from daemon import wire
+from daemon.errors import ErrorCode, ProtocolError, TheaterError, Unavailable, error_from_code
+from daemon.paths import default_socket
+
+CLIENT_NAME = "theaterctl"
+
+
+def to_json_bytes(message: Any) -> bytes:
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        return bytes(message)
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+def from_json_bytes(data: bytes | None) -> Any:
+    if data is None:
+        return None
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return data
+
+
+def connect_socket(path: Path, timeout: float | None = 10.0) -> socket.socket:
+    """Connect to the daemon's socket, turning every failure into a clear :class:`Unavailable`."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(os.fspath(path))
+    except FileNotFoundError:
+        sock.close()
+        raise Unavailable(f"theaterd is not running (no socket at {path}); start it with: theaterctl daemon start") from None
+    except ConnectionRefusedError:
+        sock.close()
+        raise Unavailable(f"theaterd is not running (stale socket {path}); start it with: theaterctl daemon start") from None
+    except PermissionError:
+        sock.close()
+        raise Unavailable(f"permission denied connecting to {path}") from None
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.ENAMETOOLONG or "too long" in str(exc):
+            raise Unavailable(f"socket path {path} is too long") from None
+        raise Unavailable(f"cannot connect to {path}: {exc.strerror or exc}") from None
+    return sock
+
+
+def check_daemon_uid(sock: socket.socket, path: Path) -> None:
+    """Refuse to talk to a daemon run by another user (SO_PEERCRED)."""
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    if uid != os.getuid():
+        raise Unavailable(f"refusing to talk to {path}: the daemon runs as uid {uid}, not as you ({os.getuid()})")
+
+
+class Client:
+    """One connection to theaterd.  Not thread-safe; one call at a time (or use :meth:`pipeline`)."""
+
+    def __init__(self, sock: socket.socket, path: Path, welcome: wire.Welcome, reader: wire.FrameReader) -> None:
+        self.sock = sock
+        self.path = path
+        self.welcome = welcome
+        self._reader = reader
+        self._next_id = 1
+        self._timeout: float | None = None
+
+    # -- connecting -------------------------------------------------------
+
+    @classmethod
+    def connect(cls, path: str | Path | None = None, timeout: float | None = 10.0) -> Client:
+        path = Path(path) if path is not None else default_socket()
+        sock = connect_socket(path, timeout)
+        try:
+            check_daemon_uid(sock, path)
+            reader = wire.FrameReader()
+            sock.sendall(wire.encode(wire.Hello(wire.PROTOCOL_VERSION, CLIENT_NAME)))
+            frame = _read_frame(sock, reader)
+            if isinstance(frame, wire.Error):
+                raise error_from_code(frame.code, frame.message)
+            if not isinstance(frame, wire.Welcome):
+                raise ProtocolError(f"expected a welcome frame, got {type(frame).__name__}")
+            sock.settimeout(None)
+            return cls(sock, path, frame, reader)
+        except BaseException:
+            sock.close()
+            raise
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the raw call -------------------------------------------------------
+
+    def _send_call(self, op: str, args: dict[str, Any]) -> int:
+        call_id = self._next_id
+        self._next_id += 1
+        try:
+            self.sock.sendall(wire.encode(wire.Call(call_id, op, {k: v for k, v in args.items() if v is not None})))
+        except (BrokenPipeError, ConnectionResetError):
+            raise Unavailable("the daemon closed the connection") from None
+        return call_id
+
+    def _await_reply(self, call_id: int, timeout: float | None = None) -> Any:
+        self.sock.settimeout(timeout)
+        while True:
+            try:
+                frame = _read_frame(self.sock, self._reader)
+            except TimeoutError:
+                from daemon.errors import Timeout
+
+                raise Timeout(f"no answer from the daemon within {timeout:g} s") from None
+            if isinstance(frame, wire.Reply) and frame.id == call_id:
+                return frame.result
+            if isinstance(frame, wire.Error) and frame.id in (call_id, None):
+                raise error_from_code(frame.code, frame.message)
+
+    def call(self, op: str, timeout: float | None = None, **args: Any) -> Any:
+        """Run one operation (see docs/protocol.md) and return its result."""
+        return self._await_reply(self._send_call(op, args), timeout)
+
+    def pipeline(self, calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+        """Send several calls at once, then collect every result (errors are returned, not raised)."""
+        ids = [self._send_call(op, args) for op, args in calls]
+        pending = set(ids)
+        results: dict[int, Any] = {}
+        while pending:
+            frame = _read_frame(self.sock, self._reader)
+            if isinstance(frame, (wire.Reply, wire.Error)) and frame.id in pending:
+                pending.discard(frame.id)
+                results[frame.id] = (frame.result if isinstance(frame, wire.Reply)
+                                     else error_from_code(frame.code, frame.message))
+            elif isinstance(frame, wire.Error) and frame.id is None:
+                raise error_from_code(frame.code, frame.message)
+        return [results[i] for i in ids]
+
+    # -- the API ------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return self.call("status")  # type: ignore[no-any-return]
+
+    def spawn(self, manifest: str | Path, name: str | None = None, state: Any = None) -> dict[str, str]:
+        st = None if state is None else to_json_bytes(state)
+        return self.call("spawn", manifest=os.path.abspath(manifest), name=name, state=st)  # type: ignore[no-any-return]
+
+    def list(self, all: bool = False) -> list[dict[str, Any]]:
+        return self.call("list", all=all or None)  # type: ignore[no-any-return]
+
+    def stop(self, actor: str) -> dict[str, Any]:
+        return self.call("stop", actor=actor)  # type: ignore[no-any-return]
+
+    def send(self, actor: str, message: Any, timeout: float | None = None) -> None:
+        self.call("send", actor=actor, msg=to_json_bytes(message), timeout=timeout)
+
+    def request(self, actor: str, message: Any, timeout: float | None = None, raw: bool = False) -> Any:
+        reply = self.call("request", actor=actor, msg=to_json_bytes(message), timeout=timeout)
+        return reply if raw else from_json_bytes(reply)
+
+    def chain(self, actor: str, limit: int | None = None, type: str | None = None,
+              since: float | None = None, after: int | None = None) -> list[dict[str, Any]]:
+        return self.call("chain", actor=actor, limit=limit, type=type, since=since, after=after)  # type: ignore[no-any-return]
+
+    def iter_chain(self, actor: str, page: int = 5000) -> Iterator[dict[str, Any]]:
+        """Every event, oldest first, fetched page by page (bounded memory)."""
+        after = 0
+        while True:
+            events = self.call("chain", actor=actor, after=after, page=page)
+            if not events:
+                return
+            yield from events
+            after = events[-1]["seq"]
+
+    def event(self, actor: str, ref: str) -> dict[str, Any]:
+        return self.call("event", actor=actor, ref=str(ref))  # type: ignore[no-any-return]
+
+    def verify(self, actor: str) -> dict[str, Any]:
+        return self.call("verify", actor=actor)  # type: ignore[no-any-return]
+
+    def state(self, actor: str) -> Any:
+        result = self.call("state", actor=actor)
+        return from_json_bytes(result["state"])
+
+    def inspect(self, actor: str) -> dict[str, Any]:
+        return self.call("inspect", actor=actor)  # type: ignore[no-any-return]
+
+    def channels(self) -> list[dict[str, Any]]:
+        return self.call("channels")  # type: ignore[no-any-return]
+
+    def shutdown(self) -> None:
+        self.call("shutdown")
+
+    def wait_closed(self, timeout: float = 30.0) -> None:
+        """Block until the daemon closes this connection (it does so when it exits)."""
+        self.sock.settimeout(timeout)
+        try:
+            while self.sock.recv(65536):
+                pass
+        except (TimeoutError, OSError):
+            pass
+
+
+def _read_frame(sock: socket.socket, reader: wire.FrameReader) -> wire.Frame:
+    while True:
+        frame = reader.next_frame()
+        if frame is not None:
+            return frame
+        try:
+            data = sock.recv(65536)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            raise Unavailable("the daemon closed the connection")
+        reader.feed(data)
+
+
+__all__ = ["Client", "TheaterError", "ErrorCode", "to_json_bytes", "from_json_bytes"]
