@@ -34,12 +34,20 @@ from typing import Any
 import trio
 
 from . import __version__, wire
-from .chain import ChainVerifier, EXTERNAL, event_view
+from .chain import EXTERNAL, ChainVerifier, event_view, export_line
 from .channels import ClientEnd
 from .errors import BadInput, Busy, ErrorCode, NotFound, ProtocolError, TheaterError, Unavailable
 from .runtime import Runtime
 
 log = logging.getLogger("theaterd.server")
+
+EXPORT_PAGE = 2000  # events per export page at most
+CHAIN_PAGE = 1000  # events per chain page at most
+PAGE_BYTES = 256 * 1024  # record bytes per page: keeps answers well under the frame cap
+
+
+async def _first(work: Awaitable[tuple[Any, Any]]) -> Any:
+    return (await work)[0]
 
 
 @dataclass(slots=True)
@@ -444,40 +452,43 @@ class Connection:
         limit = args.get("limit")
         if limit is not None and limit < 0:
             raise BadInput("limit must not be negative")
+        page_size = args.get("page") or CHAIN_PAGE
+        if page_size < 1:
+            raise BadInput("page must be positive")
+        page_size = min(page_size, CHAIN_PAGE)
         since = args.get("since")
         since_us = int(since * 1_000_000) if since is not None else None
         etype = args.get("type")
 
-        page_size = args.get("page")
-        if page_size is not None and page_size < 1:
-            raise BadInput("page must be positive")
-
         def read(after: int, lim: int | None) -> tuple[list[dict[str, Any]], int]:
             top = rt.store.max_seq(actor.id)
             rows = rt.store.events(actor.id, limit=lim, type=etype, since_us=since_us, after_seq=after, upto=top,
-                                   page=page_size)
+                                   page=page_size, max_bytes=PAGE_BYTES)
             return [event_view(h, rec) for _, h, rec in rows], top
 
-        async def page() -> list[dict[str, Any]]:
-            events, _ = await trio.to_thread.run_sync(read, args.get("after") or 0, limit)
-            return events
-
         if not args.get("follow"):
-            self._spawn(call, page)
+            after = args.get("after") or 0
+            self._spawn(call, lambda: _first(trio.to_thread.run_sync(read, after, limit)))
             return
 
         async def follow() -> None:
             self.long_lived += 1
             try:
-                events, last = await trio.to_thread.run_sync(read, args.get("after") or 0, limit)
+                events, top = await trio.to_thread.run_sync(read, args.get("after") or 0, limit)
                 self.write(wire.Reply(call.id, events))
+                last = top
                 while not self.closing:
                     await trio.sleep(0.1)
                     if actor.head.seq <= last:
                         continue
-                    new, last = await trio.to_thread.run_sync(read, last, None)
-                    for ev in new:
-                        self.write(wire.Push(call.id, "chain-event", ev))
+                    while True:
+                        new, top = await trio.to_thread.run_sync(read, last, None)
+                        for ev in new:
+                            self.write(wire.Push(call.id, "chain-event", ev))
+                        if not new:
+                            last = max(last, top)  # events skipped by a --type filter count as seen
+                            break
+                        last = new[-1]["seq"]
             finally:
                 self.long_lived -= 1
 
@@ -512,6 +523,20 @@ class Connection:
             return await trio.to_thread.run_sync(run)
 
         self._spawn(call, work)
+
+    async def op_export(self, call: wire.Call, args: dict[str, Any]) -> None:
+        actor = self.runtime.resolve(args["actor"])
+        store = self.runtime.store
+        after = args.get("after") or 0
+
+        def run() -> dict[str, Any]:
+            top = store.max_seq(actor.id)
+            rows = store.events(actor.id, after_seq=after, page=EXPORT_PAGE, max_bytes=PAGE_BYTES // 3)
+            more = bool(rows) and rows[-1][0] < top
+            return {"lines": [export_line(h, rec) for _, h, rec in rows], "last": rows[-1][0] if rows else after,
+                    "more": more}
+
+        self._spawn(call, lambda: trio.to_thread.run_sync(run))
 
     async def op_channel_open(self, call: wire.Call, args: dict[str, Any]) -> None:
         end = ClientEnd(lambda event, data: self.write(wire.Push(call.id, event, data)))

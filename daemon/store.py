@@ -357,11 +357,16 @@ class Store:
         after_seq: int = 0,
         upto: int | None = None,
         page: int | None = None,
+        max_bytes: int | None = None,
     ) -> list[tuple[int, bytes, bytes]]:
-        """Events as ``(seq, hash, record)``, oldest first.
+        """Matching events as ``(seq, hash, record)``, oldest first.
 
-        ``limit`` keeps the newest N; ``page`` keeps the oldest N (for paging forward).
+        ``limit`` narrows the match to the newest N; ``page`` returns only the
+        oldest N of what matches, and ``max_bytes`` stops once the records
+        returned reach that size (at least one is returned), so a caller can
+        page forward with ``after_seq``.
         """
+        db = self._reader()
         where = ["actor = ?", "seq > ?"]
         params: list[Any] = [actor, after_seq]
         if upto is not None:
@@ -373,14 +378,30 @@ class Store:
         if since_us is not None:
             where.append("ts >= ?")
             params.append(since_us)
-        sql = f"SELECT seq, hash, record FROM events WHERE {' AND '.join(where)}"
+        cond = " AND ".join(where)
+        if limit is not None:
+            if limit <= 0:
+                return []
+            row = db.execute(
+                f"SELECT seq FROM events WHERE {cond} ORDER BY seq DESC LIMIT 1 OFFSET ?", (*params, limit - 1)
+            ).fetchone()
+            if row is not None:
+                cond += " AND seq >= ?"
+                params.append(row[0])
+        sql = f"SELECT seq, hash, record FROM events WHERE {cond} ORDER BY seq"
         if page is not None:
-            rows = self._reader().execute(sql + " ORDER BY seq LIMIT ?", (*params, page)).fetchall()
-        elif limit is not None:
-            rows = self._reader().execute(sql + " ORDER BY seq DESC LIMIT ?", (*params, limit)).fetchall()
-            rows.reverse()
-        else:
-            rows = self._reader().execute(sql + " ORDER BY seq", params).fetchall()
+            sql += f" LIMIT {int(page)}"
+        cursor = db.execute(sql, params)
+        if max_bytes is None:
+            return cursor.fetchall()
+        rows: list[tuple[int, bytes, bytes]] = []
+        size = 0
+        for row in cursor:
+            rows.append(row)
+            size += len(row[2])
+            if size >= max_bytes:
+                break
+        cursor.close()
         return rows
 
     def max_seq(self, actor: str) -> int:

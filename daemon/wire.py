@@ -146,6 +146,7 @@ OPS: Final[dict[str, dict[str, _Opt]]] = {
     },
     "event": {"actor": (_STR, True), "ref": (_STR, True)},
     "verify": {"actor": (_STR, True)},
+    "export": {"actor": (_STR, True), "after": (_INT, False)},
     "channel-open": {"actor": (_STR, True), "msg": (_BYTES, True), "timeout": (_NUM, False)},
     "channel-send": {"channel": (_STR, True), "msg": (_BYTES, True)},
     "channel-close": {"channel": (_STR, True)},

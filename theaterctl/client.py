@@ -197,15 +197,44 @@ class Client:
               since: float | None = None, after: int | None = None) -> list[dict[str, Any]]:
         return self.call("chain", actor=actor, limit=limit, type=type, since=since, after=after)  # type: ignore[no-any-return]
 
-    def iter_chain(self, actor: str, page: int = 5000) -> Iterator[dict[str, Any]]:
-        """Every event, oldest first, fetched page by page (bounded memory)."""
+    def iter_chain(self, actor: str, limit: int | None = None, type: str | None = None,
+                   since: float | None = None) -> Iterator[dict[str, Any]]:
+        """Matching events, oldest first, fetched page by page (bounded memory).
+
+        ``limit`` keeps the newest N.
+        """
+        events = self.call("chain", actor=actor, limit=limit, type=type, since=since)
+        count = 0
+        while events:
+            for ev in events:
+                if limit is not None and count >= limit:
+                    return
+                count += 1
+                yield ev
+            events = self.call("chain", actor=actor, type=type, since=since, after=events[-1]["seq"])
+
+    def follow_chain(self, actor: str, limit: int | None = 10, type: str | None = None,
+                     since: float | None = None) -> Iterator[dict[str, Any]]:
+        """The newest ``limit`` events, then every new event as it is stored (until closed)."""
+        call_id = self._send_call("chain", {"actor": actor, "limit": limit, "type": type, "since": since,
+                                            "follow": True})
+        yield from self._await_reply(call_id)
+        while True:
+            frame = _read_frame(self.sock, self._reader)
+            if isinstance(frame, wire.Push) and frame.id == call_id:
+                yield frame.data
+            elif isinstance(frame, wire.Error) and frame.id in (call_id, None):
+                raise error_from_code(frame.code, frame.message)
+
+    def export_lines(self, actor: str) -> Iterator[str]:
+        """The chain as self-contained JSON Lines entries, oldest first, page by page."""
         after = 0
         while True:
-            events = self.call("chain", actor=actor, after=after, page=page)
-            if not events:
+            page = self.call("export", actor=actor, after=after)
+            yield from page["lines"]
+            if not page["more"]:
                 return
-            yield from events
-            after = events[-1]["seq"]
+            after = page["last"]
 
     def event(self, actor: str, ref: str) -> dict[str, Any]:
         return self.call("event", actor=actor, ref=str(ref))  # type: ignore[no-any-return]

@@ -1,0 +1,79 @@
+"""The application object passed to every command (``@click.pass_obj``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from daemon.errors import BadInput
+
+if TYPE_CHECKING:
+    from .client import Client
+
+
+@dataclass
+class App:
+    socket: Path
+    home: Path
+    json: bool = False
+    timeout: float | None = None
+    _client: Client | None = field(default=None, repr=False)
+
+    def client(self) -> Client:
+        """The connection to the daemon, opened on first use."""
+        if self._client is None:
+            from .client import Client
+
+            self._client = Client.connect(self.socket)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def read_message(text: str, what: str = "MESSAGE") -> bytes:
+    """MESSAGE as given: JSON text, ``-`` for stdin or ``@path`` for a file; must be JSON."""
+    if text == "-":
+        data = sys.stdin.buffer.read()
+        source = "stdin"
+    elif text.startswith("@"):
+        path = Path(text[1:])
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise BadInput(f"{what} file {path} does not exist") from None
+        except OSError as exc:
+            raise BadInput(f"cannot read {what} file {path}: {exc.strerror}") from None
+        source = str(path)
+    else:
+        data = text.encode()
+        source = what
+    try:
+        json.loads(data)
+    except UnicodeDecodeError:
+        raise BadInput(f"{what} from {source} is not UTF-8 text") from None
+    except ValueError as exc:
+        raise BadInput(f"{what} is not valid JSON ({exc}); nothing was sent") from None
+    return data.strip()
+
+
+def parse_json_option(text: str, what: str) -> bytes:
+    try:
+        json.loads(text)
+    except ValueError as exc:
+        raise BadInput(f"{what} is not valid JSON ({exc})") from None
+    return text.encode()
+
+
+def decode_reply(data: Any) -> Any:
+    if isinstance(data, (bytes, bytearray)):
+        try:
+            return json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            return bytes(data)
+    return data

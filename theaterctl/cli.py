@@ -1,0 +1,91 @@
+"""The click group, the global options, and the one place errors become exit codes.
+
+Exit codes (also in the README):
+
+    0   success
+    1   the actor failed or refused (handler raised, channel rejected)
+    2   usage error or bad input
+    3   unknown actor, channel or event
+    4   timeout
+    69  daemon not running or unreachable
+    70  internal daemon error
+    75  temporarily unavailable (mailbox full, daemon busy)
+    76  protocol error
+    130 interrupted (Ctrl-C) outside an interactive session
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from daemon.errors import TheaterError
+from daemon.paths import HOME_ENV, SOCKET_ENV, default_home, default_socket
+
+from . import __version__
+from .app import App
+from .commands import chain, channel, channels, daemon, inspect, list_, new, request, send, spawn, state, stop
+from .output import error
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT)
+@click.option("--socket", type=click.Path(path_type=Path), envvar=SOCKET_ENV, metavar="PATH",
+              help="The daemon's Unix socket [env THEATER_SOCKET; default $XDG_RUNTIME_DIR/theater/theaterd.sock].")
+@click.option("--home", type=click.Path(path_type=Path), envvar=HOME_ENV, metavar="DIR",
+              help="The daemon's data directory, used by 'daemon start' [env THEATER_HOME].")
+@click.option("--json", "as_json", is_flag=True, help="Print one machine-readable JSON document on stdout.")
+@click.option("--timeout", type=click.FloatRange(min=0.001), metavar="SECONDS",
+              help="Timeout for requests and channel opens (default: the daemon's, 30 s).")
+@click.version_option(__version__, prog_name="theaterctl")
+@click.pass_context
+def cli(ctx: click.Context, socket: Path | None, home: Path | None, as_json: bool, timeout: float | None) -> None:
+    """Control theaterd, the local actor runtime with an auditable history.
+
+    Spawn actors from manifests, message them (send, request, channel), and
+    read or verify their hash-linked state chains.
+    """
+    app = App(socket=socket or default_socket(), home=home or default_home(), json=as_json, timeout=timeout)
+    ctx.obj = app
+    ctx.call_on_close(app.close)
+
+
+for module in (daemon, spawn, list_, stop, send, request, chain, state, inspect, channels, channel, new):
+    cli.add_command(module.command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI and translate every error into one line and an exit code."""
+    try:
+        rv = cli.main(args=argv, prog_name="theaterctl", standalone_mode=False)
+        if isinstance(rv, int) and not isinstance(rv, bool):
+            sys.exit(rv)
+    except TheaterError as exc:
+        error(str(exc))
+        sys.exit(int(exc.code))
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        error("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        error("interrupted")
+        sys.exit(130)
+    except BrokenPipeError:
+        # stdout went away (e.g. piped into head); exit quietly
+        try:
+            sys.stdout = open("/dev/null", "w")  # noqa: SIM115
+        except OSError:
+            pass
+        sys.exit(0)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

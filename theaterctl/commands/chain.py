@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+import datetime as _dt
+import sys
+from pathlib import Path
+
+import click
+
+from daemon.errors import ActorFailed, BadInput
+
+from ..app import App
+from ..output import emit_json, emit_json_line, emit_text, event_line, key_values, note, stream_events
+
+
+@click.group("chain")
+def command() -> None:
+    """Show, verify and export actors' state chains."""
+
+
+def _parse_since(text: str | None) -> float | None:
+    """ISO 8601 time, or a relative '10m' / '2h' / '30s' / '1d' ago."""
+    if text is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
+        return _dt.datetime.now(_dt.timezone.utc).timestamp() - float(text[:-1]) * units[text[-1]]
+    try:
+        moment = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInput(f"--since {text!r}: use an ISO time (2026-01-31T12:00:00Z) or an age like 10m") from None
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    return moment.timestamp()
+
+
+@command.command("show")
+@click.argument("actor")
+@click.argument("event", required=False)
+@click.option("--limit", type=click.IntRange(min=0), help="Only the newest N events.")
+@click.option("--type", "etype", metavar="TYPE", help="Only events of this type (e.g. message-server/handle-send).")
+@click.option("--since", metavar="TIME", help="Only events at or after TIME (ISO 8601, or an age like 10m).")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events as they happen, until Ctrl-C.")
+@click.pass_obj
+def show(app: App, actor: str, event: str | None, limit: int | None, etype: str | None, since: str | None,
+         follow: bool) -> None:
+    """Show ACTOR's chain (oldest first), or one EVENT in full (by seq or hash prefix)."""
+    client = app.client()
+    if event is not None:
+        view = client.call("event", actor=actor, ref=event)
+        if app.json:
+            emit_json(view)
+        else:
+            import json
+
+            data = view.get("data") or {}
+            key_values([
+                ("seq", view["seq"]), ("hash", view["hash"]), ("parent", view["parent_hash"] or "-"),
+                ("type", view["type"]), ("time", view["timestamp"]), ("actor", view.get("actor")),
+                ("state hash", data.get("state_hash") or "-"),
+                ("data", json.dumps(data, sort_keys=True)),
+                ("payload", json.dumps(view.get("payload"))),
+            ])
+        return
+    since_ts = _parse_since(since)
+    if not follow:
+        stream_events(client.iter_chain(actor, limit=limit, type=etype, since=since_ts), app.json)
+        return
+    _follow(app, actor, limit, etype, since_ts)
+
+
+def _follow(app: App, actor: str, limit: int | None, etype: str | None, since: float | None) -> None:
+    render = emit_json_line if app.json else event_line
+    try:
+        for ev in app.client().follow_chain(actor, limit=10 if limit is None else limit, type=etype, since=since):
+            render(ev)
+    except KeyboardInterrupt:
+        return
+
+
+@command.command("verify")
+@click.argument("actor", required=False)
+@click.option("--file", "path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Verify an exported JSON Lines file instead (no daemon needed).")
+@click.pass_obj
+def verify(app: App, actor: str | None, path: Path | None) -> None:
+    """Recompute every hash and check every link; exit 1 naming the first broken event."""
+    if path is not None:
+        if actor is not None:
+            raise BadInput("give either ACTOR or --file, not both")
+        _verify_file(app, path)
+        return
+    if actor is None:
+        raise BadInput("missing ACTOR (or --file FILE)")
+    result = app.client().call("verify", actor=actor)
+    if app.json:
+        emit_json(result)
+    if not result["ok"]:
+        raise ActorFailed(f"chain of {result['name']} is broken at event {result['broken_seq']}: {result['reason']}"
+                          f" ({result['checked']} events before it are intact)")
+    if not app.json:
+        emit_text(f"chain of {result['name']} verified: {result['checked']} events, head {result['head'] or '-'}")
+
+
+def _verify_file(app: App, path: Path) -> None:
+    from daemon.chain import ChainVerifier, check_export_line
+
+    try:
+        fh = path.open("r", encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(f"file {path} does not exist") from None
+    except OSError as exc:
+        raise BadInput(f"cannot read {path}: {exc.strerror}") from None
+    verifier = ChainVerifier()
+    with fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            if verifier.actor is None:
+                import json
+
+                try:
+                    verifier.actor = json.loads(line).get("actor")
+                except (ValueError, AttributeError):
+                    pass
+            problem = check_export_line(line, verifier)
+            if problem is not None:
+                if app.json:
+                    emit_json({"ok": False, "file": str(path), "line": lineno, "checked": verifier.checked,
+                               "reason": problem})
+                raise ActorFailed(f"{path}: line {lineno} is broken: {problem}")
+    if app.json:
+        emit_json({"ok": True, "file": str(path), "checked": verifier.checked,
+                   "head": verifier.head.hash.hex() if verifier.head.hash else None})
+    else:
+        emit_text(f"{path} verified: {verifier.checked} events")
+
+
+@command.command("export")
+@click.argument("actor")
+@click.option("-o", "--output", "path", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="File to write ('-' for stdout).")
+@click.pass_obj
+def export(app: App, actor: str, path: Path) -> None:
+    """Write ACTOR's whole chain as JSON Lines, one self-contained event per line, oldest first."""
+    client = app.client()
+    out = sys.stdout if str(path) == "-" else None
+    tmp = None
+    if out is None:
+        tmp = path.with_name(path.name + ".part")
+        out = tmp.open("w", encoding="utf-8")
+    count = 0
+    try:
+        for line in client.export_lines(actor):
+            out.write(line + "\n")
+            count += 1
+    except BaseException:
+        if tmp is not None:
+            out.close()
+            tmp.unlink(missing_ok=True)
+        raise
+    if tmp is not None:
+        out.close()
+    if tmp is not None:
+        tmp.replace(path)
+        if app.json:
+            emit_json({"file": str(path), "events": count})
+        else:
+            note(f"exported {count} events to {path}")

@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from daemon.errors import ErrorCode, InternalError, TheaterError, Timeout, Unavailable
+
+from ..app import App
+from ..client import Client
+from ..output import emit_json, emit_text, human_duration, is_tty, key_values, note
+
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 40.0
+
+
+@click.group("daemon")
+def command() -> None:
+    """Start, stop and check theaterd."""
+
+
+def _try_connect(app: App) -> Client | None:
+    try:
+        return Client.connect(app.socket, timeout=5)
+    except Unavailable:
+        return None
+
+
+@command.command("start")
+@click.option("--durability", type=click.Choice(["normal", "full"]), help="Passed to theaterd.")
+@click.option("--debug", is_flag=True, help="Run theaterd with --debug.")
+@click.pass_obj
+def start(app: App, durability: str | None, debug: bool) -> None:
+    """Start theaterd in the background; returns once it accepts connections."""
+    existing = _try_connect(app)
+    if existing is not None:
+        pid = existing.welcome.pid
+        existing.close()
+        if app.json:
+            emit_json({"running": True, "started": False, "pid": pid, "socket": str(app.socket)})
+        else:
+            note(f"theaterd is already running (pid {pid}, socket {app.socket})")
+        return
+    app.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    log_path = app.home / "theaterd.log"
+    cmd = [sys.executable, "-m", "daemon", "--socket", str(app.socket), "--home", str(app.home)]
+    if durability:
+        cmd += ["--durability", durability]
+    if debug:
+        cmd.append("--debug")
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                                close_fds=True)
+    client = _wait_ready(app, proc, log_path)
+    pid = client.welcome.pid
+    client.close()
+    if app.json:
+        emit_json({"running": True, "started": True, "pid": pid, "socket": str(app.socket), "log": str(log_path)})
+    else:
+        note(f"theaterd started (pid {pid}, socket {app.socket}, log {log_path})")
+
+
+def _wait_ready(app: App, proc: subprocess.Popen[bytes], log_path: Path) -> Client:
+    deadline = time.monotonic() + START_TIMEOUT
+    started = time.monotonic()
+    spinner: Any = None
+    try:
+        while time.monotonic() < deadline:
+            client = _try_connect(app)
+            if client is not None:
+                return client
+            code = proc.poll()
+            if code is not None:
+                raise InternalError(f"theaterd exited with status {code}: {_last_error(log_path)}")
+            if spinner is None and is_tty(sys.stderr) and time.monotonic() - started > 0.5:
+                from rich.console import Console
+
+                spinner = Console(stderr=True, markup=False, emoji=False, highlight=False).status(
+                    "waiting for theaterd to accept connections...")
+                spinner.start()
+            time.sleep(0.02)
+    finally:
+        if spinner is not None:
+            spinner.stop()
+    raise Timeout(f"theaterd did not accept connections within {START_TIMEOUT:g} s (see {log_path})")
+
+
+def _last_error(log_path: Path) -> str:
+    try:
+        lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return f"see {log_path}"
+    for line in reversed(lines[-20:]):
+        if "error" in line.lower():
+            return line.strip()
+    return lines[-1].strip() if lines else f"see {log_path}"
+
+
+@command.command("stop")
+@click.pass_obj
+def stop(app: App) -> None:
+    """Stop theaterd gracefully (channels closed, actors stopped, chains flushed)."""
+    client = _try_connect(app)
+    if client is None:
+        if app.json:
+            emit_json({"running": False, "stopped": False})
+        else:
+            note("theaterd is not running")
+        return
+    pid = client.welcome.pid
+    try:
+        client.call("shutdown")
+    except TheaterError as exc:
+        if exc.code != ErrorCode.UNAVAILABLE:
+            raise
+    client.wait_closed(STOP_TIMEOUT)
+    client.close()
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.02)
+    if _alive(pid):
+        raise Timeout(f"theaterd (pid {pid}) is still running after {STOP_TIMEOUT:g} s")
+    if app.json:
+        emit_json({"running": False, "stopped": True, "pid": pid})
+    else:
+        note(f"theaterd stopped (pid {pid})")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours (tests) counts as gone
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@command.command("status")
+@click.pass_obj
+def status(app: App) -> None:
+    """Exit 0 when theaterd is running (and print its details), 69 when it is not."""
+    try:
+        client = Client.connect(app.socket, timeout=5)
+    except Unavailable as exc:
+        if app.json:
+            emit_json({"running": False, "socket": str(app.socket), "reason": str(exc)})
+            raise click.exceptions.Exit(int(ErrorCode.UNAVAILABLE)) from None
+        raise
+    with client:
+        info = client.call("status")
+    if app.json:
+        emit_json({"running": True, **info})
+        return
+    if is_tty():
+        key_values([("status", "running"), ("pid", info["pid"]), ("version", info["version"]),
+                    ("uptime", human_duration(info["uptime"] or 0)), ("socket", info["socket"]),
+                    ("home", info["home"]), ("actors", info["actors"]), ("durability", info["durability"])])
+    else:
+        emit_text(f"running pid={info['pid']} socket={info['socket']} actors={info['actors']}")

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import click
+
+from ..app import App, decode_reply, read_message
+from ..output import emit_json, emit_payload
+
+
+@click.command("request")
+@click.argument("actor")
+@click.argument("message")
+@click.pass_obj
+def command(app: App, actor: str, message: str) -> None:
+    """Send MESSAGE (JSON, '-' for stdin, '@file') to ACTOR and print the reply as JSON."""
+    msg = read_message(message)
+    reply = decode_reply(app.client().call("request", actor=actor, msg=msg, timeout=app.timeout))
+    if app.json and not isinstance(reply, bytes):
+        emit_json(reply)
+    else:
+        emit_payload(reply)

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+import click
+
+from ..app import App, read_message
+from ..output import emit_json
+
+
+@click.command("send")
+@click.argument("actor")
+@click.argument("message")
+@click.pass_obj
+def command(app: App, actor: str, message: str) -> None:
+    """Send MESSAGE (JSON, '-' for stdin, '@file') to ACTOR, one way.
+
+    Returns once the message is stored in the actor's mailbox.
+    """
+    msg = read_message(message)
+    app.client().call("send", actor=actor, msg=msg, timeout=app.timeout)
+    if app.json:
+        emit_json({"sent": True, "actor": actor, "size": len(msg)})

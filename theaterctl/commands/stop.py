@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+import click
+
+from ..app import App
+from ..output import emit_json, emit_text
+
+
+@click.command("stop")
+@click.argument("actor")
+@click.pass_obj
+def command(app: App, actor: str) -> None:
+    """Stop ACTOR (name or id); its chain is kept."""
+    result = app.client().call("stop", actor=actor)
+    if app.json:
+        emit_json(result)
+    else:
+        emit_text(f"stopped {result['name']}")

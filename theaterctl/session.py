@@ -1,0 +1,232 @@
+"""The interactive channel session (trio): stdin and the socket at once.
+
+    session
+    ├─ socket reader    prints channel messages as they arrive; notices the close
+    ├─ input reader     one JSON message per line; /close, EOF or Ctrl-C end it
+    └─ signal watcher   Ctrl-C closes the channel cleanly
+
+After the input ends the session waits until every message it sent is
+acknowledged, then prints what still arrives until the channel has been quiet
+for ``linger`` seconds (default 1 s; at most 10 x linger in all), then closes
+the channel.  If the actor closes the channel, the session ends at once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from daemon import wire
+from daemon.errors import ProtocolError, TheaterError, Unavailable, error_from_code
+
+from . import output
+from .client import CLIENT_NAME
+
+
+class ChannelSession:
+    def __init__(self, socket_path: Path, actor: str, initial: bytes, timeout: float | None,
+                 linger: float = 1.0, pretty: bool | None = None) -> None:
+        self.socket_path = socket_path
+        self.actor = actor
+        self.initial = initial
+        self.timeout = timeout
+        self.linger = linger
+        self.pretty = output.is_tty() if pretty is None else pretty
+        self.reader = wire.FrameReader()
+        self.stream: trio.SocketStream | None = None
+        self.channel_id = ""
+        self.target_name = actor
+        self._ids = 1
+        self.pending: set[int] = set()
+        self.acked = trio.Event()
+        self.closed_by_peer = False
+        self.last_message = 0.0
+        self.replies: dict[int, trio.Event] = {}
+
+    # -- low level ------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        try:
+            self.stream = await trio.open_unix_socket(os.fspath(self.socket_path))
+        except FileNotFoundError:
+            raise Unavailable(f"theaterd is not running (no socket at {self.socket_path}); start it with: theaterctl daemon start") from None
+        except ConnectionRefusedError:
+            raise Unavailable(f"theaterd is not running (stale socket {self.socket_path})") from None
+        except OSError as exc:
+            raise Unavailable(f"cannot connect to {self.socket_path}: {exc.strerror or exc}") from None
+        from .client import check_daemon_uid
+
+        check_daemon_uid(self.stream.socket, self.socket_path)  # type: ignore[arg-type]
+        await self._write(wire.Hello(wire.PROTOCOL_VERSION, CLIENT_NAME))
+        frame = await self._read()
+        if isinstance(frame, wire.Error):
+            raise error_from_code(frame.code, frame.message)
+        if not isinstance(frame, wire.Welcome):
+            raise ProtocolError("expected a welcome frame")
+
+    async def _write(self, frame: wire.Frame) -> None:
+        assert self.stream is not None
+        await self.stream.send_all(wire.encode(frame))
+
+    async def _read(self) -> wire.Frame:
+        assert self.stream is not None
+        while True:
+            frame = self.reader.next_frame()
+            if frame is not None:
+                return frame
+            data = await self.stream.receive_some(65536)
+            if not data:
+                raise Unavailable("the daemon closed the connection")
+            self.reader.feed(data)
+
+    def _next_id(self) -> int:
+        self._ids += 1
+        return self._ids
+
+    # -- the session ------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self._connect()
+        open_id = 1
+        args: dict[str, Any] = {"actor": self.actor, "msg": self.initial}
+        if self.timeout is not None:
+            args["timeout"] = self.timeout
+        await self._write(wire.Call(open_id, "channel-open", args))
+        early: list[wire.Frame] = []
+        while True:
+            frame = await self._read()
+            if isinstance(frame, wire.Reply) and frame.id == open_id:
+                self.channel_id = frame.result["channel"]
+                self.target_name = frame.result.get("name", self.actor)
+                break
+            if isinstance(frame, wire.Error) and frame.id in (open_id, None):
+                raise error_from_code(frame.code, frame.message)
+            early.append(frame)
+        output.note(f"channel {self.channel_id} open to {self.target_name}; "
+                    "one JSON message per line, /close or Ctrl-D to end")
+        self.open_id = open_id
+        async with trio.open_nursery() as nursery:
+            self.nursery = nursery
+            nursery.start_soon(self._socket_reader, early)
+            nursery.start_soon(self._signals)
+            nursery.start_soon(self._input)
+
+    async def _signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+            async for _ in signals:
+                await self._finish(linger=False)
+                return
+
+    async def _socket_reader(self, early: list[wire.Frame]) -> None:
+        for frame in early:
+            self._on_frame(frame)
+        while True:
+            try:
+                frame = await self._read()
+            except Unavailable:
+                if not self.closed_by_peer:
+                    output.note("the daemon closed the connection")
+                    self.closed_by_peer = True
+                self.nursery.cancel_scope.cancel()
+                return
+            if self._on_frame(frame):
+                self.nursery.cancel_scope.cancel()
+                return
+
+    def _on_frame(self, frame: wire.Frame) -> bool:
+        """Handle one frame; True when the session is over."""
+        if isinstance(frame, wire.Push) and frame.id == self.open_id:
+            if frame.event == "channel-message":
+                self.last_message = trio.current_time()
+                self._print(frame.data.get("msg", b""))
+            elif frame.event == "channel-closed":
+                self.closed_by_peer = True
+                output.note(f"channel closed: {frame.data.get('reason') or 'by ' + self.target_name}")
+                return True
+        elif isinstance(frame, (wire.Reply, wire.Error)) and frame.id in self.pending:
+            self.pending.discard(frame.id)
+            if isinstance(frame, wire.Error):
+                output.note(f"not delivered: {frame.message}")
+            if not self.pending:
+                self.acked.set()
+            event = self.replies.pop(frame.id, None)
+            if event is not None:
+                event.set()
+        elif isinstance(frame, wire.Error) and frame.id is None:
+            output.error(frame.message)
+            self.closed_by_peer = True
+            return True
+        return False
+
+    def _print(self, msg: bytes) -> None:
+        try:
+            value = json.loads(msg)
+        except (ValueError, UnicodeDecodeError):
+            output.emit_text(bytes(msg).decode("utf-8", "replace"))
+            return
+        if self.pretty:
+            output.emit_json(value, pretty=True)
+        else:
+            output.emit_json_line(value)
+
+    async def _input(self) -> None:
+        stdin = sys.stdin.buffer
+        while True:
+            line = await trio.to_thread.run_sync(stdin.readline, abandon_on_cancel=True)
+            if not line:
+                break
+            text = line.decode("utf-8", "replace").strip()
+            if not text:
+                continue
+            if text == "/close":
+                break
+            try:
+                json.loads(text)
+            except ValueError as exc:
+                output.note(f"not JSON, not sent ({exc}): {text[:60]}")
+                continue
+            call_id = self._next_id()
+            self.pending.add(call_id)
+            self.acked = trio.Event()
+            await self._write(wire.Call(call_id, "channel-send", {"channel": self.channel_id, "msg": text.encode()}))
+        await self._finish(linger=True)
+
+    async def _finish(self, linger: bool) -> None:
+        if linger:
+            with trio.move_on_after(max(self.linger * 10, 1)):
+                if self.pending:
+                    await self.acked.wait()
+                self.last_message = max(self.last_message, trio.current_time())
+                while trio.current_time() - self.last_message < self.linger:
+                    await trio.sleep(self.last_message + self.linger - trio.current_time())
+        if not self.closed_by_peer:
+            call_id = self._next_id()
+            done = trio.Event()
+            self.pending.add(call_id)
+            self.replies[call_id] = done
+            with trio.move_on_after(5):
+                try:
+                    await self._write(wire.Call(call_id, "channel-close", {"channel": self.channel_id}))
+                    await done.wait()
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+            output.note(f"channel {self.channel_id} closed")
+        self.nursery.cancel_scope.cancel()
+
+
+def run_session(socket_path: Path, actor: str, initial: bytes, timeout: float | None, linger: float) -> None:
+    if not math.isfinite(linger) or linger < 0:
+        raise TheaterError("linger must be a non-negative number")
+    session = ChannelSession(socket_path, actor, initial, timeout, linger)
+    try:
+        trio.run(session.run)
+    finally:
+        if session.stream is not None:
+            pass
