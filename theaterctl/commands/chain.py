@@ -8,7 +8,7 @@ import click
 
 from daemon.errors import ActorFailed, BadInput
 
-from ..app import App
+from ..app import App, json_option
 from ..output import emit_json, emit_json_line, emit_text, event_line, key_values, note, stream_events
 
 
@@ -40,6 +40,7 @@ def _parse_since(text: str | None) -> float | None:
 @click.option("--type", "etype", metavar="TYPE", help="Only events of this type (e.g. message-server/handle-send).")
 @click.option("--since", metavar="TIME", help="Only events at or after TIME (ISO 8601, or an age like 10m).")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events as they happen, until Ctrl-C.")
+@json_option
 @click.pass_obj
 def show(app: App, actor: str, event: str | None, limit: int | None, etype: str | None, since: str | None,
          follow: bool) -> None:
@@ -81,6 +82,7 @@ def _follow(app: App, actor: str, limit: int | None, etype: str | None, since: f
 @click.argument("actor", required=False)
 @click.option("--file", "path", type=click.Path(path_type=Path, dir_okay=False),
               help="Verify an exported JSON Lines file instead (no daemon needed).")
+@json_option
 @click.pass_obj
 def verify(app: App, actor: str | None, path: Path | None) -> None:
     """Recompute every hash and check every link; exit 1 naming the first broken event."""
@@ -139,6 +141,7 @@ def _verify_file(app: App, path: Path) -> None:
 @click.argument("actor")
 @click.option("-o", "--output", "path", type=click.Path(path_type=Path, dir_okay=False), required=True,
               help="File to write ('-' for stdout).")
+@json_option
 @click.pass_obj
 def export(app: App, actor: str, path: Path) -> None:
     """Write ACTOR's whole chain as JSON Lines, one self-contained event per line, oldest first."""

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import click
 
-from ..app import App, read_message
+from ..app import App, read_message, json_option
 
 
 @click.command("channel")
@@ -10,6 +10,7 @@ from ..app import App, read_message
 @click.argument("initial_message", default="{}", required=False)
 @click.option("--linger", type=click.FloatRange(min=0), default=1.0, show_default=True, metavar="SECONDS",
               help="After input ends, keep printing replies until the channel is quiet this long (at most 10x).")
+@json_option
 @click.pass_obj
 def command(app: App, actor: str, initial_message: str, linger: float) -> None:
     """Open a channel to ACTOR and talk on it: one JSON message per line.

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import click
 
-from ..app import App
+from ..app import App, json_option
 from ..output import emit_json, human_duration, table
 
 
 @click.command("channels")
+@json_option
 @click.pass_obj
 def command(app: App) -> None:
     """List open channels: id, the two ends, messages each way, age."""

@@ -11,7 +11,7 @@ import click
 
 from daemon.errors import ErrorCode, InternalError, TheaterError, Timeout, Unavailable
 
-from ..app import App
+from ..app import App, json_option
 from ..client import Client
 from ..output import emit_json, emit_text, human_duration, is_tty, key_values, note
 
@@ -34,6 +34,7 @@ def _try_connect(app: App) -> Client | None:
 @command.command("start")
 @click.option("--durability", type=click.Choice(["normal", "full"]), help="Passed to theaterd.")
 @click.option("--debug", is_flag=True, help="Run theaterd with --debug.")
+@json_option
 @click.pass_obj
 def start(app: App, durability: str | None, debug: bool) -> None:
     """Start theaterd in the background; returns once it accepts connections."""
@@ -102,6 +103,7 @@ def _last_error(log_path: Path) -> str:
 
 
 @command.command("stop")
+@json_option
 @click.pass_obj
 def stop(app: App) -> None:
     """Stop theaterd gracefully (channels closed, actors stopped, chains flushed)."""
@@ -146,6 +148,7 @@ def _alive(pid: int) -> bool:
 
 
 @command.command("status")
+@json_option
 @click.pass_obj
 def status(app: App) -> None:
     """Exit 0 when theaterd is running (and print its details), 69 when it is not."""

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import click
 
-from ..app import App, decode_reply
+from ..app import App, decode_reply, json_option
 from ..output import emit_json, emit_text, events_table, human_duration, key_values
 
 
@@ -10,6 +10,7 @@ from ..output import emit_json, emit_text, events_table, human_duration, key_val
 @click.argument("actor")
 @click.option("--events", "n_events", type=click.IntRange(min=0), default=5, show_default=True,
               help="How many of the latest events to show.")
+@json_option
 @click.pass_obj
 def command(app: App, actor: str, n_events: int) -> None:
     """Show ACTOR in detail: status, state, mailbox, channels, restarts, last events."""

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import click
 
-from ..app import App
+from ..app import App, json_option
 from ..output import STATUS_STYLES, emit_json, human_duration, table
 
 
 @click.command("list")
 @click.option("--all", "show_all", is_flag=True, help="Include stopped actors.")
+@json_option
 @click.pass_obj
 def command(app: App, show_all: bool) -> None:
     """List actors: name, id, status, messages handled, chain length."""

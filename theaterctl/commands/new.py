@@ -7,7 +7,7 @@ import click
 from daemon.errors import BadInput
 from daemon.manifest import check_name
 
-from ..app import App
+from ..app import App, json_option
 from ..output import emit_json, note
 
 MANIFEST = '''name = "{name}"
@@ -105,6 +105,7 @@ def test_accepts_channels() -> None:
 @click.argument("name")
 @click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False),
               help="Where to create it (default: ./NAME).")
+@json_option
 @click.pass_obj
 def command(app: App, name: str, directory: Path | None) -> None:
     """Create a new actor NAME: a manifest, a module with every handler stubbed, and a test."""

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import click
 
-from ..app import App, read_message
+from ..app import App, read_message, json_option
 from ..output import emit_json
 
 
 @click.command("send")
 @click.argument("actor")
 @click.argument("message")
+@json_option
 @click.pass_obj
 def command(app: App, actor: str, message: str) -> None:
     """Send MESSAGE (JSON, '-' for stdin, '@file') to ACTOR, one way.

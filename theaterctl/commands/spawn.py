@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from ..app import App, parse_json_option
+from ..app import App, parse_json_option, json_option
 from ..output import emit_json, emit_text
 
 
@@ -12,6 +12,7 @@ from ..output import emit_json, emit_text
 @click.argument("manifest", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--name", help="Name for the actor (default: the manifest's name).")
 @click.option("--state", "state", metavar="JSON", help="Initial state, overriding the manifest's init_state.")
+@json_option
 @click.pass_obj
 def command(app: App, manifest: Path, name: str | None, state: str | None) -> None:
     """Start an actor from MANIFEST (a TOML file); prints its name and id."""

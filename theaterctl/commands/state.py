@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import click
 
-from ..app import App, decode_reply
+from ..app import App, decode_reply, json_option
 from ..output import emit_json, emit_payload
 
 
 @click.command("state")
 @click.argument("actor")
+@json_option
 @click.pass_obj
 def command(app: App, actor: str) -> None:
     """Print ACTOR's current state as JSON."""

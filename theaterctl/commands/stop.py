@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import click
 
-from ..app import App
+from ..app import App, json_option
 from ..output import emit_json, emit_text
 
 
 @click.command("stop")
 @click.argument("actor")
+@json_option
 @click.pass_obj
 def command(app: App, actor: str) -> None:
     """Stop ACTOR (name or id); its chain is kept."""
