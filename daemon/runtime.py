@@ -300,7 +300,7 @@ class Runtime:
         manifest = load_manifest(manifest_path)
         name = check_name(name) if name else manifest.name
         existing = self.names.get(name)
-        if existing is not None and existing.status in (RUNNING, STOPPING, FAILED):
+        if existing is not None and existing.status in (RUNNING, STOPPING):
             raise BadInput(f"an actor named {name!r} is already {existing.status} (id {existing.id})")
         if state is not None:
             _check_json(state, "initial state")
@@ -312,6 +312,7 @@ class Runtime:
             created_us=chain.now_us(),
         )
         self.names[name] = actor  # reserve the name while loading
+        failure: str | None = None
         try:
             actor.module = await self.workers.run(_load_module, actor.id, manifest.component)
             init = getattr(actor.module, "init", None)
@@ -320,21 +321,28 @@ class Runtime:
                 result = await self.workers.run(self._invoke, actor, init, actor.state, None)
                 actor.current = None
                 actor.state = _unpack_state(result, "init")
-        except BaseException as exc:
+        except trio.Cancelled:
             if self.names.get(name) is actor:
                 del self.names[name]
-            if isinstance(exc, trio.Cancelled):
-                raise
-            raise ActorFailed(f"actor {name} failed to start: {_describe(exc, self.settings.debug)}") from None
+            raise
+        except BaseException as exc:  # noqa: BLE001 - actor code may raise anything
+            failure = f"failed to start: {_describe(exc, self.settings.debug)}"
+        actor.current = None
         self.actors[actor.id] = actor
         h = state_hash(actor.state)
-        ev = self._event(actor, "runtime/spawn", {"name": name, "manifest": str(manifest.path),
-                                                   "state_hash": _hex(h)})
+        data: dict[str, Any] = {"name": name, "manifest": str(manifest.path), "state_hash": _hex(h)}
+        if failure is not None:
+            data.update(outcome="error", error=failure)
+            actor.status, actor.reason = FAILED, failure
+            actor.done.set()
+        ev = self._event(actor, "runtime/spawn", data)
         await self._commit([
-            PutActor(actor.id, name, str(manifest.path), RUNNING, actor.created_us),
+            PutActor(actor.id, name, str(manifest.path), actor.status, actor.created_us, actor.reason),
             PutEvent(ev),
             PutState(actor.id, h, actor.state, 0),
         ])
+        if failure is not None:
+            raise ActorFailed(f"actor {name} {failure}")
         self._start_mailbox(actor)
         return actor
 
@@ -391,6 +399,8 @@ class Runtime:
                     except trio.EndOfChannel:
                         break
                     await self._handle(actor, env)
+                    if actor.status == FAILED:
+                        break
         finally:
             actor.current = None
             # whatever is still queued will not be handled now
@@ -400,7 +410,10 @@ class Runtime:
                 except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                     break
                 if env.reply is not None:
-                    env.reply.fail(NotFound(f"actor {actor.name} stopped before handling the message"))
+                    if actor.status == FAILED:
+                        env.reply.fail(ActorFailed(f"actor {actor.name} has failed: {actor.reason}"))
+                    else:
+                        env.reply.fail(NotFound(f"actor {actor.name} stopped before handling the message"))
             actor.done.set()
 
     def _invoke(self, actor: Actor, fn: Callable[..., Any], state: bytes | None, params: Any,
@@ -433,6 +446,7 @@ class Runtime:
             params = (env.channel.id,)
 
         data: dict[str, Any] = {"peer": env.sender, "size": len(env.payload)}
+        crash: str | None = None
         peer = self.actors.get(env.sender)
         if peer is not None:
             data["peer_name"] = peer.name
@@ -467,6 +481,9 @@ class Runtime:
                 raise
             except Busy as exc:
                 error = str(exc)
+            except (HandlerContractError, SystemExit, KeyboardInterrupt, MemoryError, RecursionError) as exc:
+                crash = f"{fn_name} crashed: {_describe(exc, self.settings.debug)}"
+                error = f"actor {actor.name} {crash}"
             except BaseException as exc:  # noqa: BLE001 - actor code may raise anything
                 error = _describe(exc, self.settings.debug)
                 if self.settings.debug:
@@ -498,6 +515,9 @@ class Runtime:
         elif kind == CH_CLOSE:
             self.channels.close_handled(env.channel)
 
+        if crash is not None:
+            ops.extend(await self._after_crash(actor, crash))
+
         reply = env.reply
         if reply is None:
             self.store.submit(ops)
@@ -509,6 +529,39 @@ class Runtime:
         else:
             settle = lambda: reply.set(result_value)  # noqa: E731
         self.store.submit(ops, self.store.waiter(lambda w: _settle(w, reply, settle)))
+
+    async def _after_crash(self, actor: Actor, crash: str) -> list[Op]:
+        """Apply the manifest's restart policy after a crash; returns the ops recording it."""
+        ops: list[Op] = [PutEvent(self._event(actor, "runtime/crash", {"reason": crash}))]
+        manifest = actor.manifest
+        now = time.monotonic()
+        while actor.restarts and now - actor.restarts[0] > manifest.restart_window:
+            actor.restarts.popleft()
+        if manifest.restart == "on-failure" and len(actor.restarts) < manifest.max_restarts:
+            actor.restarts.append(now)
+            actor.restart_count += 1
+            try:
+                actor.module = await self.workers.run(_load_module, actor.id, manifest.component)
+            except BaseException as exc:  # noqa: BLE001
+                reason = f"restart failed: {_describe(exc, self.settings.debug)}"
+            else:
+                ops.append(PutEvent(self._event(actor, "runtime/restart", {
+                    "attempt": actor.restart_count, "reason": crash})))
+                log.warning("actor %s crashed and was restarted (%d): %s", actor.name, actor.restart_count, crash)
+                return ops
+        elif manifest.restart == "on-failure":
+            reason = (f"{crash} ({len(actor.restarts)} restarts within {manifest.restart_window:g} s;"
+                      f" limit {manifest.max_restarts})")
+        else:
+            reason = crash
+        log.warning("actor %s failed: %s", actor.name, reason)
+        actor.status, actor.reason = FAILED, reason
+        ops.append(SetStatus(actor.id, FAILED, reason))
+        if actor.mailbox_tx is not None:
+            actor.mailbox_tx.close()
+        assert self._nursery is not None
+        self._nursery.start_soon(self.channels.close_for_actor, actor, f"actor {actor.name} failed")
+        return ops
 
     # ------------------------------------------------------------------
     # chain helpers
@@ -757,6 +810,8 @@ def _describe(exc: BaseException, debug: bool = False) -> str:
     text = str(exc).strip()
     if isinstance(exc, ms.MessageServerError) and text:
         return text.splitlines()[0] if not debug else text
+    if not isinstance(exc, Exception):
+        return f"{type(exc).__name__}({text})" if text else type(exc).__name__
     if not text:
         text = type(exc).__name__
     elif not isinstance(exc, (ActorFailed,)):
@@ -777,17 +832,21 @@ def _check_json(data: bytes, what: str) -> None:
         raise BadInput(f"{what} is not valid JSON") from None
 
 
+class HandlerContractError(Exception):
+    """A handler returned something that does not fit the spec's signature: a crash."""
+
+
 def _as_state(value: Any, fn_name: str) -> bytes | None:
     if value is None or isinstance(value, bytes):
         return value
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
-    raise TypeError(f"{fn_name} returned a state of type {type(value).__name__}; expected bytes or None")
+    raise HandlerContractError(f"{fn_name} returned a state of type {type(value).__name__}; expected bytes or None")
 
 
 def _unpack_state(result: Any, fn_name: str) -> bytes | None:
     if not isinstance(result, tuple) or len(result) != 1:
-        raise TypeError(f"{fn_name} must return a 1-tuple (new_state,), got {_short(result)}")
+        raise HandlerContractError(f"{fn_name} must return a 1-tuple (new_state,), got {_short(result)}")
     return _as_state(result[0], fn_name)
 
 
@@ -797,17 +856,17 @@ def _unpack(result: Any, kind: str, fn_name: str) -> tuple[bytes | None, Any]:
         return _unpack_state(result, fn_name), None
     if not isinstance(result, tuple) or len(result) != 2 or not isinstance(result[1], tuple) or len(result[1]) != 1:
         shape = "(new_state, (reply,))" if kind == REQUEST else "(new_state, (ChannelAccept,))"
-        raise TypeError(f"{fn_name} must return {shape}, got {_short(result)}")
+        raise HandlerContractError(f"{fn_name} must return {shape}, got {_short(result)}")
     state = _as_state(result[0], fn_name)
     value = result[1][0]
     if kind == REQUEST:
         if isinstance(value, str):
             value = value.encode()
         if not isinstance(value, (bytes, bytearray, memoryview)):
-            raise TypeError(f"{fn_name} returned a reply of type {type(value).__name__}; expected bytes")
+            raise HandlerContractError(f"{fn_name} returned a reply of type {type(value).__name__}; expected bytes")
         return state, bytes(value)
     if not isinstance(value, ms.ChannelAccept):
-        raise TypeError(f"{fn_name} must return a ChannelAccept, got {type(value).__name__}")
+        raise HandlerContractError(f"{fn_name} must return a ChannelAccept, got {type(value).__name__}")
     return state, value
 
 

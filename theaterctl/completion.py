@@ -1,0 +1,104 @@
+"""Dynamic shell completion: actor names and channel ids, asked of a running theaterd.
+
+Used as ``shell_complete=`` callbacks on click parameters.  The completion
+scripts in ``completions/`` call ``theaterctl`` with
+``_THEATERCTL_COMPLETE=<shell>_complete``; click then calls these functions.
+
+They must never get in the way of the user's typing, so they:
+
+* only *connect* to an already running daemon (never start one),
+* give up quickly (0.5 s to connect, 0.5 s per answer),
+* return ``[]`` on any failure, printing nothing.
+
+The socket is the one the command line would use: the group's ``--socket``
+option (which click has already parsed, with ``$THEATER_SOCKET`` as its
+fallback), else the default from :func:`daemon.paths.default_socket`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+from click.shell_completion import CompletionItem
+
+TIMEOUT = 0.5
+
+# Commands that also work on stopped actors (their chains and last state are kept).
+_READS_STOPPED = {"state", "inspect"}
+_READS_STOPPED_GROUPS = {"chain"}
+
+
+def _socket_path(ctx: click.Context | None) -> Path:
+    """The --socket given on the command line or via $THEATER_SOCKET, else the default path."""
+    from daemon.paths import SOCKET_ENV, default_socket
+
+    node = ctx
+    while node is not None:
+        value = node.params.get("socket")
+        if value:
+            return Path(value)
+        node = node.parent
+    env = os.environ.get(SOCKET_ENV)
+    if env:
+        return Path(env)
+    return default_socket()
+
+
+def _ask(ctx: click.Context | None, op: str, **args: Any) -> Any:
+    """One call to a running daemon; raises on any failure (the callers swallow it)."""
+    from .client import Client
+
+    with Client.connect(_socket_path(ctx), timeout=TIMEOUT) as client:
+        return client.call(op, timeout=TIMEOUT, **args)
+
+
+def _include_stopped(ctx: click.Context | None) -> bool:
+    if ctx is None or ctx.command is None:
+        return False
+    if ctx.command.name in _READS_STOPPED:
+        return True
+    parent = ctx.parent
+    return bool(parent is not None and parent.command is not None and parent.command.name in _READS_STOPPED_GROUPS)
+
+
+def complete_actor(ctx: click.Context, param: click.Parameter | None, incomplete: str) -> list[CompletionItem]:
+    """Names of the daemon's actors starting with ``incomplete`` (ids too, once something is typed)."""
+    try:
+        actors = _ask(ctx, "list", all=True if _include_stopped(ctx) else None)
+        items: list[CompletionItem] = []
+        seen: set[str] = set()
+        for actor in actors:
+            name = str(actor.get("name") or "")
+            if name and name.startswith(incomplete) and name not in seen:
+                seen.add(name)
+                items.append(CompletionItem(name, help=str(actor.get("status") or "") or None))
+        if incomplete:
+            for actor in actors:
+                ident = str(actor.get("id") or "")
+                if ident and ident.startswith(incomplete) and ident not in seen:
+                    seen.add(ident)
+                    items.append(CompletionItem(ident, help=str(actor.get("name") or "") or None))
+        return items
+    except Exception:
+        return []
+
+
+def complete_channel(ctx: click.Context, param: click.Parameter | None, incomplete: str) -> list[CompletionItem]:
+    """Ids of the daemon's open channels starting with ``incomplete``."""
+    try:
+        channels = _ask(ctx, "channels")
+        items: list[CompletionItem] = []
+        for channel in channels:
+            ident = str(channel.get("id") or "")
+            if ident and ident.startswith(incomplete):
+                opener, target = channel.get("opener_name"), channel.get("target_name")
+                items.append(CompletionItem(ident, help=f"{opener} -> {target}" if opener and target else None))
+        return items
+    except Exception:
+        return []
+
+
+__all__ = ["complete_actor", "complete_channel"]
