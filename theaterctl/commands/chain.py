@@ -9,6 +9,7 @@ import click
 from daemon.errors import ActorFailed, BadInput
 
 from ..app import App, json_option
+from ..completion import complete_actor
 from ..output import emit_json, emit_json_line, emit_text, event_line, key_values, note, stream_events
 
 
@@ -34,7 +35,7 @@ def _parse_since(text: str | None) -> float | None:
 
 
 @command.command("show")
-@click.argument("actor")
+@click.argument("actor", shell_complete=complete_actor)
 @click.argument("event", required=False)
 @click.option("--limit", type=click.IntRange(min=0), help="Only the newest N events.")
 @click.option("--type", "etype", metavar="TYPE", help="Only events of this type (e.g. message-server/handle-send).")
@@ -79,7 +80,7 @@ def _follow(app: App, actor: str, limit: int | None, etype: str | None, since: f
 
 
 @command.command("verify")
-@click.argument("actor", required=False)
+@click.argument("actor", required=False, shell_complete=complete_actor)
 @click.option("--file", "path", type=click.Path(path_type=Path, dir_okay=False),
               help="Verify an exported JSON Lines file instead (no daemon needed).")
 @json_option
@@ -138,7 +139,7 @@ def _verify_file(app: App, path: Path) -> None:
 
 
 @command.command("export")
-@click.argument("actor")
+@click.argument("actor", shell_complete=complete_actor)
 @click.option("-o", "--output", "path", type=click.Path(path_type=Path, dir_okay=False), required=True,
               help="File to write ('-' for stdout).")
 @json_option

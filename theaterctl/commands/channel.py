@@ -3,10 +3,11 @@ from __future__ import annotations
 import click
 
 from ..app import App, read_message, json_option
+from ..completion import complete_actor
 
 
 @click.command("channel")
-@click.argument("actor")
+@click.argument("actor", shell_complete=complete_actor)
 @click.argument("initial_message", default="{}", required=False)
 @click.option("--linger", type=click.FloatRange(min=0), default=1.0, show_default=True, metavar="SECONDS",
               help="After input ends, keep printing replies until the channel is quiet this long (at most 10x).")

@@ -3,11 +3,12 @@ from __future__ import annotations
 import click
 
 from ..app import App, decode_reply, json_option
+from ..completion import complete_actor
 from ..output import emit_json, emit_text, events_table, human_duration, key_values
 
 
 @click.command("inspect")
-@click.argument("actor")
+@click.argument("actor", shell_complete=complete_actor)
 @click.option("--events", "n_events", type=click.IntRange(min=0), default=5, show_default=True,
               help="How many of the latest events to show.")
 @json_option

@@ -3,11 +3,12 @@ from __future__ import annotations
 import click
 
 from ..app import App, read_message, json_option
+from ..completion import complete_actor
 from ..output import emit_json
 
 
 @click.command("send")
-@click.argument("actor")
+@click.argument("actor", shell_complete=complete_actor)
 @click.argument("message")
 @json_option
 @click.pass_obj
