@@ -114,11 +114,11 @@ async def amain(config: Config) -> None:
                                             idle_timeout=config.idle_timeout), on_shutdown=shutdown.set)
     server.socket_path, server.home = str(config.socket), str(config.home)
     fd = _inherited_fd()
+    listener = listener_from_fd(fd) if fd is not None else await open_unix_listener(config.socket)
     try:
         async with trio.open_nursery() as root:
             root.start_soon(_watch_signals, shutdown)
             await root.start(runtime.serve)
-            listener = listener_from_fd(fd) if fd is not None else await open_unix_listener(config.socket)
             serving = trio.CancelScope()
 
             async def serve() -> None:
@@ -171,16 +171,30 @@ def run(config: Config) -> int:
             trio.run(amain, config)
         finally:
             lock.close()
-    except (StartupError, SocketDirError, StoreError) as exc:
-        print(f"theaterd: error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"theaterd: error: {exc.strerror or exc} ({getattr(exc, 'filename', '') or config.socket})",
-              file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 0
+    except BaseException as exc:  # the one place start-up failures become a line and a status
+        known = _first_known(exc, (StartupError, SocketDirError, StoreError, OSError, KeyboardInterrupt))
+        if isinstance(known, KeyboardInterrupt):
+            return 0
+        if isinstance(known, OSError) and not isinstance(known, (SocketDirError,)):
+            where = getattr(known, "filename", None) or config.socket
+            print(f"theaterd: error: {known.strerror or known} ({where})", file=sys.stderr)
+            return 1
+        if known is not None:
+            print(f"theaterd: error: {known}", file=sys.stderr)
+            return 1
+        raise
     return 0
+
+
+def _first_known(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> BaseException | None:
+    """Find the first exception of ``kinds`` in ``exc`` or, through exception groups, inside it."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _first_known(inner, kinds)
+            if found is not None:
+                return found
+        return None
+    return exc if isinstance(exc, kinds) else None
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -170,6 +170,10 @@ class ChainVerifier:
             return self._fail(seq, "parent hash does not match the previous event")
         if self.actor is not None and fields.get("actor") != self.actor:
             return self._fail(seq, "event belongs to another actor")
+        if not (isinstance(fields.get("type"), str) and isinstance(fields.get("ts"), int)
+                and isinstance(fields.get("data"), dict)
+                and isinstance(fields.get("payload"), (bytes, type(None)))):
+            return self._fail(seq, "record is missing fields or has fields of the wrong type")
         self.head = Head(seq, actual)
         self.checked += 1
         return True
@@ -232,25 +236,42 @@ def export_line(stored_hash: bytes, record: bytes) -> str:
 
 
 def check_export_line(line: str, verifier: ChainVerifier) -> str | None:
-    """Verify one export line against the chain so far; return why it is bad, or None."""
+    """Verify one export line against the chain so far; return why it is bad, or None.
+
+    The line's readable fields must be exactly (type included) what its hashed
+    ``record`` says, so editing any field of an exported event is detected.
+    """
     try:
         obj = json.loads(line)
         record = base64.b64decode(obj["record"], validate=True)
         stored_hash = bytes.fromhex(obj["hash"])
         seq = obj["seq"]
     except (ValueError, KeyError, TypeError) as exc:
-        return f"not a chain export line ({exc.__class__.__name__})"
-    if not isinstance(seq, int):
-        return "seq is not an integer"
+        return _broken(verifier, None, f"not a chain export line ({exc.__class__.__name__})")
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        return _broken(verifier, None, "seq is not an integer")
+    before = (verifier.head, verifier.checked)
     if not verifier.check(seq, stored_hash, record):
         return verifier.reason
     try:
-        expected = json.loads(export_line(stored_hash, record))
-    except ValueError as exc:  # pragma: no cover - record already decoded above
-        return str(exc)
-    if obj != expected:
-        changed = sorted(k for k in set(obj) | set(expected) if obj.get(k) != expected.get(k))
-        verifier.broken_seq = seq
-        verifier.reason = f"field(s) {', '.join(changed)} do not match the hashed record"
-        return verifier.reason
+        expected_text = export_line(stored_hash, record)
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:
+        verifier.head, verifier.checked = before
+        return _broken(verifier, seq, f"malformed record ({exc.__class__.__name__}: {exc})")
+    actual_text = json.dumps(obj, separators=(",", ":"), sort_keys=True)
+    if actual_text != expected_text:
+        verifier.head, verifier.checked = before
+        expected = json.loads(expected_text)
+
+        def same(key: str) -> bool:
+            return json.dumps(obj.get(key), sort_keys=True) == json.dumps(expected.get(key), sort_keys=True)
+
+        changed = sorted(k for k in set(obj) | set(expected) if not same(k))
+        return _broken(verifier, seq, f"field(s) {', '.join(changed)} do not match the hashed record")
     return None
+
+
+def _broken(verifier: ChainVerifier, seq: int | None, reason: str) -> str:
+    verifier.broken_seq = seq if seq is not None else verifier.head.seq + 1
+    verifier.reason = reason
+    return reason

@@ -186,6 +186,7 @@ class Connection:
         self.out_tx, self.out_rx = trio.open_memory_channel[bytes](self.settings.max_outgoing)
         self.client_ends: list[ClientEnd] = []
         self.long_lived = 0  # open channel sessions and follows: exempt from the idle limit
+        self.writer_done = trio.Event()
         self.closing = False
 
     # -- output -------------------------------------------------------------
@@ -209,6 +210,12 @@ class Connection:
             pass
 
     async def _writer(self) -> None:
+        try:
+            await self._write_loop()
+        finally:
+            self.writer_done.set()
+
+    async def _write_loop(self) -> None:
         rx = self.out_rx
         while True:
             try:
@@ -228,6 +235,11 @@ class Connection:
         with trio.move_on_after(1):
             try:
                 await self.stream.send_all(wire.encode(wire.Error(None, int(code), message)))
+                await self.stream.send_eof()
+                # read what the peer already sent, so that closing does not reset the
+                # connection and destroy the error frame before the peer reads it
+                while await self.stream.receive_some(65536):
+                    pass
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
 
@@ -320,8 +332,9 @@ class Connection:
         self.out_tx.close()
 
     async def _drain_output(self) -> None:
-        with trio.move_on_after(1):
-            await self._writer()
+        """Let the writer send what is queued (the output channel is closed), briefly."""
+        with trio.move_on_after(2):
+            await self.writer_done.wait()
 
     # -- calls --------------------------------------------------------------
 

@@ -199,10 +199,57 @@ def _to_map(frame: Frame) -> dict[str, Any]:
     raise LocalProtocolError(f"not a frame: {frame!r}")
 
 
+_FIELD_TYPES: dict[type, dict[str, tuple[type, ...]]] = {
+    Hello: {"version": _INT, "client": _STR},
+    Welcome: {"version": _INT, "server": _STR, "pid": _INT, "uid": _INT},
+    Call: {"id": _INT, "op": _STR, "args": (dict,)},
+    Reply: {"id": _INT},
+    Error: {"id": (int, type(None)), "code": _INT, "message": _STR},
+    Push: {"id": _INT, "event": _STR, "data": (dict,)},
+}
+_INT_MIN, _INT_MAX = -(1 << 64), (1 << 64) - 1
+
+
+def _check_outgoing(value: Any, budget: int, where: str) -> None:
+    """What we send must pass the peer's strict decoder: plain values, text keys, 64-bit ints."""
+    if isinstance(value, (str, bytes, bool, float, type(None))):
+        return
+    if isinstance(value, int):
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise LocalProtocolError(f"{where}: integer {value} does not fit in 64 bits")
+        return
+    if budget <= 0:
+        raise LocalProtocolError(f"{where}: nested deeper than {MAX_DEPTH}")
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            _check_outgoing(item, budget - 1, where)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise LocalProtocolError(f"{where}: map key {key!r} is not a text string")
+            _check_outgoing(item, budget - 1, where)
+        return
+    raise LocalProtocolError(f"{where}: values of type {type(value).__name__} cannot be sent")
+
+
 def encode(frame: Frame, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
-    """Serialise one frame, length prefix included."""
+    """Serialise one frame, length prefix included.
+
+    Raises :class:`LocalProtocolError` for a frame the peer would reject.
+    """
+    kind = type(frame)
+    fields = _FIELD_TYPES.get(kind)
+    if fields is None:
+        raise LocalProtocolError(f"not a frame: {frame!r}")
+    for name, types in fields.items():
+        value = getattr(frame, name)
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise LocalProtocolError(f"{kind.__name__}.{name} has the wrong type ({type(value).__name__})")
+    mapped = _to_map(frame)
+    _check_outgoing(mapped, MAX_DEPTH, kind.__name__)
     try:
-        body = cbor2.dumps(_to_map(frame))
+        body = cbor2.dumps(mapped)
     except (cbor2.CBOREncodeError, TypeError, ValueError) as exc:
         raise LocalProtocolError(f"cannot encode {type(frame).__name__}: {exc}") from None
     if len(body) > max_frame:

@@ -593,7 +593,7 @@ def test_type_confusion_in_export_lines_is_detected(name: str) -> None:
     assert lines[target] != original  # the edit really changed the text
     problem, verifier = check_lines(lines)
     assert problem is not None, f"{name}: edited line accepted: {lines[target]}"
-    assert verifier.broken_seq == target + 1
+    assert verifier.broken_seq in (None, target + 1)  # None: rejected before the chain check
 
 
 @pytest.mark.parametrize(

@@ -23,8 +23,8 @@ from daemon.wire import (
     encode,
 )
 
-FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-LIGHT = settings(FUZZ, max_examples=150)
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+LIGHT = settings(FUZZ, max_examples=120)
 
 FRAME_TYPES = (Hello, Welcome, Call, Reply, Error, Push)
 I64 = st.integers(min_value=-(2**64), max_value=2**64 - 1)  # what CBOR ints hold without tags

@@ -26,7 +26,8 @@ accepted), serves the first ping and replies at once; each answer then
 arrives in ``handle_channel_message``, which serves the next ping, and after
 round N ping closes the channel and the game's status becomes "done" (or
 "closed" if pong closed the channel first).  Ask for the ``summary``.
-The last 100 finished games are remembered.  State: ``{"pong": name, "games": {channel_id: game}, "last": channel_id}``.
+The last 100 finished games are remembered.  State: ``{"pong": name,
+"games": {channel_id: game}, "last": channel_id}``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Actors used only by the benchmarks (``sink`` answers, ``driver`` loops inside the daemon)."""

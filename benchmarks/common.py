@@ -1,0 +1,316 @@
+"""Shared pieces: the result record, a real theaterd in a short temp dir, the bare echo server, stats."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+EXAMPLES = ROOT / "actors" / "examples"
+COUNTER = EXAMPLES / "counter" / "manifest.toml"
+SINK = BENCH / "actors" / "sink" / "manifest.toml"
+DRIVER = BENCH / "actors" / "driver" / "manifest.toml"
+
+# ---------------------------------------------------------------------------
+# results
+
+
+@dataclass
+class Figure:
+    """One line of the results table."""
+
+    key: str  # "2a": benchmark number plus a letter
+    bench: int
+    name: str
+    value: float | None
+    unit: str
+    baseline: float | None = None
+    baseline_label: str = ""
+    ratio: float | None = None  # value / baseline
+    target: str = ""
+    met: bool | None = None  # None: informational, no target
+    notes: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def ratio(value: float | None, baseline: float | None) -> float | None:
+    if value is None or baseline is None or baseline == 0:
+        return None
+    return value / baseline
+
+
+def fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if unit == "s":
+        if value < 1e-3:
+            return f"{value * 1e6:.0f} us"
+        if value < 1:
+            return f"{value * 1e3:.2f} ms"
+        return f"{value:.2f} s"
+    if unit in ("/s", "events/s", "msgs/s", "spawns/s"):
+        return f"{value:,.0f} {unit}"
+    if unit == "KiB":
+        return f"{value:.1f} KiB"
+    if unit == "":
+        return f"{value:g}"
+    return f"{value:g} {unit}"
+
+
+# ---------------------------------------------------------------------------
+# stats
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile, ``q`` in [0, 100]."""
+    if not values:
+        raise ValueError("no values")
+    data = sorted(values)
+    if len(data) == 1:
+        return data[0]
+    pos = (len(data) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+
+
+def median(values: Sequence[float]) -> float:
+    return percentile(values, 50)
+
+
+# ---------------------------------------------------------------------------
+# processes
+
+
+def command(name: str) -> list[str]:
+    """The installed console script next to this interpreter, else ``python -m``."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return [str(candidate)]
+    module = {"theaterd": "daemon", "theaterctl": "theaterctl.cli"}[name]
+    return [sys.executable, "-m", module]
+
+
+def short_tmp(prefix: str = "thb-") -> Path:
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    os.chmod(path, 0o700)
+    return path
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    out: dict[str, str] = {}
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            out[key] = value.strip()
+    return out
+
+
+def rss_kib(pid: int) -> int:
+    return int(proc_status(pid)["VmRSS"].split()[0])
+
+
+def thread_count(pid: int) -> int:
+    return int(proc_status(pid)["Threads"])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time used so far by process ``pid`` (all threads)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+PYCACHE = Path(tempfile.gettempdir()) / f"theater-bench-pycache-{os.getuid()}"
+
+
+def _bench_env() -> dict[str, str]:
+    """The environment of every process the benchmarks start.
+
+    Bytecode caching is forced on (into a private prefix, so nothing is
+    written into the source tree): an installed theaterctl always has its
+    ``.pyc`` files, and a ``PYTHONDONTWRITEBYTECODE=1`` in the caller's
+    environment would otherwise make every one-shot run recompile its sources.
+    """
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
+    path = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + path if path else "")
+    env.update(NO_COLOR="1", COLUMNS="200")
+    return env
+
+
+class Daemon:
+    """A real theaterd in a short temp dir under /tmp; a context manager that stops it and cleans up."""
+
+    def __init__(self, *extra: str, durability: str = "normal", home: Path | None = None,
+                 tmp: Path | None = None) -> None:
+        self.tmp = tmp or short_tmp()
+        self._own_tmp = tmp is None
+        self.socket = self.tmp / "s.sock"
+        self.home = home or (self.tmp / "home")
+        self.args = ["--durability", durability, *extra]
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start_seconds: float | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = _bench_env()
+        env.update(THEATER_SOCKET=str(self.socket), THEATER_HOME=str(self.home))
+        return env
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def log(self) -> str:
+        try:
+            return (self.tmp / "theaterd.log").read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def start(self, timeout: float = 120.0) -> Daemon:
+        from theaterctl.client import Client
+
+        log = open(self.tmp / "theaterd.log", "ab")  # noqa: SIM115
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [*command("theaterd"), "--socket", str(self.socket), "--home", str(self.home), *self.args],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=self.env,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"theaterd exited with {self.proc.returncode}: {self.log()}")
+            if self.socket.exists():
+                try:
+                    with Client.connect(self.socket, timeout=5) as c:
+                        c.status()
+                    self.start_seconds = time.perf_counter() - t0
+                    return self
+                except Exception:  # noqa: BLE001 - not ready yet
+                    pass
+            time.sleep(0.01)
+        self.stop()
+        raise RuntimeError(f"theaterd did not start within {timeout} s: {self.log()}")
+
+    def client(self, timeout: float | None = 10.0) -> Any:
+        from theaterctl.client import Client
+
+        return Client.connect(self.socket, timeout=timeout)
+
+    def ctl(self, *args: str, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*command("theaterctl"), *args], capture_output=True, text=True, env=self.env,
+                              timeout=timeout)
+
+    def rss_kib(self) -> int:
+        return rss_kib(self.pid)
+
+    def threads(self) -> int:
+        return thread_count(self.pid)
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        if self._own_tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> Daemon:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class EchoServer:
+    """The bare trio echo server (``benchmarks/echo_server.py``) in a subprocess."""
+
+    def __init__(self) -> None:
+        self.tmp = short_tmp("thbe-")
+        self.socket = self.tmp / "e.sock"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def __enter__(self) -> EchoServer:
+        from theaterctl.client import Client
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.echo_server", str(self.socket)],
+                                     stdin=subprocess.DEVNULL, env=_bench_env(), cwd=ROOT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"echo server exited with {self.proc.returncode}")
+            if self.socket.exists():
+                try:
+                    Client.connect(self.socket, timeout=5).close()
+                    return self
+                except Exception:  # noqa: BLE001 - not ready yet
+                    pass
+            time.sleep(0.01)
+        self.__exit__()
+        raise RuntimeError("echo server did not start")
+
+    def client(self) -> Any:
+        from theaterctl.client import Client
+
+        return Client.connect(self.socket)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def spawn(client: Any, manifest: Path, name: str | None = None) -> dict[str, str]:
+    return client.spawn(str(manifest), name=name)  # type: ignore[no-any-return]
+
+
+def wait_handled(client: Any, actor: str, payload: bytes = b"{}", timeout: float = 300.0) -> None:
+    """A request queues behind every earlier message: when it returns, the mailbox was drained."""
+    client.call("request", actor=actor, msg=payload, timeout=timeout)
+
+
+def pipelined(client: Any, calls: list[tuple[str, dict[str, Any]]], window: int) -> list[Any]:
+    """Run ``calls`` through :meth:`Client.pipeline` ``window`` at a time (the daemon drops a client that
+    leaves more than a few thousand replies unread)."""
+    out: list[Any] = []
+    for i in range(0, len(calls), window):
+        out.extend(client.pipeline(calls[i : i + window]))
+    return out
+
+
+def log(message: str) -> None:
+    print(f"  .. {message}", file=sys.stderr, flush=True)
