@@ -161,6 +161,7 @@ class Actor:
     busy_since: float = 0.0
     restarts: deque[float] = field(default_factory=deque)
     restart_count: int = 0
+    replaying: trio.Event | None = None  # set while mail stored before a restart is re-queued
 
     @property
     def mailbox_depth(self) -> int:
@@ -246,8 +247,12 @@ class Runtime:
                     continue
                 self.names[actor.name] = actor
                 self._start_mailbox(actor)
-                for m in pending.get(actor.id, ()):
-                    actor.mailbox_tx.send_nowait(Envelope(SEND, m.sender, m.payload, mail_id=m.id))
+                mail = pending.get(actor.id)
+                if mail:
+                    # accepted before the restart: handled first, in order, even past the mailbox size
+                    actor.replaying = trio.Event()
+                    assert self._nursery is not None
+                    self._nursery.start_soon(self._replay, actor, mail)
             elif row_status == FAILED:
                 self.names[actor.name] = actor
                 if row.status != row_status:
@@ -255,6 +260,17 @@ class Runtime:
             if row_status != RUNNING:
                 actor.done.set()
         log.info("restored %d actors", sum(a.status == RUNNING for a in self.actors.values()))
+
+    async def _replay(self, actor: Actor, mail: list[Any]) -> None:
+        try:
+            for m in mail:
+                await actor.mailbox_tx.send(Envelope(SEND, m.sender, m.payload, mail_id=m.id))
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+        finally:
+            assert actor.replaying is not None
+            actor.replaying.set()
+            actor.replaying = None
 
     def _start_mailbox(self, actor: Actor) -> None:
         size = actor.manifest.mailbox_size or self.settings.mailbox_size
@@ -269,7 +285,7 @@ class Runtime:
         actors = [a for a in self.actors.values() if a.status == RUNNING]
         async with trio.open_nursery() as nursery:
             for actor in actors:
-                nursery.start_soon(self._stop_actor, actor, STOPPED, None, False)
+                nursery.start_soon(self._stop_actor, actor, STOPPED, None, False, False)
 
     # ------------------------------------------------------------------
     # lookup
@@ -358,7 +374,10 @@ class Runtime:
         await self._stop_actor(actor, STOPPED, None, True)
         return actor
 
-    async def _stop_actor(self, actor: Actor, status: str, reason: str | None, record: bool) -> None:
+    async def _stop_actor(self, actor: Actor, status: str, reason: str | None, record: bool,
+                          persist: bool = True) -> None:
+        """Stop the mailbox task.  ``persist=False`` (daemon shutdown) keeps the stored status
+        ``running`` so that the actor comes back when the daemon starts again."""
         if actor.status not in (RUNNING, FAILED):
             await actor.done.wait()
             return
@@ -375,7 +394,7 @@ class Runtime:
         actor.reason = reason
         if self.names.get(actor.name) is actor:
             del self.names[actor.name]
-        ops: list[Op] = [SetStatus(actor.id, status, reason)]
+        ops: list[Op] = [SetStatus(actor.id, status, reason)] if persist else []
         if record:
             ops.insert(0, PutEvent(self._event(actor, "runtime/stop", {"reason": reason or "stopped"})))
         await self._commit(ops)
@@ -603,6 +622,11 @@ class Runtime:
 
     async def enqueue(self, target: Actor, env: Envelope, timeout: float) -> None:
         """Put ``env`` in the mailbox; wait (backpressure) up to ``timeout`` when it is full."""
+        if target.replaying is not None:
+            with trio.move_on_after(timeout):
+                await target.replaying.wait()
+            if target.replaying is not None:
+                raise Busy(f"mailbox full: actor {target.name} is still replaying messages from before the restart")
         try:
             target.mailbox_tx.send_nowait(env)
             return

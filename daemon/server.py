@@ -20,7 +20,9 @@ only drops its pending replies and closes the channels it opened.
 from __future__ import annotations
 
 import errno
+import json
 import logging
+import math
 import os
 import socket as _socket
 import stat
@@ -44,6 +46,14 @@ log = logging.getLogger("theaterd.server")
 EXPORT_PAGE = 2000  # events per export page at most
 CHAIN_PAGE = 1000  # events per chain page at most
 PAGE_BYTES = 256 * 1024  # record bytes per page: keeps answers well under the frame cap
+
+
+def _check_json(msg: bytes) -> None:
+    """Messages are JSON (the spec's ``json`` type); reject anything else at the edge."""
+    try:
+        json.loads(msg)
+    except (ValueError, UnicodeDecodeError):
+        raise BadInput("message is not valid JSON") from None
 
 
 async def _first(work: Awaitable[tuple[Any, Any]]) -> Any:
@@ -187,6 +197,7 @@ class Connection:
         self.client_ends: list[ClientEnd] = []
         self.long_lived = 0  # open channel sessions and follows: exempt from the idle limit
         self.writer_done = trio.Event()
+        self.in_flight = 0
         self.closing = False
 
     # -- output -------------------------------------------------------------
@@ -245,30 +256,53 @@ class Connection:
 
     # -- input --------------------------------------------------------------
 
+    def _exempt_from_idle(self) -> bool:
+        """A connection with calls in flight or an open session is not idle."""
+        if self.in_flight or self.long_lived:
+            return True
+        channels = self.runtime.channels.channels
+        return any(ch.opener is end for end in self.client_ends for ch in channels.values())
+
     async def _next_frame(self, timeout: float | None = None) -> wire.Frame:
+        """The next frame.  ``timeout`` bounds the whole wait (the handshake); otherwise a
+        partial frame must complete within ``partial_frame_timeout`` of its first byte, and
+        a connection is closed after ``idle_timeout`` without frames unless exempt."""
+        now = trio.current_time()
+        deadline = now + timeout if timeout is not None else None
+        partial_since = now if self.reader.buffered else None
+        idle_since = now
         while True:
             frame = self.reader.next_frame()
             if frame is not None:
                 return frame
-            if timeout is not None:
-                limit = timeout
-            elif self.reader.buffered:
-                limit = self.settings.partial_frame_timeout
-            elif self.long_lived:
-                limit = float("inf")
+            now = trio.current_time()
+            if self.reader.buffered and partial_since is None:
+                partial_since = now
+            if deadline is not None:
+                wake = deadline
+            elif partial_since is not None:
+                wake = partial_since + self.settings.partial_frame_timeout
             else:
-                limit = self.settings.idle_timeout
-            data = b""
-            with trio.move_on_after(limit):
+                wake = idle_since + self.settings.idle_timeout
+            data: bytes | None = None
+            with trio.move_on_at(wake):
                 data = await self.stream.receive_some(65536)
-                if not data:
+            if data is None:  # timed out
+                if deadline is not None or partial_since is not None:
                     if self.reader.buffered:
-                        raise ProtocolError(f"connection closed in the middle of a frame ({self.reader.buffered} bytes)")
-                    raise _Closed()
+                        raise ProtocolError(
+                            f"incomplete frame: {self.reader.buffered} bytes and no more data for"
+                            f" {self.settings.partial_frame_timeout if deadline is None else timeout:g} s"
+                        )
+                    raise ProtocolError(f"no hello frame within {timeout:g} s")
+                if self._exempt_from_idle():
+                    idle_since = trio.current_time()
+                    continue
+                raise _Closed("idle")
             if not data:
                 if self.reader.buffered:
-                    raise ProtocolError(f"incomplete frame: no data for {limit:g} s")
-                raise _Closed("idle")
+                    raise ProtocolError(f"connection closed in the middle of a frame ({self.reader.buffered} bytes)")
+                raise _Closed()
             self.reader.feed(data)
 
     async def run(self) -> None:
@@ -296,7 +330,8 @@ class Connection:
                 f"unsupported protocol version {hello.version} (theaterd {__version__} speaks {wire.PROTOCOL_VERSION})",
             )
             return
-        self.write(wire.Welcome(wire.PROTOCOL_VERSION, f"theaterd {__version__}", os.getpid(), os.getuid()))
+        self.write(wire.Welcome(wire.PROTOCOL_VERSION, f"theaterd {__version__}", os.getpid(), os.getuid(),
+                                self.settings.max_frame))
         try:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
@@ -340,6 +375,7 @@ class Connection:
 
     async def _answer(self, call: wire.Call, work: Awaitable[Any]) -> None:
         """Await ``work`` and write its result or its error: the one translation point."""
+        self.in_flight += 1
         try:
             result = await work
         except TheaterError as exc:
@@ -351,6 +387,8 @@ class Connection:
             self.write(wire.Error(call.id, int(ErrorCode.INTERNAL), f"internal error: {type(exc).__name__}: {exc}"))
         else:
             self.write(wire.Reply(call.id, result))
+        finally:
+            self.in_flight -= 1
 
     def _spawn(self, call: wire.Call, work: Callable[[], Awaitable[Any]]) -> None:
         self.nursery.start_soon(self._answer, call, work())
@@ -396,6 +434,8 @@ class Connection:
         self.write(wire.Reply(call.id, self.runtime.channels.views()))
 
     async def op_send(self, call: wire.Call, args: dict[str, Any]) -> None:
+        _check_json(args["msg"])
+
         def finished(error: TheaterError | None) -> None:
             self.write(wire.error_frame(call.id, error) if error else wire.Reply(call.id, None))
 
@@ -405,6 +445,7 @@ class Connection:
             self.write(wire.error_frame(call.id, exc))
 
     async def op_request(self, call: wire.Call, args: dict[str, Any]) -> None:
+        _check_json(args["msg"])
         try:
             pending = await self.runtime.request_start(None, args["actor"], args["msg"], args.get("timeout"))
         except TheaterError as exc:
@@ -413,6 +454,7 @@ class Connection:
         self.nursery.start_soon(self._answer, call, self.runtime.request_finish(pending))
 
     async def op_channel_send(self, call: wire.Call, args: dict[str, Any]) -> None:
+        _check_json(args["msg"])
         end = self._end_for(args["channel"])
         await self._answer(call, self.runtime.channels.send(end, args["channel"], args["msg"]))
 
@@ -424,7 +466,7 @@ class Connection:
         ch = self.runtime.channels.channels.get(channel_id)
         if ch is not None and ch.opener in self.client_ends:
             return ch.opener
-        return _Outsider()
+        return ClientEnd(lambda event, data: None)  # not an end of that channel
 
     # slow, concurrent ----------------------------------------------------
 
@@ -453,7 +495,7 @@ class Connection:
             view = rt.actor_view(actor)
             view["state"] = actor.state
             view["channels"] = [c for c in rt.channels.views() if actor.id in (c["opener"], c["target"])]
-            rows = await trio.to_thread.run_sync(lambda: rt.store.events(actor.id, limit=args.get("events") or 5))
+            rows = await trio.to_thread.run_sync(lambda: rt.store.events(actor.id, limit=5 if args.get("events") is None else args["events"]))
             view["events"] = [event_view(h, rec) for _, h, rec in rows]
             return view
 
@@ -465,11 +507,15 @@ class Connection:
         limit = args.get("limit")
         if limit is not None and limit < 0:
             raise BadInput("limit must not be negative")
-        page_size = args.get("page") or CHAIN_PAGE
+        page_size = args.get("page")
+        if page_size is None:
+            page_size = CHAIN_PAGE
         if page_size < 1:
             raise BadInput("page must be positive")
         page_size = min(page_size, CHAIN_PAGE)
         since = args.get("since")
+        if since is not None and not math.isfinite(since):
+            raise BadInput("since must be a finite number of seconds since the epoch")
         since_us = int(since * 1_000_000) if since is not None else None
         etype = args.get("type")
 
@@ -489,7 +535,8 @@ class Connection:
             try:
                 events, top = await trio.to_thread.run_sync(read, args.get("after") or 0, limit)
                 self.write(wire.Reply(call.id, events))
-                last = top
+                # continue after what the first page showed (it may not reach the end)
+                last = events[-1]["seq"] if events else top
                 while not self.closing:
                     await trio.sleep(0.1)
                     if actor.head.seq <= last:
@@ -552,6 +599,7 @@ class Connection:
         self._spawn(call, lambda: trio.to_thread.run_sync(run))
 
     async def op_channel_open(self, call: wire.Call, args: dict[str, Any]) -> None:
+        _check_json(args["msg"])
         end = ClientEnd(lambda event, data: self.write(wire.Push(call.id, event, data)))
 
         async def work() -> None:
@@ -570,13 +618,6 @@ class Connection:
             self.runtime.channels.release(ch)
 
         self.nursery.start_soon(work)
-
-
-class _Outsider:
-    """Stands for a client that is not an end of the channel it names."""
-
-    id = EXTERNAL
-    name = "this client"
 
 
 __all__ = ["Server", "ServerSettings", "open_unix_listener", "listener_from_fd", "SocketDirError", "Unavailable", "Busy"]

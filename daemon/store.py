@@ -424,7 +424,7 @@ class Store:
 
     def find_event(self, actor: str, ref: str) -> tuple[int, bytes, bytes] | None:
         db = self._reader()
-        if ref.isdigit():
+        if ref.isascii() and ref.isdigit():
             row = db.execute(
                 "SELECT seq, hash, record FROM events WHERE actor = ? AND seq = ?", (actor, int(ref))
             ).fetchone()

@@ -72,6 +72,7 @@ class Welcome:
     server: str
     pid: int
     uid: int
+    max_frame: int = DEFAULT_MAX_FRAME  # the largest frame the daemon accepts
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,13 +196,14 @@ def _to_map(frame: Frame) -> dict[str, Any]:
             "server": frame.server,
             "pid": frame.pid,
             "uid": frame.uid,
+            "max_frame": frame.max_frame,
         }
     raise LocalProtocolError(f"not a frame: {frame!r}")
 
 
 _FIELD_TYPES: dict[type, dict[str, tuple[type, ...]]] = {
     Hello: {"version": _INT, "client": _STR},
-    Welcome: {"version": _INT, "server": _STR, "pid": _INT, "uid": _INT},
+    Welcome: {"version": _INT, "server": _STR, "pid": _INT, "uid": _INT, "max_frame": _INT},
     Call: {"id": _INT, "op": _STR, "args": (dict,)},
     Reply: {"id": _INT},
     Error: {"id": (int, type(None)), "code": _INT, "message": _STR},
@@ -377,6 +379,7 @@ def frame_from_map(m: Any) -> Frame:
             _field(m, "server", _STR, kind),
             _field(m, "pid", _INT, kind),
             _field(m, "uid", _INT, kind),
+            _field(m, "max_frame", _INT, kind, optional=True) or DEFAULT_MAX_FRAME,
         )
     raise RemoteProtocolError(f"unknown frame type {kind!r}")
 

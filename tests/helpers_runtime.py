@@ -74,11 +74,6 @@ async def hosted_runtime(
                         await rt.shutdown()
                 finally:
                     nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        # show a failing assertion as itself, not wrapped by the nursery
-        if len(group.exceptions) == 1 and not isinstance(group.exceptions[0], BaseExceptionGroup):
-            raise group.exceptions[0] from None
-        raise
     finally:
         store.close()
 

@@ -6,6 +6,7 @@ import importlib.util
 import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def values(result: subprocess.CompletedProcess[str]) -> list[str]:
 
 def test_committed_scripts_are_up_to_date(short_tmp: Path) -> None:
     """Regenerate into a temp dir: the committed files must be byte-identical."""
-    r = subprocess.run([bin_path("python"), str(ROOT / "scripts" / "gen_completions.py"), "-o", str(short_tmp)],
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_completions.py"), "-o", str(short_tmp)],
                        capture_output=True, text=True, timeout=60, env=_env())
     assert r.returncode == 0, r.stderr
     for name in FILES.values():

@@ -14,10 +14,10 @@ the channel.  If the actor closes the channel, the session ends at once.
 from __future__ import annotations
 
 import json
+from contextlib import aclosing
 import math
 import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -176,17 +176,33 @@ class ChannelSession:
         else:
             output.emit_json_line(value)
 
-    async def _input(self) -> None:
-        stdin = sys.stdin.buffer
+    async def _lines(self) -> Any:
+        """Lines from fd 0, read raw on a thread: an abandoned ``os.read`` holds no Python
+        lock, so the process can exit while it is still blocked (the actor closed first)."""
+        buffer = b""
         while True:
-            line = await trio.to_thread.run_sync(stdin.readline, abandon_on_cancel=True)
-            if not line:
-                break
+            chunk = await trio.to_thread.run_sync(os.read, 0, 65536, abandon_on_cancel=True)
+            if not chunk:
+                if buffer:
+                    yield buffer
+                return
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                yield line
+
+    async def _input(self) -> None:
+        async with aclosing(self._lines()) as lines:
+            await self._send_lines(lines)
+        await self._finish(linger=True)
+
+    async def _send_lines(self, lines: Any) -> None:
+        async for line in lines:
             text = line.decode("utf-8", "replace").strip()
             if not text:
                 continue
             if text == "/close":
-                break
+                return
             try:
                 json.loads(text)
             except ValueError as exc:
@@ -196,7 +212,6 @@ class ChannelSession:
             self.pending.add(call_id)
             self.acked = trio.Event()
             await self._write(wire.Call(call_id, "channel-send", {"channel": self.channel_id, "msg": text.encode()}))
-        await self._finish(linger=True)
 
     async def _finish(self, linger: bool) -> None:
         if linger:

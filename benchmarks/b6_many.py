@@ -1,0 +1,81 @@
+"""#6: many actors in one daemon: spawn rate, memory per idle actor, request p50.
+
+One daemon.  First one ``counter`` actor (the example) and the 1-actor
+request p50 (the baseline).  Then N more counters are spawned through
+pipelined ``spawn`` calls (``SPAWN_WINDOW`` in flight); the spawn rate is N
+over that time.  Memory per idle actor is the growth of the daemon's VmRSS
+(``/proc/PID/status``) over the spawns divided by N, read after a short
+settle.  Last, the request p50 with N+1 actors, each request to a random one
+of them (and, in the notes, to the first actor again).
+
+The full run spawns ``FULL_ACTORS`` (10,000, as the target says); ``--quick``
+spawns 200.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+from .common import COUNTER, Daemon, Figure, log, percentile, pipelined, ratio
+
+FULL_ACTORS = 10_000
+QUICK_ACTORS = 200
+SPAWN_WINDOW = 25
+GET = b'{"type":"get"}'
+
+
+def _latencies(client: Any, actors: list[str], n: int) -> list[float]:
+    out = []
+    clock = time.perf_counter
+    for i in range(n):
+        actor = actors[i % len(actors)]
+        t = clock()
+        client.call("request", actor=actor, msg=GET)
+        out.append(clock() - t)
+    return out
+
+
+def run(quick: bool) -> list[Figure]:
+    n = QUICK_ACTORS if quick else FULL_ACTORS
+    n_req = 200 if quick else 2000
+    rng = random.Random(6)
+    with Daemon() as d, d.client(timeout=None) as c:
+        c.spawn(str(COUNTER), name="a0")
+        _latencies(c, ["a0"], 100)
+        base = _latencies(c, ["a0"], n_req)
+        time.sleep(0.5)
+        rss0, threads0 = d.rss_kib(), d.threads()
+        log(f"#6: spawning {n} idle actors")
+        names = [f"a{i}" for i in range(1, n + 1)]
+        calls = [("spawn", {"manifest": str(COUNTER), "name": name}) for name in names]
+        t0 = time.perf_counter()
+        results = pipelined(c, calls, SPAWN_WINDOW)
+        spawn_s = time.perf_counter() - t0
+        failed = [r for r in results if isinstance(r, Exception)]
+        if failed:
+            raise RuntimeError(f"{len(failed)} of {n} spawns failed, e.g. {failed[0]!r}")
+        time.sleep(1.0)
+        rss1, threads1 = d.rss_kib(), d.threads()
+        running = c.status()["actors"]
+        _latencies(c, ["a0"], 100)
+        many = _latencies(c, rng.sample(names, min(n, n_req)) * (n_req // min(n, n_req) + 1), n_req)
+        same = _latencies(c, ["a0"], n_req)
+    per_actor = (rss1 - rss0) / n
+    b50, m50, s50 = percentile(base, 50), percentile(many, 50), percentile(same, 50)
+    r = ratio(m50, b50)
+    scale = "" if n >= FULL_ACTORS else f"quick run: {n} actors, not 10,000; "
+    return [
+        Figure("6a", 6, f"spawn rate ({n} actors, pipelined)", n / spawn_s, "spawns/s", None, "", None,
+               "(reported)", None, f"{scale}{n} spawns in {spawn_s:.2f} s, {SPAWN_WINDOW} in flight; "
+               f"{running} actors running after"),
+        Figure("6b", 6, f"memory per idle actor ({n} actors)", per_actor, "KiB", None, "", None,
+               "<= 20 KiB", per_actor <= 20,
+               f"{scale}daemon VmRSS {rss0 / 1024:.1f} MiB with 1 actor -> {rss1 / 1024:.1f} MiB with {n + 1}; "
+               f"threads {threads0} -> {threads1}"),
+        Figure("6c", 6, f"request p50 with {n + 1} actors (random target)", m50, "s", b50,
+               "1 actor, same daemon", r, "<= 1.2x 1 actor", r is not None and r <= 1.2,
+               f"{scale}{n_req} requests each; p99 {percentile(many, 99) * 1e6:.0f} us vs "
+               f"{percentile(base, 99) * 1e6:.0f} us; to the first actor again: p50 {s50 * 1e6:.0f} us"),
+    ]
