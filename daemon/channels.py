@@ -151,7 +151,10 @@ class ChannelRegistry:
             rt.waiting_on[opener] = target
         try:
             await rt.enqueue(target, Envelope(CH_OPEN, opener.id, msg, ch.slot, channel=ch), limit)
-            accept = await ch.slot.wait(max(deadline - trio.current_time(), 0), f"opening a channel to {target.name}")
+            try:
+                accept = await ch.slot.wait(max(deadline - trio.current_time(), 0), "")
+            except Timeout:
+                raise Timeout(f"opening a channel to {target.name} timed out after {limit:g} s") from None
         except BaseException:
             if ch.state == OPENING:
                 ch.slot.abandoned = True
@@ -170,10 +173,13 @@ class ChannelRegistry:
 
     def opened(self, ch: Channel, accept: Any, error: str | None) -> None:
         """Called by the runtime right after the target's ``handle_channel_open``."""
-        if error is None and accept is not None and accept.accepted and not ch.slot.abandoned:
+        accepted = error is None and accept is not None and accept.accepted
+        if accepted and not ch.slot.abandoned:
             ch.state = OPEN
             return
         self._forget(ch)
+        if accepted:  # the target thinks it is open, but the opener gave up: tell it, once
+            self._notify_close(ch, ch.target, "the opener gave up waiting")
 
     def release(self, ch: Channel) -> None:
         """The client opener has its reply: deliver what the target sent meanwhile."""

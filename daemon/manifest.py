@@ -31,7 +31,7 @@ class Manifest:
 
 
 def check_name(name: str) -> str:
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise BadInput(
             f"invalid actor name {name!r}: use 1-64 letters, digits, '_', '.' or '-', starting with a letter"
         )

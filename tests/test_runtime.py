@@ -12,10 +12,11 @@ import pytest
 import trio
 
 from daemon import chain
-from daemon.errors import ActorFailed, BadInput, NotFound, Timeout
+from daemon.errors import ActorFailed, BadInput, Busy, NotFound, Timeout
 from daemon.runtime import FAILED, RUNNING, STOPPED
 from daemon.store import DB_NAME, MailboxPut, Store
 from tests.helpers_runtime import (
+    EXAMPLES,
     chain_events,
     default_settings,
     example,
@@ -146,8 +147,6 @@ def handle_request(state, params):
 
 
 def _counter_copy(root: Path, name: str, manifest_extra: str = "") -> Path:
-    from tests.helpers_runtime import EXAMPLES
-
     source = (EXAMPLES / "counter" / "counter.py").read_text()
     return write_actor(root, name, source, manifest_extra)
 
@@ -343,6 +342,27 @@ async def test_request_timeout_and_the_discarded_reply(tmp_path: Path) -> None:
         assert await request_json(rt, "slow", {}) == {"n": 2}
         events = of_type(await chain_events(rt, "slow"), "message-server/handle-request")
         assert "reply" not in events[1]["data"]
+
+
+async def test_a_full_mailbox_pushes_back(tmp_path: Path) -> None:
+    async with hosted_runtime(tmp_path / "home") as rt:
+        busy = await rt.spawn(str(write_actor(tmp_path, "tiny", SLEEPER, "mailbox_size = 1\n")))
+        replies: list[Any] = []
+        async with trio.open_nursery() as nursery:
+
+            async def ask(msg: Any) -> None:
+                replies.append(await request_json(rt, "tiny", msg))
+
+            nursery.start_soon(ask, {"sleep": 0.8})
+            await wait_until(lambda: busy.current == "handle_request", what="tiny busy")
+            nursery.start_soon(ask, {})
+            await wait_until(lambda: busy.mailbox_depth == 1, what="tiny's mailbox to fill")
+            with pytest.raises(Busy, match=r"^mailbox full: actor tiny has 1 messages waiting$"):
+                await rt.request(None, "tiny", b"{}", timeout=0.2)
+            with pytest.raises(Busy, match=r"^mailbox full"):
+                await rt.send(None, "tiny", b"{}", timeout=0.2)
+        assert replies == [{"n": 1}, {"n": 2}]
+        assert rt.store.load_mailbox() == []  # the refused send left no durable row
 
 
 async def test_request_cycle_between_two_actors_fails_fast(tmp_path: Path) -> None:

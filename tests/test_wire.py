@@ -72,8 +72,8 @@ FRAMES: list[tuple[Any, dict[str, Any]]] = [
     (Hello(1, "theaterctl/0.1"), {"t": "hello", "version": 1, "client": "theaterctl/0.1"}),
     (Hello(PROTOCOL_VERSION), {"t": "hello", "version": 1, "client": ""}),
     (
-        Welcome(1, "theaterd/0.1", 4242, 1000),
-        {"t": "welcome", "version": 1, "server": "theaterd/0.1", "pid": 4242, "uid": 1000},
+        Welcome(1, "theaterd/0.1", 4242, 1000, 2048),
+        {"t": "welcome", "version": 1, "server": "theaterd/0.1", "pid": 4242, "uid": 1000, "max_frame": 2048},
     ),
     (Call(1, "status"), {"t": "call", "id": 1, "op": "status", "args": {}}),
     (

@@ -103,8 +103,14 @@ class Client:
         try:
             check_daemon_uid(sock, path)
             reader = wire.FrameReader()
-            sock.sendall(wire.encode(wire.Hello(wire.PROTOCOL_VERSION, CLIENT_NAME)))
-            frame = _read_frame(sock, reader)
+            try:
+                sock.sendall(wire.encode(wire.Hello(wire.PROTOCOL_VERSION, CLIENT_NAME)))
+                frame = _read_frame(sock, reader)
+            except TimeoutError:
+                raise Unavailable(f"the daemon at {path} accepted the connection but did not answer within"
+                                  f" {timeout:g} s") from None
+            except (BrokenPipeError, ConnectionResetError):
+                raise Unavailable(f"the daemon at {path} closed the connection") from None
             if isinstance(frame, wire.Error):
                 raise error_from_code(frame.code, frame.message)
             if not isinstance(frame, wire.Welcome):
@@ -152,9 +158,13 @@ class Client:
             if isinstance(frame, wire.Error) and frame.id in (call_id, None):
                 raise error_from_code(frame.code, frame.message)
 
-    def call(self, op: str, timeout: float | None = None, **args: Any) -> Any:
-        """Run one operation (see docs/protocol.md) and return its result."""
-        return self._await_reply(self._send_call(op, args), timeout)
+    def call(self, op: str, /, **args: Any) -> Any:
+        """Run one operation (see docs/protocol.md) and return its result.
+
+        Arguments that are None are left out.  Timeouts are the daemon's to enforce
+        (pass ``timeout=`` for the operations that take one); this waits for the answer.
+        """
+        return self._await_reply(self._send_call(op, args))
 
     def pipeline(self, calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
         """Send several calls at once, then collect every result (errors are returned, not raised)."""
@@ -254,6 +264,10 @@ class Client:
 
     def shutdown(self) -> None:
         self.call("shutdown")
+
+    def call_with_deadline(self, op: str, wait: float, /, **args: Any) -> Any:
+        """Like :meth:`call`, but give up (``Timeout``) when no answer arrives within ``wait`` s."""
+        return self._await_reply(self._send_call(op, args), wait)
 
     def wait_closed(self, timeout: float = 30.0) -> None:
         """Block until the daemon closes this connection (it does so when it exits)."""

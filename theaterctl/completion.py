@@ -52,7 +52,7 @@ def _ask(ctx: click.Context | None, op: str, **args: Any) -> Any:
     from .client import Client
 
     with Client.connect(_socket_path(ctx), timeout=TIMEOUT) as client:
-        return client.call(op, timeout=TIMEOUT, **args)
+        return client.call_with_deadline(op, TIMEOUT, **args)
 
 
 def _include_stopped(ctx: click.Context | None) -> bool:
