@@ -49,6 +49,10 @@ class ChannelSession:
         self.closed_by_peer = False
         self.last_message = 0.0
         self.replies: dict[int, trio.Event] = {}
+        self.open_id = 1
+        self.opened = False
+        self.interrupted = False  # Ctrl-C before the channel was open
+        self.lost = False  # the daemon went away during the session
 
     # -- low level ------------------------------------------------------------
 
@@ -93,36 +97,43 @@ class ChannelSession:
     # -- the session ------------------------------------------------------------
 
     async def run(self) -> None:
+        # signals are watched from the very start: Ctrl-C while opening aborts cleanly
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                nursery.start_soon(self._signals, signals)
+                early = await self._open()
+                self.opened = True
+                output.note(f"channel {self.channel_id} open to {self.target_name}; "
+                            "one JSON message per line, /close or Ctrl-D to end")
+                nursery.start_soon(self._socket_reader, early)
+                nursery.start_soon(self._input)
+
+    async def _open(self) -> list[wire.Frame]:
         await self._connect()
-        open_id = 1
         args: dict[str, Any] = {"actor": self.actor, "msg": self.initial}
         if self.timeout is not None:
             args["timeout"] = self.timeout
-        await self._write(wire.Call(open_id, "channel-open", args))
+        await self._write(wire.Call(self.open_id, "channel-open", args))
         early: list[wire.Frame] = []
         while True:
             frame = await self._read()
-            if isinstance(frame, wire.Reply) and frame.id == open_id:
+            if isinstance(frame, wire.Reply) and frame.id == self.open_id:
                 self.channel_id = frame.result["channel"]
                 self.target_name = frame.result.get("name", self.actor)
-                break
-            if isinstance(frame, wire.Error) and frame.id in (open_id, None):
+                return early
+            if isinstance(frame, wire.Error) and frame.id in (self.open_id, None):
                 raise error_from_code(frame.code, frame.message)
             early.append(frame)
-        output.note(f"channel {self.channel_id} open to {self.target_name}; "
-                    "one JSON message per line, /close or Ctrl-D to end")
-        self.open_id = open_id
-        async with trio.open_nursery() as nursery:
-            self.nursery = nursery
-            nursery.start_soon(self._socket_reader, early)
-            nursery.start_soon(self._signals)
-            nursery.start_soon(self._input)
 
-    async def _signals(self) -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
-            async for _ in signals:
-                await self._finish(linger=False)
+    async def _signals(self, signals: Any) -> None:
+        async for _ in signals:
+            if not self.opened:
+                self.interrupted = True
+                self.nursery.cancel_scope.cancel()
                 return
+            await self._finish(linger=False)
+            return
 
     async def _socket_reader(self, early: list[wire.Frame]) -> None:
         for frame in early:
@@ -132,7 +143,7 @@ class ChannelSession:
                 frame = await self._read()
             except Unavailable:
                 if not self.closed_by_peer:
-                    output.note("the daemon closed the connection")
+                    self.lost = True
                     self.closed_by_peer = True
                 self.nursery.cancel_scope.cancel()
                 return
@@ -237,11 +248,24 @@ class ChannelSession:
 
 
 def run_session(socket_path: Path, actor: str, initial: bytes, timeout: float | None, linger: float) -> None:
+    """Run a session; raises :class:`TheaterError` (exit code) or ``KeyboardInterrupt`` (130)."""
     if not math.isfinite(linger) or linger < 0:
         raise TheaterError("linger must be a non-negative number")
     session = ChannelSession(socket_path, actor, initial, timeout, linger)
     try:
         trio.run(session.run)
-    finally:
-        if session.stream is not None:
-            pass
+    except BaseExceptionGroup as group:  # translate the nursery's errors at this one boundary
+        theater = group.subgroup(lambda e: isinstance(e, TheaterError))
+        if theater is not None:
+            raise _first_leaf(theater) from None
+        raise
+    if session.interrupted:
+        raise KeyboardInterrupt
+    if session.lost:
+        raise Unavailable("the daemon closed the connection during the session")
+
+
+def _first_leaf(group: BaseException) -> BaseException:
+    while isinstance(group, BaseExceptionGroup):
+        group = group.exceptions[0]
+    return group
