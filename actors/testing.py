@@ -59,7 +59,10 @@ class FakeMessageServer:
 
     def answer(self, actor_id: str, reply: Any) -> None:
         """Requests to ``actor_id`` get ``reply`` (or ``reply(message)`` when it is callable)."""
-        self._answers[actor_id] = reply if callable(reply) else (lambda _msg, r=reply: r)
+        if callable(reply):
+            self._answers[actor_id] = reply
+        else:
+            self._answers[actor_id] = lambda _msg: reply
 
     def reject_channels(self, actor_id: str, reason: str = "rejected") -> None:
         self._reject[actor_id] = reason
@@ -120,7 +123,7 @@ class ActorHarness:
 
     def _call(self, fn: Callable[..., Any], state: bytes | None, params: Any,
               channel: ms.ChannelInfo | None = None) -> Any:
-        ms._bind_host(self.host, channel)  # type: ignore[arg-type]
+        ms._bind_host(self.host, channel)
         try:
             return fn(state) if params is None else fn(state, params)
         finally:
@@ -141,7 +144,7 @@ class ActorHarness:
     def open_channel(self, message: Any, channel_id: str = "ch_test", opener: str = "external") -> ms.ChannelAccept:
         info = ms.ChannelInfo(channel_id, opener)
         self.state, (accept,) = self._call(self.module.handle_channel_open, self.state, (_encode(message),), info)
-        return accept  # type: ignore[no-any-return]
+        return accept
 
     def channel_message(self, channel_id: str, message: Any) -> None:
         (self.state,) = self._call(self.module.handle_channel_message, self.state, (channel_id, _encode(message)))

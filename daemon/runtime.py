@@ -215,6 +215,7 @@ class Runtime:
         for m in mail:
             pending.setdefault(m.actor, []).append(m)
         for row in rows:
+            reason: str | None
             try:
                 manifest = load_manifest(row.manifest)
             except TheaterError as exc:
@@ -247,12 +248,12 @@ class Runtime:
                     continue
                 self.names[actor.name] = actor
                 self._start_mailbox(actor)
-                mail = pending.get(actor.id)
-                if mail:
+                queued = pending.get(actor.id)
+                if queued:
                     # accepted before the restart: handled first, in order, even past the mailbox size
                     actor.replaying = trio.Event()
                     assert self._nursery is not None
-                    self._nursery.start_soon(self._replay, actor, mail)
+                    self._nursery.start_soon(self._replay, actor, queued)
             elif row_status == FAILED:
                 self.names[actor.name] = actor
                 if row.status != row_status:
@@ -740,7 +741,7 @@ class Runtime:
     async def request_finish(self, pending: PendingRequest) -> bytes:
         remaining = max(pending.deadline - trio.current_time(), 0)
         try:
-            return await pending.slot.wait(remaining, f"request to {pending.target.name}")  # type: ignore[no-any-return]
+            return await pending.slot.wait(remaining, f"request to {pending.target.name}")
         except Timeout:
             raise Timeout(f"request to {pending.target.name} timed out after {_fmt_seconds(pending.limit)}") from None
 
@@ -799,10 +800,10 @@ class ActorHost:
         self._call(self.runtime.send, self.actor, actor_id, msg, timeout)
 
     def request(self, actor_id: str, msg: bytes, timeout: float | None) -> bytes:
-        return self._call(self.runtime.request, self.actor, actor_id, msg, timeout)  # type: ignore[no-any-return]
+        return self._call(self.runtime.request, self.actor, actor_id, msg, timeout)
 
     def open_channel(self, actor_id: str, initial_msg: bytes, timeout: float | None) -> str:
-        return self._call(self.runtime.channels.open_from_actor, self.actor, actor_id, initial_msg, timeout)  # type: ignore[no-any-return]
+        return self._call(self.runtime.channels.open_from_actor, self.actor, actor_id, initial_msg, timeout)
 
     def send_on_channel(self, channel_id: str, msg: bytes) -> None:
         self._call(self.runtime.channels.send, self.actor, channel_id, msg)

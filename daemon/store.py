@@ -429,7 +429,7 @@ class Store:
                 "SELECT seq, hash, record FROM events WHERE actor = ? AND seq = ?", (actor, int(ref))
             ).fetchone()
             if row is not None:
-                return tuple(row)  # type: ignore[return-value]
+                return tuple(row)
         ref = ref.lower()
         if len(ref) >= 4 and all(c in "0123456789abcdef" for c in ref):
             low = bytes.fromhex(ref + "0" * (len(ref) % 2))
@@ -440,7 +440,7 @@ class Store:
             ).fetchall()
             rows = [r for r in rows if r[1].hex().startswith(ref)]
             if len(rows) == 1:
-                return tuple(rows[0])  # type: ignore[return-value]
+                return tuple(rows[0])
         return None
 
     def state(self, hash: bytes) -> bytes | None:

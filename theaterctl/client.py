@@ -25,7 +25,7 @@ import socket
 import struct
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, List
 
 from daemon import wire
 from daemon.errors import ErrorCode, ProtocolError, TheaterError, Unavailable, error_from_code
@@ -184,17 +184,17 @@ class Client:
     # -- the API ------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        return self.call("status")  # type: ignore[no-any-return]
+        return self.call("status")
 
     def spawn(self, manifest: str | Path, name: str | None = None, state: Any = None) -> dict[str, str]:
         st = None if state is None else to_json_bytes(state)
-        return self.call("spawn", manifest=os.path.abspath(manifest), name=name, state=st)  # type: ignore[no-any-return]
+        return self.call("spawn", manifest=os.path.abspath(manifest), name=name, state=st)
 
-    def list(self, all: bool = False) -> list[dict[str, Any]]:
-        return self.call("list", all=all or None)  # type: ignore[no-any-return]
+    def list(self, all: bool = False) -> List[dict[str, Any]]:
+        return self.call("list", all=all or None)
 
     def stop(self, actor: str) -> dict[str, Any]:
-        return self.call("stop", actor=actor)  # type: ignore[no-any-return]
+        return self.call("stop", actor=actor)
 
     def send(self, actor: str, message: Any, timeout: float | None = None) -> None:
         self.call("send", actor=actor, msg=to_json_bytes(message), timeout=timeout)
@@ -204,8 +204,8 @@ class Client:
         return reply if raw else from_json_bytes(reply)
 
     def chain(self, actor: str, limit: int | None = None, type: str | None = None,
-              since: float | None = None, after: int | None = None) -> list[dict[str, Any]]:
-        return self.call("chain", actor=actor, limit=limit, type=type, since=since, after=after)  # type: ignore[no-any-return]
+              since: float | None = None, after: int | None = None) -> List[dict[str, Any]]:
+        return self.call("chain", actor=actor, limit=limit, type=type, since=since, after=after)
 
     def iter_chain(self, actor: str, limit: int | None = None, type: str | None = None,
                    since: float | None = None) -> Iterator[dict[str, Any]]:
@@ -247,20 +247,20 @@ class Client:
             after = page["last"]
 
     def event(self, actor: str, ref: str) -> dict[str, Any]:
-        return self.call("event", actor=actor, ref=str(ref))  # type: ignore[no-any-return]
+        return self.call("event", actor=actor, ref=str(ref))
 
     def verify(self, actor: str) -> dict[str, Any]:
-        return self.call("verify", actor=actor)  # type: ignore[no-any-return]
+        return self.call("verify", actor=actor)
 
     def state(self, actor: str) -> Any:
         result = self.call("state", actor=actor)
         return from_json_bytes(result["state"])
 
     def inspect(self, actor: str) -> dict[str, Any]:
-        return self.call("inspect", actor=actor)  # type: ignore[no-any-return]
+        return self.call("inspect", actor=actor)
 
-    def channels(self) -> list[dict[str, Any]]:
-        return self.call("channels")  # type: ignore[no-any-return]
+    def channels(self) -> List[dict[str, Any]]:
+        return self.call("channels")
 
     def shutdown(self) -> None:
         self.call("shutdown")
