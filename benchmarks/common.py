@@ -329,7 +329,7 @@ class LoadResult:
         return len(self.lat)
 
 
-def load(daemon: Daemon, op: str, targets: list[str], count: int, processes: int = 4,
+def load(daemon: Daemon | EchoServer, op: str, targets: list[str], count: int, processes: int = 4,
          lead: float = 2.0) -> LoadResult:
     """``len(targets)`` concurrent clients (client i calls ``targets[i]``), ``count`` calls each, spread over
     ``processes`` worker processes (``benchmarks/loadgen.py``) so that the clients are not serialised by one
@@ -345,17 +345,16 @@ def load(daemon: Daemon, op: str, targets: list[str], count: int, processes: int
             [sys.executable, "-m", "benchmarks.loadgen", str(daemon.socket), op, str(count), repr(start_at), *mine],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=_bench_env(), cwd=ROOT,
         ))
-    cpu0 = None
     while time.time() < start_at - 0.05:
         time.sleep(0.01)
-    cpu0 = daemon.cpu_seconds()
+    cpu0 = cpu_seconds(daemon.pid)
     outs = []
     for p in procs:
         stdout, stderr = p.communicate(timeout=900)
         if p.returncode != 0:
             raise RuntimeError(f"load worker failed ({p.returncode}): {stderr.decode(errors='replace')[-1000:]}")
         outs.append(json.loads(stdout))
-    cpu = daemon.cpu_seconds() - cpu0
+    cpu = cpu_seconds(daemon.pid) - cpu0
     errors = sum(o["errors"] for o in outs)
     samples = sorted({s for o in outs for s in o["error_samples"]})[:5]
     seconds = max(o["end"] for o in outs) - min(o["start"] for o in outs)
