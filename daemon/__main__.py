@@ -101,12 +101,13 @@ def _inherited_fd() -> int | None:
 async def amain(config: Config) -> None:
     import trio
 
+    from .loopcalls import LoopCalls
     from .runtime import Runtime, Settings
     from .server import Server, ServerSettings, listener_from_fd, open_unix_listener
     from .store import Store
 
     store = Store(config.home, config.durability)
-    store.start(trio.lowlevel.current_trio_token().run_sync_soon)
+    store.start(LoopCalls(trio.lowlevel.current_trio_token()))
     runtime = Runtime(store, Settings(default_timeout=config.timeout, mailbox_size=config.mailbox_size,
                                       debug=config.debug))
     shutdown = trio.Event()

@@ -33,6 +33,7 @@ import json
 import logging
 import math
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -50,6 +51,7 @@ from actors import message_server as ms
 from . import chain
 from .chain import EXTERNAL, Head, StoredEvent
 from .errors import ActorFailed, BadInput, Busy, InternalError, NotFound, TheaterError, Timeout
+from .loopcalls import LoopCalls
 from .manifest import Manifest, check_name, load_manifest
 from .store import (
     MailboxDelete,
@@ -71,11 +73,22 @@ STOPPED = "stopped"
 FAILED = "failed"
 STOPPING = "stopping"
 
+BATCH = 64  # sends/requests handed to one worker hop at most
+
 SEND = "send"
 REQUEST = "request"
 CH_OPEN = "channel-open"
 CH_MESSAGE = "channel-message"
 CH_CLOSE = "channel-close"
+
+
+_HANDLERS = {
+    "send": ("handle_send", "message-server/handle-send"),
+    "request": ("handle_request", "message-server/handle-request"),
+    "channel-open": ("handle_channel_open", "message-server/handle-channel-open"),
+    "channel-message": ("handle_channel_message", "message-server/handle-channel-message"),
+    "channel-close": ("handle_channel_close", "message-server/handle-channel-close"),
+}
 
 
 @dataclass(slots=True)
@@ -162,6 +175,8 @@ class Actor:
     restarts: deque[float] = field(default_factory=deque)
     restart_count: int = 0
     replaying: trio.Event | None = None  # set while mail stored before a restart is re-queued
+    lock: threading.RLock = field(default_factory=threading.RLock)  # guards head, state, handled
+    abandoned: bool = False  # the mailbox task ended; a late handler result is dropped
 
     @property
     def mailbox_depth(self) -> int:
@@ -193,6 +208,7 @@ class Runtime:
         self._nursery: trio.Nursery | None = None
         self._mail_ids = itertools.count(1)
         self._token: trio.lowlevel.TrioToken | None = None
+        self.call_soon: Any = None  # LoopCalls, once serving
         self.started_at = time.time()
 
     # ------------------------------------------------------------------
@@ -201,6 +217,8 @@ class Runtime:
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Restore actors from the store, then host them until cancelled."""
         self._token = trio.lowlevel.current_trio_token()
+        self.call_soon = LoopCalls(self._token)
+        self.workers.call_soon = self.call_soon
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             await self._restore()
@@ -277,6 +295,7 @@ class Runtime:
         size = actor.manifest.mailbox_size or self.settings.mailbox_size
         actor.mailbox_tx, actor.mailbox_rx = trio.open_memory_channel[Envelope](size)
         actor.done = trio.Event()
+        actor.abandoned = False
         assert self._nursery is not None
         self._nursery.start_soon(self._mailbox_loop, actor, name=f"actor:{actor.name}")
 
@@ -405,41 +424,72 @@ class Runtime:
 
     async def _mailbox_loop(self, actor: Actor) -> None:
         rx = actor.mailbox_rx
+        backlog: deque[Envelope] = deque()
         try:
             with trio.CancelScope() as scope:
                 actor.cancel_scope = scope
                 while True:
-                    try:
-                        env = rx.receive_nowait()
-                    except trio.WouldBlock:
+                    if backlog:
+                        env = backlog.popleft()
+                    else:
                         try:
-                            env = await rx.receive()
+                            env = rx.receive_nowait()
+                        except trio.WouldBlock:
+                            try:
+                                env = await rx.receive()
+                            except trio.EndOfChannel:
+                                break
                         except trio.EndOfChannel:
                             break
-                    except trio.EndOfChannel:
-                        break
-                    await self._handle(actor, env)
+                    batch = [env]
+                    if env.kind in (SEND, REQUEST):
+                        # hand every queued send/request over in one worker hop
+                        while len(batch) < BATCH:
+                            if backlog:
+                                nxt = backlog.popleft()
+                            else:
+                                try:
+                                    nxt = rx.receive_nowait()
+                                except (trio.WouldBlock, trio.EndOfChannel):
+                                    break
+                            if nxt.kind not in (SEND, REQUEST):
+                                backlog.appendleft(nxt)
+                                break
+                            batch.append(nxt)
+                    outcome = await self._handle_batch(actor, batch)
+                    if outcome is not None:
+                        done, crash, settle = outcome
+                        backlog.extendleft(reversed(batch[done:]))
+                        await self._after_crash(actor, crash)
+                        settle()  # the caller hears of the crash once the policy has been applied
                     if actor.status == FAILED:
                         break
         finally:
             actor.current = None
+            with actor.lock:
+                actor.abandoned = True
             # whatever is still queued will not be handled now
             while True:
-                try:
-                    env = rx.receive_nowait()
-                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                    break
+                if backlog:
+                    env = backlog.popleft()
+                else:
+                    try:
+                        env = rx.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                        break
                 if env.reply is not None:
-                    if actor.status == FAILED:
-                        env.reply.fail(ActorFailed(f"actor {actor.name} has failed: {actor.reason}"))
-                    else:
-                        env.reply.fail(NotFound(f"actor {actor.name} stopped before handling the message"))
+                    env.reply.fail(self._not_handled(actor))
             actor.done.set()
 
+    def _not_handled(self, actor: Actor) -> TheaterError:
+        if actor.status == FAILED:
+            return ActorFailed(f"actor {actor.name} has failed: {actor.reason}")
+        return NotFound(f"actor {actor.name} stopped before handling the message")
+
     def _invoke(self, actor: Actor, fn: Callable[..., Any], state: bytes | None, params: Any,
-                channel: ms.ChannelInfo | None = None) -> Any:
+                channel: ms.ChannelInfo | None = None, pending: _PendingWrites | None = None) -> Any:
         """Runs on a worker thread: bind the host API to this actor, call the handler."""
-        ms._bind_host(ActorHost(self, actor), channel)
+        ms._bind_host(ActorHost(self, actor, pending), channel)
         try:
             if params is None:
                 return fn(state)
@@ -447,32 +497,69 @@ class Runtime:
         finally:
             ms._bind_host(None)
 
-    async def _handle(self, actor: Actor, env: Envelope) -> None:
+    async def _handle_batch(self, actor: Actor, batch: list[Envelope]) -> _Crash | None:
+        """Handle envelopes in order on one worker thread; after a crash, says where and why."""
+        try:
+            return await self.workers.run(self._run_batch, actor, batch)
+        except trio.Cancelled:
+            for env in batch:
+                if env.reply is not None:
+                    env.reply.fail(NotFound(f"actor {actor.name} was stopped while handling the message"))
+            raise
+
+    def _run_batch(self, actor: Actor, batch: list[Envelope]) -> _Crash | None:
+        """Worker thread: run each handler, record its event and hand the batch to the store.
+
+        Events are built here, in handling order, under the actor's lock, and submitted to
+        the store's writer directly: the store commits them in that order and then wakes
+        the event loop once to release the replies.
+        """
+        pending = _PendingWrites(self.store)
+        try:
+            for index, env in enumerate(batch):
+                if actor.abandoned:  # stopped while an earlier handler of this batch ran
+                    self._call_soon(self._fail_rest, actor, batch[index:])
+                    return None
+                crash = self._run_one(actor, env, pending)
+                if crash is not None:
+                    return (index + 1, *crash)
+            return None
+        finally:
+            pending.flush()
+
+    def _call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            self.call_soon(fn, *args)
+        except trio.RunFinishedError:
+            pass
+
+    def _fail_rest(self, actor: Actor, envs: list[Envelope]) -> None:
+        for env in envs:
+            if env.reply is not None:
+                env.reply.fail(self._not_handled(actor))
+
+    def _run_one(self, actor: Actor, env: Envelope,
+                 pending: _PendingWrites) -> tuple[str, Callable[[], None]] | None:
+        """Worker thread: handle one envelope completely.
+
+        After a crash, returns the reason and the function that tells the caller (the
+        mailbox task calls it once the restart policy has been applied)."""
         kind = env.kind
-        if kind == SEND:
-            fn_name, etype = "handle_send", "message-server/handle-send"
+        fn_name, etype = _HANDLERS[kind]
+        if kind in (SEND, REQUEST, CH_OPEN):
             params: Any = (env.payload,)
-        elif kind == REQUEST:
-            fn_name, etype = "handle_request", "message-server/handle-request"
-            params = (env.payload,)
-        elif kind == CH_OPEN:
-            fn_name, etype = "handle_channel_open", "message-server/handle-channel-open"
-            params = (env.payload,)
         elif kind == CH_MESSAGE:
-            fn_name, etype = "handle_channel_message", "message-server/handle-channel-message"
             params = (env.channel.id, env.payload)
         else:
-            fn_name, etype = "handle_channel_close", "message-server/handle-channel-close"
             params = (env.channel.id,)
-
         data: dict[str, Any] = {"peer": env.sender, "size": len(env.payload)}
-        crash: str | None = None
         peer = self.actors.get(env.sender)
         if peer is not None:
             data["peer_name"] = peer.name
         if env.channel is not None:
             data["channel"] = env.channel.id
         fn = getattr(actor.module, fn_name, None)
+        crash: str | None = None
         error: str | None = None
         result_value: Any = None
         new_state = actor.state
@@ -480,25 +567,18 @@ class Runtime:
         if fn is None:
             if kind == CH_OPEN:
                 accept = ms.ChannelAccept(False, b"actor does not accept channels")
-            elif kind in (CH_MESSAGE, CH_CLOSE):
-                pass  # nothing to call; still recorded
-            else:
+            elif kind in (SEND, REQUEST):
                 noun = "messages" if kind == SEND else "requests"
                 error = f"actor {actor.name} does not handle {noun}"
+            # a missing channel message/close handler: nothing to call; still recorded
         else:
-            info = None
-            if kind == CH_OPEN:
-                info = ms.ChannelInfo(env.channel.id, env.sender)
+            info = ms.ChannelInfo(env.channel.id, env.sender) if kind == CH_OPEN else None
             actor.current, actor.busy_since = fn_name, time.monotonic()
             try:
-                raw = await self.workers.run(self._invoke, actor, fn, actor.state, params, info)
+                raw = self._invoke(actor, fn, actor.state, params, info, pending)
                 new_state, result_value = _unpack(raw, kind, fn_name)
                 if kind == CH_OPEN:
                     accept = result_value
-            except trio.Cancelled:
-                if env.reply is not None:
-                    env.reply.fail(NotFound(f"actor {actor.name} was stopped while handling the message"))
-                raise
             except Busy as exc:
                 error = str(exc)
             except (HandlerContractError, SystemExit, KeyboardInterrupt, MemoryError, RecursionError) as exc:
@@ -511,47 +591,80 @@ class Runtime:
             finally:
                 actor.current = None
 
-        if error is None:
-            actor.state = new_state
-            data["outcome"] = "ok"
-        else:
-            data["outcome"] = "error"
-            data["error"] = error
-        if kind == CH_OPEN:
-            assert accept is not None or error is not None
-            data["accepted"] = bool(accept and accept.accepted and error is None)
-        actor.handled += 1
-        h = state_hash(actor.state)
-        data["state_hash"] = _hex(h)
-        if env.reply is not None and env.reply.abandoned:
-            data["reply"] = "discarded: the caller timed out"
-        ev = self._event(actor, etype, data, env.payload)
-        ops: list[Op] = [PutEvent(ev), PutState(actor.id, h, actor.state, actor.handled)]
-        if env.mail_id is not None:
-            ops.append(MailboxDelete(env.mail_id))
-
-        if kind == CH_OPEN:
-            self.channels.opened(env.channel, accept, error)
-        elif kind == CH_CLOSE:
-            self.channels.close_handled(env.channel)
-
-        if crash is not None:
-            ops.extend(await self._after_crash(actor, crash))
-
         reply = env.reply
-        if reply is None:
-            self.store.submit(ops)
-            return
-        if error is not None:
-            settle: Callable[[], None] = lambda: reply.fail(ActorFailed(error))  # noqa: E731
-        elif kind == CH_OPEN:
-            settle = lambda: reply.set(accept)  # noqa: E731
+        with actor.lock:
+            if actor.abandoned:  # stop gave up on this handler: its result is dropped
+                if reply is not None:
+                    self._call_soon(reply.fail, self._not_handled(actor))
+                return None
+            if error is None:
+                actor.state = new_state
+                data["outcome"] = "ok"
+            else:
+                data["outcome"] = "error"
+                data["error"] = error
+            if kind == CH_OPEN:
+                data["accepted"] = bool(accept and accept.accepted and error is None)
+            actor.handled += 1
+            h = state_hash(actor.state)
+            data["state_hash"] = _hex(h)
+            if reply is not None and reply.abandoned:
+                data["reply"] = "discarded: the caller timed out"
+            ev = self._event(actor, etype, data, env.payload)
+            ops: list[Op] = [PutEvent(ev), PutState(actor.id, h, actor.state, actor.handled)]
+            if env.mail_id is not None:
+                ops.append(MailboxDelete(env.mail_id))
+
+        settle: Callable[[], None]
+        if kind == CH_OPEN:
+            channel = env.channel
+            settle = lambda: self._opened(channel, reply, accept, error)  # noqa: E731
+        elif reply is None:
+            settle = _nothing
+        elif error is not None:
+            settle = lambda: reply.fail(ActorFailed(error))  # noqa: E731
         else:
             settle = lambda: reply.set(result_value)  # noqa: E731
-        self.store.submit(ops, self.store.waiter(lambda w: _settle(w, reply, settle)))
+        pending.add(ops, None if crash is not None else (reply, settle))
+        if crash is not None:
+            pending.flush()
+            return crash, settle
+        return None
 
-    async def _after_crash(self, actor: Actor, crash: str) -> list[Op]:
-        """Apply the manifest's restart policy after a crash; returns the ops recording it."""
+    def _opened(self, channel: Any, reply: ReplySlot | None, accept: Any, error: str | None) -> None:
+        """Event loop: the target decided on a channel open and its event is stored."""
+        self.channels.opened(channel, accept, error)
+        if reply is not None:
+            if error is not None:
+                reply.fail(ActorFailed(error))
+            else:
+                reply.set(accept)
+
+    async def _after_crash(self, actor: Actor, crash: str) -> None:
+        """Apply the manifest's restart policy after a crash, and record what happened."""
+        ops = self._after_crash_ops(actor, crash)
+        if actor.status != FAILED:
+            try:
+                actor.module = await self.workers.run(_load_module, actor.id, actor.manifest.component)
+            except BaseException as exc:  # noqa: BLE001
+                self._fail_actor(actor, f"restart failed: {_describe(exc, self.settings.debug)}", ops)
+            else:
+                ops.append(PutEvent(self._event(actor, "runtime/restart", {
+                    "attempt": actor.restart_count, "reason": crash})))
+                log.warning("actor %s crashed and was restarted (%d): %s", actor.name, actor.restart_count, crash)
+        await self._commit(ops)
+
+    def _fail_actor(self, actor: Actor, reason: str, ops: list[Op]) -> None:
+        log.warning("actor %s failed: %s", actor.name, reason)
+        actor.status, actor.reason = FAILED, reason
+        ops.append(SetStatus(actor.id, FAILED, reason))
+        if actor.mailbox_tx is not None:
+            actor.mailbox_tx.close()
+        assert self._nursery is not None
+        self._nursery.start_soon(self.channels.close_for_actor, actor, f"actor {actor.name} failed")
+
+    def _after_crash_ops(self, actor: Actor, crash: str) -> list[Op]:
+        """Record the crash; count it against the restart policy, failing the actor past it."""
         ops: list[Op] = [PutEvent(self._event(actor, "runtime/crash", {"reason": crash}))]
         manifest = actor.manifest
         now = time.monotonic()
@@ -560,35 +673,23 @@ class Runtime:
         if manifest.restart == "on-failure" and len(actor.restarts) < manifest.max_restarts:
             actor.restarts.append(now)
             actor.restart_count += 1
-            try:
-                actor.module = await self.workers.run(_load_module, actor.id, manifest.component)
-            except BaseException as exc:  # noqa: BLE001
-                reason = f"restart failed: {_describe(exc, self.settings.debug)}"
-            else:
-                ops.append(PutEvent(self._event(actor, "runtime/restart", {
-                    "attempt": actor.restart_count, "reason": crash})))
-                log.warning("actor %s crashed and was restarted (%d): %s", actor.name, actor.restart_count, crash)
-                return ops
-        elif manifest.restart == "on-failure":
+            return ops
+        if manifest.restart == "on-failure":
             reason = (f"{crash} ({len(actor.restarts)} restarts within {manifest.restart_window:g} s;"
                       f" limit {manifest.max_restarts})")
         else:
             reason = crash
-        log.warning("actor %s failed: %s", actor.name, reason)
-        actor.status, actor.reason = FAILED, reason
-        ops.append(SetStatus(actor.id, FAILED, reason))
-        if actor.mailbox_tx is not None:
-            actor.mailbox_tx.close()
-        assert self._nursery is not None
-        self._nursery.start_soon(self.channels.close_for_actor, actor, f"actor {actor.name} failed")
+        self._fail_actor(actor, reason, ops)
         return ops
 
     # ------------------------------------------------------------------
     # chain helpers
 
     def _event(self, actor: Actor, type: str, data: dict[str, Any], payload: bytes | None = None) -> StoredEvent:
-        ev = chain.make_event(actor.id, actor.head, type, data, payload)
-        actor.head = chain.head_after(ev)
+        """Append an event to the actor's chain (any thread; the head is guarded by its lock)."""
+        with actor.lock:
+            ev = chain.make_event(actor.id, actor.head, type, data, payload)
+            actor.head = chain.head_after(ev)
         return ev
 
     async def _commit(self, ops: list[Op]) -> None:
@@ -771,9 +872,57 @@ class Runtime:
         return [self.actor_view(a) for a in self.actors.values() if include_stopped or a.status != STOPPED]
 
 
-def _settle(waiter: Any, reply: ReplySlot, settle: Callable[[], None]) -> None:
+class _PendingWrites:
+    """A worker batch's store writes: submitted together (one commit, one wake-up),
+    before any host call of the next handler and at the end of the batch."""
+
+    __slots__ = ("store", "ops", "settles", "_state_at")
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.ops: list[Op | None] = []
+        self.settles: list[tuple[ReplySlot | None, Callable[[], None]]] = []
+        self._state_at = -1
+
+    def add(self, ops: list[Op], settle: tuple[ReplySlot | None, Callable[[], None]] | None) -> None:
+        for op in ops:
+            if isinstance(op, PutState):
+                # the states in between commit together with the last: only the last is kept
+                if self._state_at >= 0:
+                    self.ops[self._state_at] = None
+                self._state_at = len(self.ops)
+            self.ops.append(op)
+        if settle is not None and settle[1] is not _nothing:
+            self.settles.append(settle)
+
+    def flush(self) -> None:
+        if not self.ops:
+            return
+        ops: list[Op] = [op for op in self.ops if op is not None]
+        settles = self.settles
+        self.ops, self.settles, self._state_at = [], [], -1
+        if not settles:
+            self.store.submit(ops)
+            return
+
+        def done(w: Any) -> None:
+            for reply, settle in settles:
+                _settle(w, reply, settle)
+
+        self.store.submit(ops, self.store.waiter(done))
+
+
+_Crash = tuple[int, str, Callable[[], None]]  # (envelopes done, reason, tell the caller)
+
+
+def _nothing() -> None:
+    pass
+
+
+def _settle(waiter: Any, reply: ReplySlot | None, settle: Callable[[], None]) -> None:
     if waiter.error is not None:
-        reply.fail(InternalError(f"cannot write the store: {waiter.error}"))
+        if reply is not None:
+            reply.fail(InternalError(f"cannot write the store: {waiter.error}"))
     else:
         settle()
 
@@ -781,14 +930,17 @@ def _settle(waiter: Any, reply: ReplySlot, settle: Callable[[], None]) -> None:
 class ActorHost:
     """The message-server host for one actor's handler, called on its worker thread."""
 
-    __slots__ = ("runtime", "actor", "actor_id")
+    __slots__ = ("runtime", "actor", "actor_id", "pending")
 
-    def __init__(self, runtime: Runtime, actor: Actor) -> None:
+    def __init__(self, runtime: Runtime, actor: Actor, pending: _PendingWrites | None = None) -> None:
         self.runtime = runtime
         self.actor = actor
         self.actor_id = actor.id
+        self.pending = pending
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self.pending is not None:
+            self.pending.flush()  # earlier events of this batch go to the store first
         try:
             return trio.from_thread.run(fn, *args, trio_token=self.runtime._token)
         except TheaterError as exc:

@@ -37,8 +37,9 @@ class _Job:
 
 
 class WorkerPool:
-    def __init__(self, max_threads: int = 512) -> None:
+    def __init__(self, max_threads: int = 512, call_soon: Callable[..., None] | None = None) -> None:
         self.max_threads = max_threads
+        self.call_soon = call_soon  # thread-safe "run on the event loop" (defaults to the token's)
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads = 0
@@ -97,6 +98,9 @@ class WorkerPool:
                 self._idle += 1
             assert self._token is not None
             try:
-                self._token.run_sync_soon(self._deliver, job, result)
+                if self.call_soon is not None:
+                    self.call_soon(self._deliver, job, result)
+                else:
+                    self._token.run_sync_soon(self._deliver, job, result)
             except trio.RunFinishedError:
                 return
