@@ -35,7 +35,7 @@ from typing import Any, Final
 
 import cbor2
 
-from .wire import RemoteProtocolError, decode_body
+from .wire import _NO_TAGS, MAX_DEPTH, RemoteProtocolError, _reject_tag, decode_body
 
 HASH_ALG: Final = "sha256"
 FORMAT_VERSION: Final = 1
@@ -97,12 +97,21 @@ def head_after(event: StoredEvent) -> Head:
     return Head(event.seq, event.hash)
 
 
-def decode_record(record: bytes) -> dict[str, Any]:
-    """Decode a record strictly (it may come from an untrusted export file)."""
+def decode_record(record: bytes, strict: bool = True) -> dict[str, Any]:
+    """Decode a record.  ``strict`` (for export files) applies every wire rule; the fast
+    path (for the daemon's own store) still refuses tags, indefinite lengths and deep
+    nesting, but skips the per-value walk and the trailing-bytes check: the hash covers
+    the exact bytes anyway."""
     try:
-        value = decode_body(record)
+        if strict:
+            value = decode_body(record)
+        else:
+            value = cbor2.loads(record, tag_hook=_reject_tag, semantic_decoders=_NO_TAGS, max_depth=MAX_DEPTH,
+                                allow_indefinite=False)
     except RemoteProtocolError as exc:
         raise ValueError(str(exc)) from None
+    except (cbor2.CBORError, RecursionError, TypeError, OverflowError, UnicodeError, EOFError) as exc:
+        raise ValueError(f"malformed CBOR: {exc}") from None
     if not isinstance(value, dict):
         raise ValueError("record is not a map")
     return value
@@ -135,10 +144,11 @@ class Verdict:
 class ChainVerifier:
     """Streams over ``(seq, hash, record)`` triples, oldest first, in O(1) memory."""
 
-    __slots__ = ("actor", "head", "checked", "broken_seq", "reason")
+    __slots__ = ("actor", "head", "checked", "broken_seq", "reason", "strict")
 
-    def __init__(self, actor: str | None = None) -> None:
+    def __init__(self, actor: str | None = None, strict: bool = True) -> None:
         self.actor = actor
+        self.strict = strict
         self.head = Head()
         self.checked = 0
         self.broken_seq: int | None = None
@@ -155,7 +165,7 @@ class ChainVerifier:
             return False
         expected_seq = self.head.seq + 1
         try:
-            fields = decode_record(record)
+            fields = decode_record(record, self.strict)
             alg = fields.get("alg")
             if not isinstance(alg, str):
                 return self._fail(seq, "record names no hash algorithm")

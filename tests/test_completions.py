@@ -238,7 +238,9 @@ def _ctx(sock: Path, *path: str) -> click.Context:
     group: click.Command = cli
     for name in path:
         assert isinstance(group, click.Group)
-        group = group.commands[name]
+        found = group.get_command(ctx, name)
+        assert found is not None
+        group = found
         ctx = click.Context(group, info_name=name, parent=ctx)
     return ctx
 

@@ -17,7 +17,9 @@ README = (ROOT / "README.md").read_text()
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
     out = []
-    for name, cmd in sorted(group.commands.items()):
+    for name in group.list_commands(click.Context(group)):
+        cmd = group.get_command(click.Context(group), name)
+        assert cmd is not None
         path = (*prefix, name)
         out.append((path, cmd))
         if isinstance(cmd, click.Group):

@@ -26,13 +26,44 @@ from daemon.paths import HOME_ENV, SOCKET_ENV, default_home, default_socket
 
 from . import __version__
 from .app import App
-from .commands import chain, channel, channels, daemon, inspect, list_, new, request, send, spawn, state, stop
 from .output import error
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
+# command name -> module in theaterctl.commands (each exposes ``command``); imported on use,
+# so that a one-shot command loads only its own module
+COMMANDS = {
+    "daemon": "daemon",
+    "spawn": "spawn",
+    "list": "list_",
+    "stop": "stop",
+    "send": "send",
+    "request": "request",
+    "channel": "channel",
+    "channels": "channels",
+    "chain": "chain",
+    "state": "state",
+    "inspect": "inspect",
+    "new": "new",
+}
 
-@click.group(context_settings=CONTEXT)
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        module_name = COMMANDS.get(name)
+        if module_name is None:
+            return None
+        import importlib
+
+        module = importlib.import_module(f"theaterctl.commands.{module_name}")
+        command: click.Command = module.command
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT)
 @click.option("--socket", type=click.Path(path_type=Path), envvar=SOCKET_ENV, metavar="PATH",
               help="The daemon's Unix socket [env THEATER_SOCKET; default $XDG_RUNTIME_DIR/theater/theaterd.sock].")
 @click.option("--home", type=click.Path(path_type=Path), envvar=HOME_ENV, metavar="DIR",
@@ -52,9 +83,6 @@ def cli(ctx: click.Context, socket: Path | None, home: Path | None, as_json: boo
     ctx.obj = app
     ctx.call_on_close(app.close)
 
-
-for module in (daemon, spawn, list_, stop, send, request, chain, state, inspect, channels, channel, new):
-    cli.add_command(module.command)
 
 
 def main(argv: list[str] | None = None) -> None:
