@@ -50,7 +50,21 @@ def machine() -> dict[str, Any]:
         load = os.getloadavg()
     except OSError:
         load = (0.0, 0.0, 0.0)
+    commit, dirty = "", None
+    try:
+        import subprocess
+
+        root = Path(__file__).resolve().parent.parent
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                capture_output=True, text=True, timeout=10).stdout
+        dirty = bool(status.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
     return {
+        "commit": commit,
+        "dirty": dirty,
         "nproc": os.cpu_count(),
         "cpu": cpu,
         "python": platform.python_version(),
@@ -125,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
 
     info = machine()
     print(f"theater benchmarks ({'quick' if args.quick else 'full'}): {info['nproc']} cores, {info['cpu']}, "
-          f"Python {info['python']}, load {info['loadavg_at_start']}", file=sys.stderr, flush=True)
+          f"Python {info['python']}, load {info['loadavg_at_start']}, commit {info['commit'] or '?'}"
+          f"{' (with uncommitted changes)' if info['dirty'] else ''}", file=sys.stderr, flush=True)
     figures: list[dict[str, Any]] = []
     crashed: list[str] = []
     durations: dict[str, float] = {}

@@ -177,6 +177,7 @@ class Actor:
     replaying: trio.Event | None = None  # set while mail stored before a restart is re-queued
     lock: threading.RLock = field(default_factory=threading.RLock)  # guards head, state, handled
     abandoned: bool = False  # the mailbox task ended; a late handler result is dropped
+    late: deque[Envelope] = field(default_factory=deque)  # outbox sends waiting for mailbox room
 
     @property
     def mailbox_depth(self) -> int:
@@ -514,7 +515,7 @@ class Runtime:
         the store's writer directly: the store commits them in that order and then wakes
         the event loop once to release the replies.
         """
-        pending = _PendingWrites(self.store)
+        pending = _PendingWrites(self.store, self._deliver_soon)
         try:
             for index, env in enumerate(batch):
                 if actor.abandoned:  # stopped while an earlier handler of this batch ran
@@ -532,6 +533,58 @@ class Runtime:
             self.call_soon(fn, *args)
         except trio.RunFinishedError:
             pass
+
+    def _deliver_soon(self, deliveries: list[tuple[Actor, Envelope]]) -> None:
+        self._call_soon(self._deliver, deliveries)
+
+    def _deliver(self, deliveries: list[tuple[Actor, Envelope]]) -> None:
+        """Event loop: hand outbox sends to their mailboxes, in order, waiting where full."""
+        for target, env in deliveries:
+            if target.replaying is None and not target.late:
+                try:
+                    target.mailbox_tx.send_nowait(env)
+                    continue
+                except trio.WouldBlock:
+                    pass
+                except (trio.ClosedResourceError, trio.BrokenResourceError, AttributeError):
+                    continue  # stopped: the message stays in the stored mailbox
+            target.late.append(env)
+            if len(target.late) == 1:
+                assert self._nursery is not None
+                self._nursery.start_soon(self._deliver_late, target)
+
+    async def _deliver_late(self, target: Actor) -> None:
+        try:
+            if target.replaying is not None:
+                await target.replaying.wait()
+            while target.late:
+                await target.mailbox_tx.send(target.late[0])
+                target.late.popleft()
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            target.late.clear()
+
+    def outbox_send(self, sender: Actor, pending: _PendingWrites, ref: str, msg: bytes) -> bool:
+        """Worker thread: record a handler's send in its batch (a transactional outbox).
+
+        The mailbox row and the sender's event commit together with the handler's own
+        event; the message reaches the target's mailbox right after they are submitted.
+        Returns False when the slow path must be used (target busy, replaying, unknown...).
+        """
+        target = self.actors.get(ref) or self.names.get(ref)
+        if target is None or target.status != RUNNING or target.replaying is not None or target.late:
+            return False
+        rx = target.mailbox_rx
+        if rx is None:
+            return False
+        stats = rx.statistics()
+        if stats.current_buffer_used >= stats.max_buffer_size // 2:
+            return False  # nearly full: take the slow path, which applies backpressure
+        mail_id = next(self._mail_ids)
+        data = {"peer": target.id, "peer_name": target.name, "size": len(msg), "outcome": "ok"}
+        ev = self._event(sender, "message-server/send", data, msg)
+        pending.add([MailboxPut(mail_id, target.id, sender.id, msg), PutEvent(ev)], None)
+        pending.deliveries.append((target, Envelope(SEND, sender.id, msg, mail_id=mail_id)))
+        return True
 
     def _fail_rest(self, actor: Actor, envs: list[Envelope]) -> None:
         for env in envs:
@@ -729,6 +782,12 @@ class Runtime:
                 await target.replaying.wait()
             if target.replaying is not None:
                 raise Busy(f"mailbox full: actor {target.name} is still replaying messages from before the restart")
+        if target.late:  # earlier sends are still waiting for room: keep their order
+            with trio.move_on_after(timeout):
+                while target.late:
+                    await trio.sleep(0.001)
+            if target.late:
+                raise Busy(f"mailbox full: actor {target.name} has {target.mailbox_depth} messages waiting")
         try:
             target.mailbox_tx.send_nowait(env)
             return
@@ -876,13 +935,15 @@ class _PendingWrites:
     """A worker batch's store writes: submitted together (one commit, one wake-up),
     before any host call of the next handler and at the end of the batch."""
 
-    __slots__ = ("store", "ops", "settles", "_state_at")
+    __slots__ = ("store", "ops", "settles", "_state_at", "deliveries", "deliver")
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, deliver: Callable[[list[tuple[Actor, Envelope]]], None] | None = None) -> None:
         self.store = store
         self.ops: list[Op | None] = []
         self.settles: list[tuple[ReplySlot | None, Callable[[], None]]] = []
         self._state_at = -1
+        self.deliveries: list[tuple[Actor, Envelope]] = []  # outbox: sends to hand over once submitted
+        self.deliver = deliver
 
     def add(self, ops: list[Op], settle: tuple[ReplySlot | None, Callable[[], None]] | None) -> None:
         for op in ops:
@@ -899,17 +960,19 @@ class _PendingWrites:
         if not self.ops:
             return
         ops: list[Op] = [op for op in self.ops if op is not None]
-        settles = self.settles
-        self.ops, self.settles, self._state_at = [], [], -1
+        settles, deliveries = self.settles, self.deliveries
+        self.ops, self.settles, self._state_at, self.deliveries = [], [], -1, []
         if not settles:
             self.store.submit(ops)
-            return
+        else:
+            def done(w: Any) -> None:
+                for reply, settle in settles:
+                    _settle(w, reply, settle)
 
-        def done(w: Any) -> None:
-            for reply, settle in settles:
-                _settle(w, reply, settle)
-
-        self.store.submit(ops, self.store.waiter(done))
+            self.store.submit(ops, self.store.waiter(done))
+        if deliveries and self.deliver is not None:
+            # after the submit: the writer stores the mailbox rows before any handling of them
+            self.deliver(deliveries)
 
 
 _Crash = tuple[int, str, Callable[[], None]]  # (envelopes done, reason, tell the caller)
@@ -949,6 +1012,8 @@ class ActorHost:
             raise ms.MessageServerError("the daemon is shutting down") from None
 
     def send(self, actor_id: str, msg: bytes, timeout: float | None) -> None:
+        if self.pending is not None and self.runtime.outbox_send(self.actor, self.pending, actor_id, msg):
+            return
         self._call(self.runtime.send, self.actor, actor_id, msg, timeout)
 
     def request(self, actor_id: str, msg: bytes, timeout: float | None) -> bytes:
