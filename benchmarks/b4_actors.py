@@ -22,7 +22,7 @@ from .common import DRIVER, SINK, Daemon, Figure, log, median, percentile, ratio
 
 def _theater(client: Any, op: str, n: int) -> dict[str, Any]:
     order = json.dumps({"op": op, "n": n, "target": "sink", "timeout": 300}).encode()
-    return json.loads(client.call("request", actor="driver", msg=order, timeout=600))  # type: ignore[no-any-return]
+    return json.loads(client.call("request", actor="driver", msg=order, timeout=600))
 
 
 def _pykka_actors() -> Any:
@@ -31,7 +31,7 @@ def _pykka_actors() -> Any:
     except ImportError:
         return None
 
-    class Sink(pykka.ThreadingActor):  # type: ignore[misc]
+    class Sink(pykka.ThreadingActor):
         def __init__(self) -> None:
             super().__init__()
             self.n = 0
@@ -40,7 +40,7 @@ def _pykka_actors() -> Any:
             self.n += 1
             return message
 
-    class Driver(pykka.ThreadingActor):  # type: ignore[misc]
+    class Driver(pykka.ThreadingActor):
         def __init__(self, sink: Any) -> None:
             super().__init__()
             self.sink = sink

@@ -295,7 +295,7 @@ class EchoServer:
 
 
 def spawn(client: Any, manifest: Path, name: str | None = None) -> dict[str, str]:
-    return client.spawn(str(manifest), name=name)  # type: ignore[no-any-return]
+    return client.spawn(str(manifest), name=name)
 
 
 def wait_handled(client: Any, actor: str, payload: bytes = b"{}", timeout: float = 300.0) -> None:

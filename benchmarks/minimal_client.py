@@ -32,7 +32,7 @@ def _recv(sock: socket.socket, buf: bytearray) -> dict[str, object]:
             if len(buf) >= 4 + length:
                 m = cbor2.loads(bytes(buf[4 : 4 + length]))
                 del buf[: 4 + length]
-                return m  # type: ignore[no-any-return]
+                return m
         data = sock.recv(65536)
         if not data:
             raise click.ClickException("connection closed")
