@@ -221,8 +221,8 @@ def cli(socket_path: Path | None, home: Path | None, durability: str, timeout: f
         max_frame: int, max_connections: int, idle_timeout: float, debug: bool) -> None:
     """Run the theater daemon in the foreground."""
     config = Config(
-        socket=socket_path or default_socket(),
-        home=home or default_home(),
+        socket=socket_path or Path(default_socket()),
+        home=home or Path(default_home()),
         durability=durability,
         debug=debug,
         timeout=timeout,

@@ -27,7 +27,7 @@ the handling event to the actor's chain.  Invariants:
 
 from __future__ import annotations
 
-import importlib.util
+import gc
 import itertools
 import json
 import logging
@@ -210,6 +210,7 @@ class Runtime:
         self._mail_ids = itertools.count(1)
         self._token: trio.lowlevel.TrioToken | None = None
         self.call_soon: Any = None  # LoopCalls, once serving
+        self._spawned = 0
         self.started_at = time.time()
 
     # ------------------------------------------------------------------
@@ -280,6 +281,7 @@ class Runtime:
             if row_status != RUNNING:
                 actor.done.set()
         log.info("restored %d actors", sum(a.status == RUNNING for a in self.actors.values()))
+        gc.freeze()  # long-lived actor objects: keep them out of every full collection
 
     async def _replay(self, actor: Actor, mail: list[Any]) -> None:
         try:
@@ -381,6 +383,9 @@ class Runtime:
         if failure is not None:
             raise ActorFailed(f"actor {name} {failure}")
         self._start_mailbox(actor)
+        self._spawned += 1
+        if self._spawned % 256 == 0:
+            gc.freeze()  # thousands of idle actors must not make every full collection slower
         return actor
 
     async def stop(self, ref: str) -> Actor:
@@ -1033,16 +1038,35 @@ class ActorHost:
 # helpers
 
 
+_CODE_CACHE: dict[tuple[str, int, int], Any] = {}
+_CODE_LOCK = threading.Lock()
+
+
+def _component_code(path: Path) -> Any:
+    """The component's compiled code, compiled once per file version (path, mtime, size)."""
+    info = path.stat()
+    key = (str(path), info.st_mtime_ns, info.st_size)
+    with _CODE_LOCK:
+        code = _CODE_CACHE.get(key)
+    if code is None:
+        code = compile(path.read_bytes(), str(path), "exec")
+        with _CODE_LOCK:
+            _CODE_CACHE[key] = code
+    return code
+
+
 def _load_module(actor_id: str, path: Path) -> ModuleType:
-    """Load a fresh module instance for one actor (runs on a worker thread)."""
+    """A fresh module instance for one actor (runs on a worker thread).
+
+    Each actor gets its own module namespace (its globals are its own), but actors of
+    the same component share the compiled code.
+    """
     mod_name = f"theater_actor_{actor_id.replace('-', '')}"
-    spec = importlib.util.spec_from_file_location(mod_name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
+    module = ModuleType(mod_name)
+    module.__file__ = str(path)
     sys.modules[mod_name] = module
     try:
-        spec.loader.exec_module(module)
+        exec(_component_code(path), module.__dict__)  # noqa: S102 - running actor code is the job
     finally:
         sys.modules.pop(mod_name, None)
     return module

@@ -631,3 +631,26 @@ def test_crafted_records_in_untrusted_exports_are_reported_not_raised(fields: di
     verifier = ChainVerifier(ACTOR)
     problem = check_export_line(self_consistent_line(fields), verifier)
     assert isinstance(problem, str) and problem
+
+
+# -- the fast canonical encoder must give exactly cbor2's canonical bytes ---------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from daemon.chain import _encode_record  # noqa: E402
+
+_values = st.one_of(st.text(max_size=20), st.integers(min_value=-(2**70), max_value=2**70), st.booleans(),
+                    st.none(), st.floats(allow_nan=False), st.lists(st.integers(), max_size=3))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.dictionaries(st.text(min_size=1, max_size=12), _values, max_size=8),
+    payload=st.one_of(st.none(), st.binary(max_size=40)),
+    seq=st.integers(min_value=1, max_value=2**40),
+    ts=st.integers(min_value=0, max_value=2**62),
+)
+def test_fast_record_encoding_is_canonical(data: dict, payload: bytes | None, seq: int, ts: int) -> None:
+    record = {"alg": "sha256", "actor": "a-b", "seq": seq, "parent": b"\x01" * 32 if seq > 1 else None,
+              "type": "message-server/x", "ts": ts, "data": data, "payload": payload}
+    assert _encode_record(record) == cbor2.dumps(record, canonical=True)

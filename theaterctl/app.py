@@ -4,30 +4,46 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
-from pathlib import Path
+import os
 from typing import TYPE_CHECKING, Any
 
 from daemon.errors import BadInput
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .client import Client
 
 
-@dataclass
 class App:
-    socket: Path
-    home: Path
-    json: bool = False
-    timeout: float | None = None
-    _client: Client | None = field(default=None, repr=False)
+    """Global options and the lazily opened connection (a plain class: importing
+    dataclasses and pathlib would cost every one-shot command several ms)."""
+
+    def __init__(self, socket: str, home: str, json: bool = False, timeout: float | None = None) -> None:
+        self.socket_path = socket
+        self.home_path = home
+        self.json = json
+        self.timeout = timeout
+        self._client: Client | None = None
+
+    @property
+    def socket(self) -> Path:
+        from pathlib import Path
+
+        return Path(self.socket_path)
+
+    @property
+    def home(self) -> Path:
+        from pathlib import Path
+
+        return Path(self.home_path)
 
     def client(self) -> Client:
         """The connection to the daemon, opened on first use."""
         if self._client is None:
             from .client import Client
 
-            self._client = Client.connect(self.socket)
+            self._client = Client.connect(self.socket_path)
         return self._client
 
     def close(self) -> None:
@@ -42,14 +58,15 @@ def read_message(text: str, what: str = "MESSAGE") -> bytes:
         data = sys.stdin.buffer.read()
         source = "stdin"
     elif text.startswith("@"):
-        path = Path(text[1:])
+        path = text[1:]
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as fh:
+                data = fh.read()
         except FileNotFoundError:
             raise BadInput(f"{what} file {path} does not exist") from None
         except OSError as exc:
             raise BadInput(f"cannot read {what} file {path}: {exc.strerror}") from None
-        source = str(path)
+        source = path
     else:
         data = text.encode()
         source = what

@@ -17,7 +17,6 @@ Exit codes (also in the README):
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
@@ -64,16 +63,16 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings=CONTEXT)
-@click.option("--socket", type=click.Path(path_type=Path), envvar=SOCKET_ENV, metavar="PATH",
+@click.option("--socket", type=click.Path(), envvar=SOCKET_ENV, metavar="PATH",
               help="The daemon's Unix socket [env THEATER_SOCKET; default $XDG_RUNTIME_DIR/theater/theaterd.sock].")
-@click.option("--home", type=click.Path(path_type=Path), envvar=HOME_ENV, metavar="DIR",
+@click.option("--home", type=click.Path(), envvar=HOME_ENV, metavar="DIR",
               help="The daemon's data directory, used by 'daemon start' [env THEATER_HOME].")
 @click.option("--json", "as_json", is_flag=True, help="Print one machine-readable JSON document on stdout.")
 @click.option("--timeout", type=click.FloatRange(min=0.001), metavar="SECONDS",
               help="Timeout for requests and channel opens (default: the daemon's, 30 s).")
 @click.version_option(__version__, prog_name="theaterctl")
 @click.pass_context
-def cli(ctx: click.Context, socket: Path | None, home: Path | None, as_json: bool, timeout: float | None) -> None:
+def cli(ctx: click.Context, socket: str | None, home: str | None, as_json: bool, timeout: float | None) -> None:
     """Control theaterd, the local actor runtime with an auditable history.
 
     Spawn actors from manifests, message them (send, request, channel), and

@@ -24,7 +24,6 @@ import os
 import socket
 import struct
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, List
 
 from daemon import wire
@@ -49,7 +48,7 @@ def from_json_bytes(data: bytes | None) -> Any:
         return data
 
 
-def connect_socket(path: Path, timeout: float | None = 10.0) -> socket.socket:
+def connect_socket(path: str | os.PathLike[str], timeout: float | None = 10.0) -> socket.socket:
     """Connect to the daemon's socket, turning every failure into a clear :class:`Unavailable`."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
@@ -72,7 +71,7 @@ def connect_socket(path: Path, timeout: float | None = 10.0) -> socket.socket:
     return sock
 
 
-def check_daemon_uid(sock: socket.socket, path: Path) -> None:
+def check_daemon_uid(sock: socket.socket, path: str | os.PathLike[str]) -> None:
     """Refuse to talk to a daemon run by another user (SO_PEERCRED)."""
     try:
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
@@ -86,7 +85,7 @@ def check_daemon_uid(sock: socket.socket, path: Path) -> None:
 class Client:
     """One connection to theaterd.  Not thread-safe; one call at a time (or use :meth:`pipeline`)."""
 
-    def __init__(self, sock: socket.socket, path: Path, welcome: wire.Welcome, reader: wire.FrameReader) -> None:
+    def __init__(self, sock: socket.socket, path: str, welcome: wire.Welcome, reader: wire.FrameReader) -> None:
         self.sock = sock
         self.path = path
         self.welcome = welcome
@@ -97,8 +96,8 @@ class Client:
     # -- connecting -------------------------------------------------------
 
     @classmethod
-    def connect(cls, path: str | Path | None = None, timeout: float | None = 10.0) -> Client:
-        path = Path(path) if path is not None else default_socket()
+    def connect(cls, path: str | os.PathLike[str] | None = None, timeout: float | None = 10.0) -> Client:
+        path = os.fspath(path) if path is not None else default_socket()
         sock = connect_socket(path, timeout)
         try:
             check_daemon_uid(sock, path)
@@ -186,7 +185,7 @@ class Client:
     def status(self) -> dict[str, Any]:
         return self.call("status")
 
-    def spawn(self, manifest: str | Path, name: str | None = None, state: Any = None) -> dict[str, str]:
+    def spawn(self, manifest: str | os.PathLike[str], name: str | None = None, state: Any = None) -> dict[str, str]:
         st = None if state is None else to_json_bytes(state)
         return self.call("spawn", manifest=os.path.abspath(manifest), name=name, state=st)
 

@@ -18,11 +18,12 @@ fallback), else the default from :func:`daemon.paths.default_socket`.
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from click.shell_completion import CompletionItem
+
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
 
 TIMEOUT = 0.5
 
@@ -31,7 +32,7 @@ _READS_STOPPED = {"state", "inspect"}
 _READS_STOPPED_GROUPS = {"chain"}
 
 
-def _socket_path(ctx: click.Context | None) -> Path:
+def _socket_path(ctx: click.Context | None) -> str:
     """The --socket given on the command line or via $THEATER_SOCKET, else the default path."""
     from daemon.paths import SOCKET_ENV, default_socket
 
@@ -39,11 +40,11 @@ def _socket_path(ctx: click.Context | None) -> Path:
     while node is not None:
         value = node.params.get("socket")
         if value:
-            return Path(value)
+            return str(value)
         node = node.parent
     env = os.environ.get(SOCKET_ENV)
     if env:
-        return Path(env)
+        return env
     return default_socket()
 
 
@@ -68,6 +69,8 @@ def complete_actor(ctx: click.Context, param: click.Parameter | None, incomplete
     """Names of the daemon's actors starting with ``incomplete`` (ids too, once something is typed)."""
     try:
         actors = _ask(ctx, "list", all=True if _include_stopped(ctx) else None)
+        from click.shell_completion import CompletionItem
+
         items: list[CompletionItem] = []
         seen: set[str] = set()
         for actor in actors:
@@ -90,6 +93,8 @@ def complete_channel(ctx: click.Context, param: click.Parameter | None, incomple
     """Ids of the daemon's open channels starting with ``incomplete``."""
     try:
         channels = _ask(ctx, "channels")
+        from click.shell_completion import CompletionItem
+
         items: list[CompletionItem] = []
         for channel in channels:
             ident = str(channel.get("id") or "")
