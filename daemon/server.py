@@ -51,9 +51,13 @@ PAGE_BYTES = 256 * 1024  # record bytes per page: keeps answers well under the f
 def _check_json(msg: bytes) -> None:
     """Messages are JSON (the spec's ``json`` type); reject anything else at the edge."""
     try:
-        json.loads(msg)
+        json.loads(msg, parse_constant=_no_constants)
     except (ValueError, UnicodeDecodeError):
         raise BadInput("message is not valid JSON") from None
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
 
 
 async def _first(work: Awaitable[tuple[Any, Any]]) -> Any:
@@ -170,6 +174,12 @@ class Server:
             await conn.run()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+        except BaseExceptionGroup as group:  # nursery errors: a dead peer is not a bug
+            rest = group.subgroup(lambda e: not isinstance(e, (trio.BrokenResourceError, trio.ClosedResourceError)))
+            if rest is not None:
+                if rest.subgroup(lambda e: not isinstance(e, Exception)) is not None:
+                    raise
+                log.error("connection failed", exc_info=rest)
         except Exception:  # a bug in one connection must not take the daemon down
             log.exception("connection failed")
         finally:
@@ -217,6 +227,9 @@ class Connection:
             log.warning("client is not reading its replies; disconnecting it")
             self.closing = True
             self.out_tx.close()
+            scope = getattr(self, "nursery", None)
+            if scope is not None:
+                scope.cancel_scope.cancel()  # ends the read loop too: the connection closes now
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
 
@@ -362,14 +375,30 @@ class Connection:
                 return
             await self._dispatch(frame)
 
+    async def _room(self) -> None:
+        """Wait until the outgoing queue is at most half full (flow control for pushes)."""
+        while not self.closing:
+            stats = self.out_tx.statistics()
+            if stats.current_buffer_used <= stats.max_buffer_size // 2:
+                return
+            await trio.sleep(0.01)
+
     def _flush_error(self, code: ErrorCode, message: str) -> None:
         self.write(wire.Error(None, int(code), message))
         self.out_tx.close()
 
     async def _drain_output(self) -> None:
-        """Let the writer send what is queued (the output channel is closed), briefly."""
+        """Let the writer send what is queued (the output channel is closed), briefly; then
+        read what the peer already sent, so that closing does not reset the connection and
+        destroy the error frame before the peer reads it."""
         with trio.move_on_after(2):
             await self.writer_done.wait()
+            try:
+                await self.stream.send_eof()
+                while await self.stream.receive_some(65536):
+                    pass
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
 
     # -- calls --------------------------------------------------------------
 
@@ -514,8 +543,8 @@ class Connection:
             raise BadInput("page must be positive")
         page_size = min(page_size, CHAIN_PAGE)
         since = args.get("since")
-        if since is not None and not math.isfinite(since):
-            raise BadInput("since must be a finite number of seconds since the epoch")
+        if since is not None and not (math.isfinite(since) and abs(since) < 1e12):
+            raise BadInput("since must be a number of seconds since the epoch")
         since_us = int(since * 1_000_000) if since is not None else None
         etype = args.get("type")
 
@@ -544,6 +573,7 @@ class Connection:
                     while True:
                         new, top = await trio.to_thread.run_sync(read, last, None)
                         for ev in new:
+                            await self._room()  # a backlog must not trip the slow-reader cut-off
                             self.write(wire.Push(call.id, "chain-event", ev))
                         if not new:
                             last = max(last, top)  # events skipped by a --type filter count as seen
@@ -613,7 +643,6 @@ class Connection:
                 return
             finally:
                 self.long_lived -= 1
-            self.long_lived += 1
             self.write(wire.Reply(call.id, {"channel": ch.id, "actor": ch.target.id, "name": ch.target.name}))
             self.runtime.channels.release(ch)
 

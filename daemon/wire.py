@@ -155,6 +155,9 @@ OPS: Final[dict[str, dict[str, _Opt]]] = {
 }
 
 
+_ARG_LIMIT = 1 << 53  # numbers in arguments: seqs, counts, seconds (and exact in a float)
+
+
 def check_args(op: str, args: Mapping[str, Any]) -> None:
     """Raise :class:`RemoteProtocolError` unless ``args`` fit ``OPS[op]``."""
     schema = OPS.get(op)
@@ -169,6 +172,8 @@ def check_args(op: str, args: Mapping[str, Any]) -> None:
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             want = " or ".join(t.__name__ for t in types)
             raise RemoteProtocolError(f"{op}: argument {key!r} must be {want}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not -_ARG_LIMIT < value < _ARG_LIMIT:
+            raise RemoteProtocolError(f"{op}: argument {key!r} is out of range")
     for key in args:
         if key not in schema:
             raise RemoteProtocolError(f"{op}: unknown argument {key!r}")
