@@ -232,7 +232,9 @@ def _events_page(events: Sequence[dict[str, Any]], header: bool) -> None:
     _console().print(t)
 
 
-def event_line(ev: dict[str, Any]) -> None:
-    """One event as one line, for --follow."""
-    row = event_row(ev, relative=False)
-    emit_text("  ".join(str(c) for c in row))
+def events_rows(events: Iterable[dict[str, Any]]) -> None:
+    """Events one at a time as they arrive (``--follow``), each printed at once."""
+    header = True
+    for ev in events:
+        _events_page([ev], header)
+        header = False

@@ -10,7 +10,7 @@ from daemon.errors import ActorFailed, BadInput
 
 from ..app import App, json_option
 from ..completion import complete_actor
-from ..output import emit_json, emit_json_line, emit_text, event_line, key_values, note, stream_events
+from ..output import emit_json, emit_json_line, emit_text, key_values, note, stream_events
 
 
 @click.group("chain")
@@ -71,10 +71,17 @@ def show(app: App, actor: str, event: str | None, limit: int | None, etype: str 
 
 
 def _follow(app: App, actor: str, limit: int | None, etype: str | None, since: float | None) -> None:
-    render = emit_json_line if app.json else event_line
+    """The newest events, then each new one as it is stored: JSON lines, or rows in the
+    same style as ``chain show`` (one header, then a row per event)."""
+    from ..output import events_rows
+
+    events = app.client().follow_chain(actor, limit=10 if limit is None else limit, type=etype, since=since)
     try:
-        for ev in app.client().follow_chain(actor, limit=10 if limit is None else limit, type=etype, since=since):
-            render(ev)
+        if app.json:
+            for ev in events:
+                emit_json_line(ev)
+        else:
+            events_rows(events)
     except KeyboardInterrupt:
         return
 
