@@ -430,34 +430,21 @@ class Runtime:
 
     async def _mailbox_loop(self, actor: Actor) -> None:
         rx = actor.mailbox_rx
-        backlog: deque[Envelope] = deque()
+        backlog: deque[Envelope] = deque()  # taken from the mailbox but not handled yet
         try:
             with trio.CancelScope() as scope:
                 actor.cancel_scope = scope
                 while True:
-                    if backlog:
-                        env = backlog.popleft()
-                    else:
+                    env = _take(rx, backlog)
+                    if env is None:
                         try:
-                            env = rx.receive_nowait()
-                        except trio.WouldBlock:
-                            try:
-                                env = await rx.receive()
-                            except trio.EndOfChannel:
-                                break
+                            env = await rx.receive()
                         except trio.EndOfChannel:
                             break
                     batch = [env]
                     if env.kind in (SEND, REQUEST):
                         # hand every queued send/request over in one worker hop
-                        while len(batch) < BATCH:
-                            if backlog:
-                                nxt = backlog.popleft()
-                            else:
-                                try:
-                                    nxt = rx.receive_nowait()
-                                except (trio.WouldBlock, trio.EndOfChannel):
-                                    break
+                        while len(batch) < BATCH and (nxt := _take(rx, backlog)) is not None:
                             if nxt.kind not in (SEND, REQUEST):
                                 backlog.appendleft(nxt)
                                 break
@@ -475,14 +462,7 @@ class Runtime:
             with actor.lock:
                 actor.abandoned = True
             # whatever is still queued will not be handled now
-            while True:
-                if backlog:
-                    env = backlog.popleft()
-                else:
-                    try:
-                        env = rx.receive_nowait()
-                    except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                        break
+            while (env := _take(rx, backlog)) is not None:
                 if env.reply is not None:
                     env.reply.fail(self._not_handled(actor))
             actor.done.set()
@@ -978,6 +958,16 @@ class _PendingWrites:
         if deliveries and self.deliver is not None:
             # after the submit: the writer stores the mailbox rows before any handling of them
             self.deliver(deliveries)
+
+
+def _take(rx: Any, backlog: deque[Envelope]) -> Envelope | None:
+    """The next envelope without waiting: the backlog first, then the mailbox."""
+    if backlog:
+        return backlog.popleft()
+    try:
+        return rx.receive_nowait()
+    except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+        return None
 
 
 _Crash = tuple[int, str, Callable[[], None]]  # (envelopes done, reason, tell the caller)
