@@ -811,3 +811,9 @@ def test_importing_wire_loads_neither_trio_nor_socket() -> None:
     assert "trio" not in mods
     assert "socket" not in mods
     assert not [m for m in mods if m.startswith("trio.")]
+
+
+@pytest.mark.parametrize("value", [2**53, -(2**53), 2**63, 1e300, float("inf")])
+def test_numeric_arguments_out_of_range_are_rejected(value: float) -> None:
+    with pytest.raises(RemoteProtocolError, match="out of range"):
+        check_args("chain", {"actor": "a", "since": value} if isinstance(value, float) else {"actor": "a", "after": value})

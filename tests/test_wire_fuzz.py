@@ -102,11 +102,14 @@ small_values = st.one_of(scalars, st.lists(scalars, max_size=3), st.dictionaries
 
 @st.composite
 def args_for(draw: st.DrawFn, op: str) -> dict[str, Any]:
+    # numeric arguments are range-checked (|n| < 2**53: seqs, counts, seconds)
+    arg_int = st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+    arg_float = st.floats(min_value=-(2.0**53) + 1, max_value=2.0**53 - 1)
     by_type = {
         (str,): st.text(max_size=20),
         (bytes,): st.binary(max_size=40),
-        (int,): I64,
-        (int, float): st.one_of(I64, st.floats(allow_nan=False)),
+        (int,): arg_int,
+        (int, float): st.one_of(arg_int, arg_float),
         (bool,): st.booleans(),
     }
     args: dict[str, Any] = {}
