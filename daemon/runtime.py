@@ -68,6 +68,7 @@ from .workers import WorkerPool
 
 log = logging.getLogger("theaterd.runtime")
 
+STARTING = "starting"
 RUNNING = "running"
 STOPPED = "stopped"
 FAILED = "failed"
@@ -178,6 +179,8 @@ class Actor:
     lock: threading.RLock = field(default_factory=threading.RLock)  # guards head, state, handled
     abandoned: bool = False  # the mailbox task ended; a late handler result is dropped
     late: deque[Envelope] = field(default_factory=deque)  # outbox sends waiting for mailbox room
+    pending: Any = None  # the running batch's _PendingWrites (guarded by lock)
+    batch_done: int = 0  # envelopes of the running batch already handled and recorded
 
     @property
     def mailbox_depth(self) -> int:
@@ -339,7 +342,7 @@ class Runtime:
         manifest = load_manifest(manifest_path)
         name = check_name(name) if name else manifest.name
         existing = self.names.get(name)
-        if existing is not None and existing.status in (RUNNING, STOPPING):
+        if existing is not None and existing.status in (STARTING, RUNNING, STOPPING):
             raise BadInput(f"an actor named {name!r} is already {existing.status} (id {existing.id})")
         if state is not None:
             _check_json(state, "initial state")
@@ -349,6 +352,7 @@ class Runtime:
             manifest=manifest,
             state=state if state is not None else manifest.init_state,
             created_us=chain.now_us(),
+            status=STARTING,  # not reachable (live() refuses it) until its mailbox exists
         )
         self.names[name] = actor  # reserve the name while loading
         failure: str | None = None
@@ -375,14 +379,18 @@ class Runtime:
             actor.status, actor.reason = FAILED, failure
             actor.done.set()
         ev = self._event(actor, "runtime/spawn", data)
-        await self._commit([
-            PutActor(actor.id, name, str(manifest.path), actor.status, actor.created_us, actor.reason),
-            PutEvent(ev),
-            PutState(actor.id, h, actor.state, 0),
-        ])
+        with trio.CancelScope(shield=True):  # stored as running means it has a mailbox
+            await self._commit([
+                PutActor(actor.id, name, str(manifest.path), FAILED if failure else RUNNING, actor.created_us,
+                         actor.reason),
+                PutEvent(ev),
+                PutState(actor.id, h, actor.state, 0),
+            ])
+            if failure is None:
+                self._start_mailbox(actor)
+                actor.status = RUNNING
         if failure is not None:
             raise ActorFailed(f"actor {name} {failure}")
-        self._start_mailbox(actor)
         self._spawned += 1
         if self._spawned % 256 == 0:
             gc.freeze()  # thousands of idle actors must not make every full collection slower
@@ -408,22 +416,25 @@ class Runtime:
             await actor.done.wait()
             return
         actor.status = STOPPING
-        await self.channels.close_for_actor(actor, f"actor {actor.name} stopped")
-        if actor.mailbox_tx is not None:
-            actor.mailbox_tx.close()  # the loop drains what is queued, then ends
-        with trio.move_on_after(self.settings.stop_grace):
-            await actor.done.wait()
-        if not actor.done.is_set() and actor.cancel_scope is not None:
-            actor.cancel_scope.cancel()
-            await actor.done.wait()
-        actor.status = status
-        actor.reason = reason
-        if self.names.get(actor.name) is actor:
-            del self.names[actor.name]
-        ops: list[Op] = [SetStatus(actor.id, status, reason)] if persist else []
-        if record:
-            ops.insert(0, PutEvent(self._event(actor, "runtime/stop", {"reason": reason or "stopped"})))
-        await self._commit(ops)
+        # a stop that has begun always finishes (bounded by the grace period), even if
+        # the caller goes away: a half-stopped actor would hold its name forever
+        with trio.CancelScope(shield=True):
+            await self.channels.close_for_actor(actor, f"actor {actor.name} stopped")
+            if actor.mailbox_tx is not None:
+                actor.mailbox_tx.close()  # the loop drains what is queued, then ends
+            with trio.move_on_after(self.settings.stop_grace):
+                await actor.done.wait()
+            if not actor.done.is_set() and actor.cancel_scope is not None:
+                actor.cancel_scope.cancel()
+                await actor.done.wait()
+            actor.status = status
+            actor.reason = reason
+            if self.names.get(actor.name) is actor:
+                del self.names[actor.name]
+            ops: list[Op] = [SetStatus(actor.id, status, reason)] if persist else []
+            if record:
+                ops.insert(0, PutEvent(self._event(actor, "runtime/stop", {"reason": reason or "stopped"})))
+            await self._commit(ops)
 
     # ------------------------------------------------------------------
     # the mailbox task
@@ -453,13 +464,18 @@ class Runtime:
                     if outcome is not None:
                         done, crash, settle = outcome
                         backlog.extendleft(reversed(batch[done:]))
-                        await self._after_crash(actor, crash)
-                        settle()  # the caller hears of the crash once the policy has been applied
+                        try:
+                            await self._after_crash(actor, crash)
+                        finally:
+                            settle()  # the caller hears of the crash once the policy has been applied
                     if actor.status == FAILED:
                         break
         finally:
             actor.current = None
             with actor.lock:
+                if actor.pending is not None:
+                    actor.pending.flush()  # handlers that finished before the stop: keep their events
+                    actor.pending = None
                 actor.abandoned = True
             # whatever is still queued will not be handled now
             while (env := _take(rx, backlog)) is not None:
@@ -485,13 +501,19 @@ class Runtime:
 
     async def _handle_batch(self, actor: Actor, batch: list[Envelope]) -> _Crash | None:
         """Handle envelopes in order on one worker thread; after a crash, says where and why."""
-        try:
-            return await self.workers.run(self._run_batch, actor, batch)
-        except trio.Cancelled:
-            for env in batch:
-                if env.reply is not None:
-                    env.reply.fail(NotFound(f"actor {actor.name} was stopped while handling the message"))
-            raise
+        while True:
+            actor.batch_done = 0
+            try:
+                return await self.workers.run(self._run_batch, actor, batch)
+            except Busy:  # every handler thread is taken: wait for one, never drop the batch
+                log.warning("all handler threads are busy; actor %s waits", actor.name)
+                await trio.sleep(0.05)
+            except trio.Cancelled:
+                # the ones already handled are answered from their stored events
+                for env in batch[actor.batch_done:]:
+                    if env.reply is not None:
+                        env.reply.fail(NotFound(f"actor {actor.name} was stopped while handling the message"))
+                raise
 
     def _run_batch(self, actor: Actor, batch: list[Envelope]) -> _Crash | None:
         """Worker thread: run each handler, record its event and hand the batch to the store.
@@ -501,6 +523,7 @@ class Runtime:
         the event loop once to release the replies.
         """
         pending = _PendingWrites(self.store, self._deliver_soon)
+        actor.pending = pending
         try:
             for index, env in enumerate(batch):
                 if actor.abandoned:  # stopped while an earlier handler of this batch ran
@@ -511,7 +534,10 @@ class Runtime:
                     return (index + 1, *crash)
             return None
         finally:
-            pending.flush()
+            with actor.lock:
+                actor.pending = None
+                if not actor.abandoned:
+                    pending.flush()
 
     def _call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         try:
@@ -566,9 +592,12 @@ class Runtime:
             return False  # nearly full: take the slow path, which applies backpressure
         mail_id = next(self._mail_ids)
         data = {"peer": target.id, "peer_name": target.name, "size": len(msg), "outcome": "ok"}
-        ev = self._event(sender, "message-server/send", data, msg)
-        pending.add([MailboxPut(mail_id, target.id, sender.id, msg), PutEvent(ev)], None)
-        pending.deliveries.append((target, Envelope(SEND, sender.id, msg, mail_id=mail_id)))
+        with sender.lock:
+            if sender.abandoned:
+                raise ms.MessageServerError(f"actor {sender.name} was stopped")
+            ev = self._event(sender, "message-server/send", data, msg)
+            pending.add([MailboxPut(mail_id, target.id, sender.id, msg), PutEvent(ev)], None)
+            pending.deliveries.append((target, Envelope(SEND, sender.id, msg, mail_id=mail_id)))
         return True
 
     def _fail_rest(self, actor: Actor, envs: list[Envelope]) -> None:
@@ -652,25 +681,34 @@ class Runtime:
             ops: list[Op] = [PutEvent(ev), PutState(actor.id, h, actor.state, actor.handled)]
             if env.mail_id is not None:
                 ops.append(MailboxDelete(env.mail_id))
+            actor.batch_done += 1
 
-        settle: Callable[[], None]
-        if kind == CH_OPEN:
-            channel = env.channel
-            settle = lambda: self._opened(channel, reply, accept, error)  # noqa: E731
-        elif reply is None:
-            settle = _nothing
-        elif error is not None:
-            settle = lambda: reply.fail(ActorFailed(error))  # noqa: E731
-        else:
-            settle = lambda: reply.set(result_value)  # noqa: E731
-        pending.add(ops, None if crash is not None else (reply, settle))
-        if crash is not None:
-            pending.flush()
-            return crash, settle
+            settle: Callable[[], None]
+            if kind == CH_OPEN:
+                channel = env.channel
+                settle = lambda: self._opened(channel, reply, accept, error)  # noqa: E731
+            elif reply is None:
+                settle = _nothing
+            elif error is not None:
+                settle = lambda: reply.fail(ActorFailed(error))  # noqa: E731
+            else:
+                settle = lambda: reply.set(result_value)  # noqa: E731
+            pending.add(ops, None if crash is not None else (reply, settle))
+            if crash is not None:
+                pending.flush()
+                return crash, settle
         return None
 
     def _opened(self, channel: Any, reply: ReplySlot | None, accept: Any, error: str | None) -> None:
         """Event loop: the target decided on a channel open and its event is stored."""
+        if channel.state == "closed":  # closed while the target was deciding
+            if reply is not None:
+                reply.fail(ActorFailed(f"channel {channel.id} was closed while it was being opened"))
+            accepted = error is None and accept is not None and accept.accepted
+            if accepted and channel.slot is not None and channel.slot.abandoned:
+                # the opener gave up (nobody was told then); the target thinks it is open: tell it, once
+                self.channels._notify_close(channel, channel.target, "the opener gave up waiting")
+            return
         self.channels.opened(channel, accept, error)
         if reply is not None:
             if error is not None:
@@ -684,6 +722,9 @@ class Runtime:
         if actor.status != FAILED:
             try:
                 actor.module = await self.workers.run(_load_module, actor.id, actor.manifest.component)
+            except trio.Cancelled:
+                self.store.submit(ops)
+                raise
             except BaseException as exc:  # noqa: BLE001
                 self._fail_actor(actor, f"restart failed: {_describe(exc, self.settings.debug)}", ops)
             else:
@@ -811,25 +852,31 @@ class Runtime:
         """
         sender_id = sender.id if sender else EXTERNAL
         data: dict[str, Any] = {"peer": ref, "size": len(msg)}
+        mail_id: int | None = None
         try:
             target = self.live(ref)
             data["peer"], data["peer_name"] = target.id, target.name
+            limit = self._timeout(timeout)
             mail_id = next(self._mail_ids)
-            await self.enqueue(target, Envelope(SEND, sender_id, msg, mail_id=mail_id), self._timeout(timeout))
+            # the stored row goes to the writer before the envelope can reach a handler, so
+            # the handler's removal of it can never be committed ahead of it
+            self.store.submit([MailboxPut(mail_id, target.id, sender_id, msg)])
+            await self.enqueue(target, Envelope(SEND, sender_id, msg, mail_id=mail_id), limit)
         except TheaterError as exc:
+            ops: list[Op] = [] if mail_id is None else [MailboxDelete(mail_id)]
             if sender is not None:
                 data.update(outcome="error", error=str(exc))
-                self.store.submit(self.record(sender, "message-server/send", data, msg))
+                ops.extend(self.record(sender, "message-server/send", data, msg))
+            if ops:
+                self.store.submit(ops)
             raise
         data["outcome"] = "ok"
 
         def stored(w: Any) -> None:
             finished(None if w.error is None else InternalError(f"cannot write the store: {w.error}"))
 
-        self.store.submit(
-            [MailboxPut(mail_id, target.id, sender_id, msg), *self.record(sender, "message-server/send", data, msg)],
-            self.store.waiter(stored),
-        )
+        # acknowledged once this batch (and so the row submitted before it) is committed
+        self.store.submit(self.record(sender, "message-server/send", data, msg), self.store.waiter(stored))
 
     def _check_cycle(self, sender: Actor | None, target: Actor) -> None:
         if sender is None:
@@ -997,8 +1044,11 @@ class ActorHost:
         self.pending = pending
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        if self.pending is not None:
-            self.pending.flush()  # earlier events of this batch go to the store first
+        with self.actor.lock:
+            if self.actor.abandoned:
+                raise ms.MessageServerError(f"actor {self.actor.name} was stopped")
+            if self.pending is not None:
+                self.pending.flush()  # earlier events of this batch go to the store first
         try:
             return trio.from_thread.run(fn, *args, trio_token=self.runtime._token)
         except TheaterError as exc:
