@@ -46,11 +46,12 @@ REMEMBER_CLOSED = 100_000
 class ClientEnd:
     """A terminal client's end of one channel; ``push`` writes to its connection."""
 
-    __slots__ = ("push", "id")
+    __slots__ = ("push", "id", "channel_id")
 
     def __init__(self, push: Callable[[str, dict[str, Any]], None]) -> None:
         self.push = push
         self.id = EXTERNAL
+        self.channel_id: str | None = None  # set once the open succeeded
 
 
 End = Union["Actor", ClientEnd]
@@ -283,7 +284,8 @@ class ChannelRegistry:
         """The runtime handled a channel-close envelope; nothing more to do."""
 
     async def close_for_client(self, ends: list[ClientEnd], reason: str = "the client disconnected") -> None:
-        for ch in [c for c in self.channels.values() if c.opener in ends]:
+        owned = set(ends)
+        for ch in [c for c in self.channels.values() if c.opener in owned]:
             await self._close(ch, closer=ch.opener, reason=reason)
 
     async def close_for_actor(self, actor: Actor, reason: str) -> None:

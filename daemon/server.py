@@ -204,7 +204,7 @@ class Connection:
         self.stream = stream
         self.reader = wire.FrameReader(self.settings.max_frame)
         self.out_tx, self.out_rx = trio.open_memory_channel[bytes](self.settings.max_outgoing)
-        self.client_ends: list[ClientEnd] = []
+        self.client_ends: set[ClientEnd] = set()  # this connection's ends of channels it opened
         self.long_lived = 0  # open channel sessions and follows: exempt from the idle limit
         self.writer_done = trio.Event()
         self.in_flight = 0
@@ -274,7 +274,7 @@ class Connection:
         if self.in_flight or self.long_lived:
             return True
         channels = self.runtime.channels.channels
-        return any(ch.opener is end for end in self.client_ends for ch in channels.values())
+        return any(end.channel_id is None or end.channel_id in channels for end in self.client_ends)
 
     async def _next_frame(self, timeout: float | None = None) -> wire.Frame:
         """The next frame.  ``timeout`` bounds the whole wait (the handshake); otherwise a
@@ -357,7 +357,7 @@ class Connection:
             with trio.CancelScope(shield=True):
                 self.closing = True
                 if self.client_ends:
-                    await self.runtime.channels.close_for_client(self.client_ends)
+                    await self.runtime.channels.close_for_client(list(self.client_ends))
 
     async def _read_loop(self) -> None:
         while not self.closing:
@@ -490,6 +490,11 @@ class Connection:
     async def op_channel_close(self, call: wire.Call, args: dict[str, Any]) -> None:
         end = self._end_for(args["channel"])
         await self._answer(call, self.runtime.channels.close(end, args["channel"]))
+
+    def _prune_ends(self) -> None:
+        """Forget ends whose channels have closed (a long session may open many)."""
+        channels = self.runtime.channels.channels
+        self.client_ends = {e for e in self.client_ends if e.channel_id is None or e.channel_id in channels}
 
     def _end_for(self, channel_id: str) -> Any:
         ch = self.runtime.channels.channels.get(channel_id)
@@ -633,16 +638,18 @@ class Connection:
         end = ClientEnd(lambda event, data: self.write(wire.Push(call.id, event, data)))
 
         async def work() -> None:
-            self.client_ends.append(end)
+            self._prune_ends()
+            self.client_ends.add(end)
             self.long_lived += 1
             try:
                 ch = await self.runtime.channels.open_from_client(end, args["actor"], args["msg"], args.get("timeout"))
             except TheaterError as exc:
-                self.client_ends.remove(end)
+                self.client_ends.discard(end)
                 self.write(wire.error_frame(call.id, exc))
                 return
             finally:
                 self.long_lived -= 1
+            end.channel_id = ch.id
             self.write(wire.Reply(call.id, {"channel": ch.id, "actor": ch.target.id, "name": ch.target.name}))
             self.runtime.channels.release(ch)
 

@@ -7,7 +7,7 @@ scripts in ``completions/`` call ``theaterctl`` with
 They must never get in the way of the user's typing, so they:
 
 * only *connect* to an already running daemon (never start one),
-* give up quickly (0.5 s to connect, 0.5 s per answer),
+* give up quickly (1 s to connect, 1 s per answer),
 * return ``[]`` on any failure, printing nothing.
 
 The socket is the one the command line would use: the group's ``--socket``
@@ -25,7 +25,7 @@ import click
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
 
-TIMEOUT = 0.5
+TIMEOUT = 1.0  # seconds: connect and each answer; completion gives up silently after it
 
 # Commands that also work on stopped actors (their chains and last state are kept).
 _READS_STOPPED = {"state", "inspect"}
