@@ -474,7 +474,9 @@ class Runtime:
             actor.current = None
             with actor.lock:
                 if actor.pending is not None:
-                    actor.pending.flush()  # handlers that finished before the stop: keep their events
+                    # handlers that finished before the stop: keep their events (queued only:
+                    # this is the event loop, which never commits itself)
+                    actor.pending.flush(inline=False)
                     actor.pending = None
                 actor.abandoned = True
             # whatever is still queued will not be handled now
@@ -988,20 +990,21 @@ class _PendingWrites:
         if settle is not None and settle[1] is not _nothing:
             self.settles.append(settle)
 
-    def flush(self) -> None:
+    def flush(self, inline: bool = True) -> None:
+        """Submit what is pending; ``inline`` (worker threads) may commit on this thread."""
         if not self.ops:
             return
         ops: list[Op] = [op for op in self.ops if op is not None]
         settles, deliveries = self.settles, self.deliveries
         self.ops, self.settles, self._state_at, self.deliveries = [], [], -1, []
         if not settles:
-            self.store.submit(ops)
+            self.store.submit(ops, inline=inline)
         else:
             def done(w: Any) -> None:
                 for reply, settle in settles:
                     _settle(w, reply, settle)
 
-            self.store.submit(ops, self.store.waiter(done))
+            self.store.submit(ops, self.store.waiter(done), inline=inline)
         if deliveries and self.deliver is not None:
             # after the submit: the writer stores the mailbox rows before any handling of them
             self.deliver(deliveries)

@@ -1,9 +1,11 @@
 """The embedded database behind the chains (the only disk I/O in the daemon).
 
-One SQLite file in WAL mode, ``<home>/theater.db``.  A single writer thread
-owns the write connection and commits in *groups*: it takes every batch that
-is waiting, applies them all in one transaction, commits once, then wakes every
-waiter at once.  The event loop never blocks on disk: it hands batches over
+One SQLite file in WAL mode, ``<home>/theater.db``.  One write connection
+and one commit lock: whoever holds the lock takes every batch that is waiting,
+applies them all in one transaction (a *group*), commits once, then wakes every
+waiter at once.  The holder is the writer thread, or a handler worker thread
+that found no commit running (``inline``), which saves a thread hand-off;
+the event loop only ever queues.  The event loop never blocks on disk: it hands batches over
 with :meth:`Store.submit` (fire and forget, still ordered) or
 :meth:`Store.commit` (returns once the batch is durable).  Reads run on worker
 threads, each with its own read connection; WAL lets them run beside the
@@ -19,7 +21,7 @@ power loss.  Group commit keeps ``full`` fast: one fsync per group.
 from __future__ import annotations
 
 import hashlib
-import queue
+from collections import deque
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -193,9 +195,6 @@ class _Waiter:
         self.error: BaseException | None = None
 
 
-_STOP = object()
-
-
 class Store:
     """Owns the database file, the writer thread and the read connections."""
 
@@ -204,7 +203,11 @@ class Store:
             raise StoreError(f"unknown durability {durability!r} (use normal or full)")
         self.path = home / DB_NAME
         self.durability = durability
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._items: deque[tuple[list[Op], _Waiter | None]] = deque()
+        self._lock = threading.Lock()  # the commit lock: its holder drains and commits
+        self._signal = threading.Event()  # wakes the writer thread
+        self._stopping = False
+        self._db: sqlite3.Connection | None = None  # the write connection (used under the lock)
         self._thread: threading.Thread | None = None
         self._local = threading.local()
         self._wake: Callable[[Callable[[], None]], None] | None = None
@@ -259,44 +262,64 @@ class Store:
     def start(self, wake: Callable[[Callable[[], None]], None]) -> None:
         """Start the writer; ``wake(fn)`` must run ``fn`` on the event loop (thread-safe)."""
         self._wake = wake
+        self._db = self._connect()
         self._thread = threading.Thread(target=self._writer, name="theater-store-writer", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
         """Flush everything submitted so far and stop the writer."""
         if self._thread is not None:
-            self._queue.put(_STOP)
+            self._stopping = True
+            self._signal.set()
             self._thread.join()
             self._thread = None
+        with self._lock:
+            self._commit_pending()
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
-    def submit(self, ops: list[Op], waiter: _Waiter | None = None) -> None:
-        """Queue ``ops`` to be committed together, after everything queued before."""
+    def submit(self, ops: list[Op], waiter: _Waiter | None = None, inline: bool = False) -> None:
+        """Queue ``ops`` to be committed together, after everything queued before.
+
+        ``inline=True`` (worker threads only, never the event loop): when no commit is
+        running, commit right here on the calling thread instead of handing over to the
+        writer thread: one thread hand-off less on the way to an acknowledgement.
+        Whoever holds the commit lock drains the queue in order, so order is kept.
+        """
         if self.failure is not None:
             raise StoreError(f"the store failed earlier: {self.failure}")
-        self._queue.put((ops, waiter))
+        self._items.append((ops, waiter))
+        if inline and self._db is not None and self._lock.acquire(blocking=False):
+            try:
+                self._commit_pending()
+            finally:
+                self._lock.release()
+            if self._items:
+                self._signal.set()
+        else:
+            self._signal.set()
 
     def waiter(self, callback: Callable[[_Waiter], None]) -> _Waiter:
         return _Waiter(callback)
 
     def _writer(self) -> None:
-        db = self._connect()
-        get = self._queue.get
-        get_nowait = self._queue.get_nowait
-        stopping = False
-        while not stopping:
-            first = get()
-            if first is _STOP:
-                break
-            group = [first]
-            while len(group) < MAX_GROUP:
-                try:
-                    item = get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stopping = True
-                    break
-                group.append(item)
+        while True:
+            self._signal.wait()
+            self._signal.clear()
+            with self._lock:
+                self._commit_pending()
+            if self._stopping and not self._items:
+                return
+
+    def _commit_pending(self) -> None:
+        """Commit everything queued, in order, in groups (call with the commit lock held)."""
+        db = self._db
+        items = self._items
+        while items and db is not None:
+            group: list[tuple[list[Op], _Waiter | None]] = []
+            while items and len(group) < MAX_GROUP:
+                group.append(items.popleft())
             error: BaseException | None = None
             try:
                 db.execute("BEGIN")
@@ -316,7 +339,6 @@ class Store:
                 for w in waiters:
                     w.error = error
                 self._wake(lambda ws=waiters: _fire(ws))  # type: ignore[misc]
-        db.close()
 
     # -- reads (call from worker threads) -------------------------------
 
