@@ -404,6 +404,14 @@ class FrameReader:
         self._max_depth = max_depth
         self._broken: RemoteProtocolError | None = None
 
+    @property
+    def max_frame(self) -> int:
+        return self._max_frame
+
+    @max_frame.setter
+    def max_frame(self, value: int) -> None:
+        self._max_frame = value
+
     def feed(self, data: bytes) -> None:
         self._buf += data
 

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from typing import Any, List
 
 from daemon import wire
-from daemon.errors import ErrorCode, ProtocolError, TheaterError, Unavailable, error_from_code
+from daemon.errors import BadInput, ErrorCode, ProtocolError, TheaterError, Unavailable, error_from_code
 from daemon.paths import default_socket
 
 CLIENT_NAME = "theaterctl"
@@ -115,6 +115,7 @@ class Client:
             if not isinstance(frame, wire.Welcome):
                 raise ProtocolError(f"expected a welcome frame, got {type(frame).__name__}")
             sock.settimeout(None)
+            reader.max_frame = frame.max_frame  # the daemon's limit, announced in the welcome
             return cls(sock, path, frame, reader)
         except BaseException:
             sock.close()
@@ -138,7 +139,12 @@ class Client:
         call_id = self._next_id
         self._next_id += 1
         try:
-            self.sock.sendall(wire.encode(wire.Call(call_id, op, {k: v for k, v in args.items() if v is not None})))
+            frame = wire.Call(call_id, op, {k: v for k, v in args.items() if v is not None})
+            try:
+                data = wire.encode(frame, self.welcome.max_frame)
+            except wire.LocalProtocolError as exc:
+                raise BadInput(f"the {op} call is too large to send: {exc}") from None
+            self.sock.sendall(data)
         except (BrokenPipeError, ConnectionResetError):
             raise Unavailable("the daemon closed the connection") from None
         return call_id

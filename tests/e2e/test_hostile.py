@@ -225,3 +225,12 @@ def test_peer_with_another_uid_is_refused(theaterd: DaemonProcess) -> None:
     assert r.returncode == 0, r.stderr
     assert "permission denied" in r.stdout and "'code': 69" in r.stdout
     assert theaterd.ctl("daemon", "status").returncode == 0
+
+
+def test_a_message_over_the_frame_limit_is_bad_input_not_a_crash(theaterd: DaemonProcess, short_tmp: Path) -> None:
+    assert theaterd.ctl("spawn", str(EXAMPLES / "echo" / "manifest.toml")).returncode == 0
+    big = short_tmp / "big.json"
+    big.write_text(json.dumps({"x": "a" * 1_200_000}))
+    r = theaterd.ctl("send", "echo", f"@{big}")
+    assert r.returncode == 2 and "too large" in r.stderr and "Traceback" not in r.stderr
+    assert theaterd.ctl("request", "echo", '{"still": "works"}').returncode == 0
