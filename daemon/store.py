@@ -446,7 +446,7 @@ class Store:
 
     def find_event(self, actor: str, ref: str) -> tuple[int, bytes, bytes] | None:
         db = self._reader()
-        if ref.isascii() and ref.isdigit():
+        if ref.isascii() and ref.isdigit() and len(ref) <= 18:
             row = db.execute(
                 "SELECT seq, hash, record FROM events WHERE actor = ? AND seq = ?", (actor, int(ref))
             ).fetchone()
