@@ -63,7 +63,8 @@ def _take_lock(home: Path) -> Any:
         fh.seek(0)
         pid = fh.read().strip() or "?"
         fh.close()
-        raise StartupError(f"another theaterd (pid {pid}) already uses {home}") from None
+        raise StartupError(f"another theaterd (pid {pid}) already uses {home}; stop it with"
+                           " 'theaterctl daemon stop', or give this one another --home") from None
     fh.seek(0)
     fh.truncate()
     fh.write(str(os.getpid()))

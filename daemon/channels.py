@@ -280,9 +280,6 @@ class ChannelRegistry:
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
 
-    def close_handled(self, ch: Channel) -> None:
-        """The runtime handled a channel-close envelope; nothing more to do."""
-
     async def close_for_client(self, ends: list[ClientEnd], reason: str = "the client disconnected") -> None:
         owned = set(ends)
         for ch in [c for c in self.channels.values() if c.opener in owned]:

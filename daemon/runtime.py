@@ -83,12 +83,12 @@ CH_MESSAGE = "channel-message"
 CH_CLOSE = "channel-close"
 
 
-_HANDLERS = {
-    "send": ("handle_send", "message-server/handle-send"),
-    "request": ("handle_request", "message-server/handle-request"),
-    "channel-open": ("handle_channel_open", "message-server/handle-channel-open"),
-    "channel-message": ("handle_channel_message", "message-server/handle-channel-message"),
-    "channel-close": ("handle_channel_close", "message-server/handle-channel-close"),
+_HANDLERS = {  # envelope kind -> (handler function, event type recorded by the receiver)
+    SEND: ("handle_send", "message-server/handle-send"),
+    REQUEST: ("handle_request", "message-server/handle-request"),
+    CH_OPEN: ("handle_channel_open", "message-server/handle-channel-open"),
+    CH_MESSAGE: ("handle_channel_message", "message-server/handle-channel-message"),
+    CH_CLOSE: ("handle_channel_close", "message-server/handle-channel-close"),
 }
 
 
@@ -179,6 +179,7 @@ class Actor:
     lock: threading.RLock = field(default_factory=threading.RLock)  # guards head, state, handled
     abandoned: bool = False  # the mailbox task ended; a late handler result is dropped
     late: deque[Envelope] = field(default_factory=deque)  # outbox sends waiting for mailbox room
+    late_drained: trio.Event = field(default_factory=trio.Event)  # set when ``late`` empties
     pending: Any = None  # the running batch's _PendingWrites (guarded by lock)
     batch_done: int = 0  # envelopes of the running batch already handled and recorded
 
@@ -563,6 +564,7 @@ class Runtime:
                     continue  # stopped: the message stays in the stored mailbox
             target.late.append(env)
             if len(target.late) == 1:
+                target.late_drained = trio.Event()
                 assert self._nursery is not None
                 self._nursery.start_soon(self._deliver_late, target)
 
@@ -575,6 +577,8 @@ class Runtime:
                 target.late.popleft()
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             target.late.clear()
+        finally:
+            target.late_drained.set()
 
     def outbox_send(self, sender: Actor, pending: _PendingWrites, ref: str, msg: bytes) -> bool:
         """Worker thread: record a handler's send in its batch (a transactional outbox).
@@ -812,8 +816,7 @@ class Runtime:
                 raise Busy(f"mailbox full: actor {target.name} is still replaying messages from before the restart")
         if target.late:  # earlier sends are still waiting for room: keep their order
             with trio.move_on_after(timeout):
-                while target.late:
-                    await trio.sleep(0.001)
+                await target.late_drained.wait()
             if target.late:
                 raise Busy(f"mailbox full: actor {target.name} has {target.mailbox_depth} messages waiting")
         try:

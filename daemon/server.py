@@ -38,7 +38,7 @@ import trio
 from . import __version__, wire
 from .chain import EXTERNAL, ChainVerifier, event_view, export_line
 from .channels import ClientEnd
-from .errors import BadInput, Busy, ErrorCode, NotFound, ProtocolError, TheaterError, Unavailable
+from .errors import BadInput, ErrorCode, NotFound, ProtocolError, TheaterError
 from .runtime import Runtime
 
 log = logging.getLogger("theaterd.server")
@@ -92,9 +92,11 @@ def prepare_socket_dir(path: Path) -> None:
         raise SocketDirError(f"cannot create {directory}: {exc.strerror}") from None
     info = os.lstat(directory)
     if stat.S_ISLNK(info.st_mode):
-        raise SocketDirError(f"refusing socket directory {directory}: it is a symlink")
+        raise SocketDirError(f"refusing socket directory {directory}: it is a symlink"
+                             " (point --socket at a real directory you own)")
     if info.st_uid != os.getuid():
-        raise SocketDirError(f"refusing socket directory {directory}: owned by uid {info.st_uid}, not you")
+        raise SocketDirError(f"refusing socket directory {directory}: owned by uid {info.st_uid}, not you"
+                             " (use a directory of your own with --socket)")
     if stat.S_IMODE(info.st_mode) & 0o077:
         raise SocketDirError(
             f"refusing socket directory {directory}: mode {stat.S_IMODE(info.st_mode):o} lets others in"
@@ -205,7 +207,7 @@ class Connection:
         self.reader = wire.FrameReader(self.settings.max_frame)
         self.out_tx, self.out_rx = trio.open_memory_channel[bytes](self.settings.max_outgoing)
         self.client_ends: set[ClientEnd] = set()  # this connection's ends of channels it opened
-        self.long_lived = 0  # open channel sessions and follows: exempt from the idle limit
+        self.follows = 0  # active chain follows: exempt from the idle limit
         self.writer_done = trio.Event()
         self.in_flight = 0
         self.closing = False
@@ -271,7 +273,7 @@ class Connection:
 
     def _exempt_from_idle(self) -> bool:
         """A connection with calls in flight or an open session is not idle."""
-        if self.in_flight or self.long_lived:
+        if self.in_flight or self.follows:
             return True
         channels = self.runtime.channels.channels
         return any(end.channel_id is None or end.channel_id in channels for end in self.client_ends)
@@ -565,7 +567,7 @@ class Connection:
             return
 
         async def follow() -> None:
-            self.long_lived += 1
+            self.follows += 1
             try:
                 events, top = await trio.to_thread.run_sync(read, args.get("after") or 0, limit)
                 self.write(wire.Reply(call.id, events))
@@ -585,7 +587,7 @@ class Connection:
                             break
                         last = new[-1]["seq"]
             finally:
-                self.long_lived -= 1
+                self.follows -= 1
 
         self.nursery.start_soon(follow)
 
@@ -640,15 +642,12 @@ class Connection:
         async def work() -> None:
             self._prune_ends()
             self.client_ends.add(end)
-            self.long_lived += 1
             try:
                 ch = await self.runtime.channels.open_from_client(end, args["actor"], args["msg"], args.get("timeout"))
             except TheaterError as exc:
                 self.client_ends.discard(end)
                 self.write(wire.error_frame(call.id, exc))
                 return
-            finally:
-                self.long_lived -= 1
             end.channel_id = ch.id
             self.write(wire.Reply(call.id, {"channel": ch.id, "actor": ch.target.id, "name": ch.target.name}))
             self.runtime.channels.release(ch)
@@ -656,4 +655,4 @@ class Connection:
         self.nursery.start_soon(work)
 
 
-__all__ = ["Server", "ServerSettings", "open_unix_listener", "listener_from_fd", "SocketDirError", "Unavailable", "Busy"]
+__all__ = ["Server", "ServerSettings", "SocketDirError", "listener_from_fd", "open_unix_listener"]

@@ -91,7 +91,6 @@ class Client:
         self.welcome = welcome
         self._reader = reader
         self._next_id = 1
-        self._timeout: float | None = None
 
     # -- connecting -------------------------------------------------------
 

@@ -7,12 +7,14 @@ interprets markup, emoji or highlighting, so payloads cannot inject markup.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    import datetime as _dt
 
 PROG = "theaterctl"
 
@@ -131,6 +133,8 @@ def key_values(pairs: Sequence[tuple[str, Any]]) -> None:
 
 
 def relative_time(iso: str, now: _dt.datetime | None = None) -> str:
+    import datetime as _dt  # only when rendering for a person
+
     try:
         moment = _dt.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=_dt.timezone.utc)
     except ValueError:
