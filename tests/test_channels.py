@@ -209,7 +209,8 @@ async def test_an_open_the_opener_gave_up_on_is_closed_for_the_target(rt: Runtim
     pushes = Pushes()
     with pytest.raises(Timeout, match=r"^opening a channel to bob timed out"):
         await rt.channels.open_from_client(pushes.end, "bob", b'{"sleep": 0.8}', 0.3)
-    await wait_until(lambda: rt.resolve("bob").handled >= 1, what="bob's handle_channel_open")
+    # the close notice follows the decision asynchronously: wait for open and close to be handled
+    await wait_until(lambda: rt.resolve("bob").handled >= 2, what="bob's handle_channel_open and close")
     b = await get(rt, "bob")
     (opened,) = b["opens"]
     assert rt.channels.views() == []
