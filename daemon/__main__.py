@@ -107,10 +107,12 @@ async def amain(config: Config) -> None:
     from .server import Server, ServerSettings, listener_from_fd, open_unix_listener
     from .store import Store
 
+    calls = LoopCalls(trio.lowlevel.current_trio_token())  # one wake-up path into the loop for all threads
     store = Store(config.home, config.durability)
-    store.start(LoopCalls(trio.lowlevel.current_trio_token()))
+    store.start(calls)
     runtime = Runtime(store, Settings(default_timeout=config.timeout, mailbox_size=config.mailbox_size,
                                       debug=config.debug))
+    runtime.call_soon = calls
     shutdown = trio.Event()
     server = Server(runtime, ServerSettings(max_frame=config.max_frame, max_connections=config.max_connections,
                                             idle_timeout=config.idle_timeout), on_shutdown=shutdown.set)

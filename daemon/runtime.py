@@ -52,6 +52,7 @@ from . import chain
 from .chain import EXTERNAL, Head, StoredEvent
 from .errors import ActorFailed, BadInput, Busy, InternalError, NotFound, TheaterError, Timeout
 from .loopcalls import LoopCalls
+from .timers import Timers
 from .manifest import Manifest, check_name, load_manifest
 from .store import (
     MailboxDelete,
@@ -104,23 +105,30 @@ class Settings:
 class ReplySlot:
     """Where a reply (or error) for one waiting caller lands."""
 
-    __slots__ = ("event", "value", "error", "abandoned")
+    __slots__ = ("event", "value", "error", "abandoned", "callback")
 
     def __init__(self) -> None:
         self.event = trio.Event()
         self.value: Any = None
         self.error: TheaterError | None = None
         self.abandoned = False
+        # called (on the event loop) once the slot is settled: for callers that do not
+        # wait in a task, like the server writing a reply frame
+        self.callback: Callable[[ReplySlot], None] | None = None
 
     def set(self, value: Any) -> None:
         if not self.event.is_set():
             self.value = value
             self.event.set()
+            if self.callback is not None:
+                self.callback(self)
 
     def fail(self, error: TheaterError) -> None:
         if not self.event.is_set():
             self.error = error
             self.event.set()
+            if self.callback is not None:
+                self.callback(self)
 
     async def wait(self, timeout: float, what: str) -> Any:
         with trio.move_on_after(timeout):
@@ -149,6 +157,9 @@ class PendingRequest:
     slot: ReplySlot
     deadline: float
     limit: float
+
+    def timed_out(self) -> Timeout:
+        return Timeout(f"request to {self.target.name} timed out after {_fmt_seconds(self.limit)}")
 
 
 def _fmt_seconds(seconds: float) -> str:
@@ -213,7 +224,8 @@ class Runtime:
         self._nursery: trio.Nursery | None = None
         self._mail_ids = itertools.count(1)
         self._token: trio.lowlevel.TrioToken | None = None
-        self.call_soon: Any = None  # LoopCalls, once serving
+        self.call_soon: LoopCalls | None = None  # once serving (or given by the caller before)
+        self.timers = Timers()  # request deadlines of client connections
         self._spawned = 0
         self.started_at = time.time()
 
@@ -223,10 +235,12 @@ class Runtime:
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Restore actors from the store, then host them until cancelled."""
         self._token = trio.lowlevel.current_trio_token()
-        self.call_soon = LoopCalls(self._token)
+        if self.call_soon is None:
+            self.call_soon = LoopCalls(self._token)
         self.workers.call_soon = self.call_soon
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(self.timers.run)
             await self._restore()
             task_status.started()
             await trio.sleep_forever()
@@ -544,6 +558,7 @@ class Runtime:
 
     def _call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         try:
+            assert self.call_soon is not None
             self.call_soon(fn, *args)
         except trio.RunFinishedError:
             pass
@@ -940,7 +955,7 @@ class Runtime:
         try:
             return await pending.slot.wait(remaining, f"request to {pending.target.name}")
         except Timeout:
-            raise Timeout(f"request to {pending.target.name} timed out after {_fmt_seconds(pending.limit)}") from None
+            raise pending.timed_out() from None
 
     # ------------------------------------------------------------------
     # views
@@ -1055,6 +1070,9 @@ class ActorHost:
                 raise ms.MessageServerError(f"actor {self.actor.name} was stopped")
             if self.pending is not None:
                 self.pending.flush()  # earlier events of this batch go to the store first
+        calls = self.runtime.call_soon
+        if calls is not None:
+            calls.flush_held()  # what this handler queued for the loop reaches it before the call
         try:
             return trio.from_thread.run(fn, *args, trio_token=self.runtime._token)
         except TheaterError as exc:

@@ -28,6 +28,7 @@ import socket as _socket
 import stat
 import struct
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,8 @@ from . import __version__, wire
 from .chain import EXTERNAL, ChainVerifier, event_view, export_line
 from .channels import ClientEnd
 from .errors import BadInput, ErrorCode, NotFound, ProtocolError, TheaterError
-from .runtime import Runtime
+from .runtime import PendingRequest, ReplySlot, Runtime
+from .timers import Timer
 
 log = logging.getLogger("theaterd.server")
 
@@ -152,9 +154,27 @@ class Server:
         self.connections = 0
         self.socket_path: str = ""
         self.home: str = ""
+        # connections with frames queued during a pass of loop callbacks (the store and the
+        # handler threads settling replies): each is written once, when the pass ends
+        self.dirty: list[Connection] = []
+        self._hooked = False
+
+    @property
+    def corked(self) -> bool:
+        calls = self.runtime.call_soon
+        return calls is not None and calls.draining
+
+    def uncork(self) -> None:
+        dirty, self.dirty = self.dirty, []
+        for conn in dirty:
+            conn.flush()
 
     async def serve(self, listener: trio.SocketListener, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Accept connections until cancelled; each gets its own task."""
+        calls = self.runtime.call_soon
+        if calls is not None and not self._hooked:
+            calls.after_drain.append(self.uncork)
+            self._hooked = True
         async with trio.open_nursery() as nursery:
             task_status.started()
             async with listener:
@@ -205,35 +225,71 @@ class Connection:
         self.settings = server.settings
         self.stream = stream
         self.reader = wire.FrameReader(self.settings.max_frame)
-        self.out_tx, self.out_rx = trio.open_memory_channel[bytes](self.settings.max_outgoing)
         self.client_ends: set[ClientEnd] = set()  # this connection's ends of channels it opened
         self.follows = 0  # active chain follows: exempt from the idle limit
         self.writer_done = trio.Event()
         self.in_flight = 0
         self.closing = False
+        self.waiting: dict[ReplySlot, Timer] = {}  # requests whose replies this connection awaits
+        # output: frames are written straight to the socket when it takes them; what it
+        # does not take waits in ``_out`` for the writer task, which waits for room
+        self._fd = stream.socket.fileno()
+        self._out: deque[bytes | memoryview] = deque()
+        self._out_closed = False  # nothing more after what is queued (then the writer ends)
+        self._blocked = False  # the socket is full: the writer task owns the output
+        self._dirty = False  # queued while the server is corked: written at the uncork
+        self._writer_lot = trio.lowlevel.ParkingLot()
 
     # -- output -------------------------------------------------------------
 
     def write(self, frame: wire.Frame) -> None:
-        """Queue a frame; a client that stops reading is disconnected, never waited for."""
-        if self.closing:
+        """Send a frame; a client that stops reading is disconnected, never waited for."""
+        if self.closing or self._out_closed:
             return
         try:
             data = wire.encode(frame, self.settings.max_frame)
         except wire.LocalProtocolError as exc:
             call_id = getattr(frame, "id", None)
             data = wire.encode(wire.Error(call_id, int(ErrorCode.INTERNAL), str(exc)))
+        self._out.append(data)
+        if self._blocked:
+            if len(self._out) > self.settings.max_outgoing:
+                log.warning("client is not reading its replies; disconnecting it")
+                self._abort()
+        elif self.server.corked:
+            if not self._dirty:
+                self._dirty = True
+                self.server.dirty.append(self)
+        else:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is queued now, as far as the socket takes it (never waits)."""
+        self._dirty = False
+        out = self._out
+        if self._blocked or not out or self.closing:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
         try:
-            self.out_tx.send_nowait(data)
-        except trio.WouldBlock:
-            log.warning("client is not reading its replies; disconnecting it")
-            self.closing = True
-            self.out_tx.close()
-            scope = getattr(self, "nursery", None)
-            if scope is not None:
-                scope.cancel_scope.cancel()  # ends the read loop too: the connection closes now
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass
+            sent = os.write(self._fd, data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:  # the peer went away
+            self._abort()
+            return
+        if sent < len(data):
+            out.append(memoryview(data)[sent:])
+            self._blocked = True
+            self._writer_lot.unpark()
+
+    def _abort(self) -> None:
+        """Give up on this connection now (the read loop ends too)."""
+        self.closing = True
+        self._out.clear()
+        nursery = getattr(self, "nursery", None)
+        if nursery is not None:
+            nursery.cancel_scope.cancel()
 
     async def _writer(self) -> None:
         try:
@@ -242,19 +298,30 @@ class Connection:
             self.writer_done.set()
 
     async def _write_loop(self) -> None:
-        rx = self.out_rx
+        """Waits for room in the socket whenever it fills; otherwise :meth:`flush` writes."""
+        out = self._out
         while True:
-            try:
-                chunk = await rx.receive()
-            except (trio.EndOfChannel, trio.ClosedResourceError):
-                return
-            parts = [chunk]
-            while len(parts) < 256:
+            if not self._blocked:
+                if self._out_closed or self.closing:
+                    return
+                await self._writer_lot.park()
+                continue
+            await trio.lowlevel.wait_writable(self.stream.socket)
+            while out and not self.closing:
+                parts = [out.popleft() for _ in range(min(len(out), 256))]
+                data = parts[0] if len(parts) == 1 else b"".join(parts)
                 try:
-                    parts.append(rx.receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    sent = os.write(self._fd, data)
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    self._abort()
+                    return
+                if sent < len(data):
+                    out.appendleft(memoryview(data)[sent:])
                     break
-            await self.stream.send_all(b"".join(parts) if len(parts) > 1 else chunk)
+            else:
+                self._blocked = False
 
     async def _fatal(self, code: ErrorCode, message: str) -> None:
         """Send one connection-level error frame directly, then give up on the stream."""
@@ -358,6 +425,10 @@ class Connection:
         finally:
             with trio.CancelScope(shield=True):
                 self.closing = True
+                for slot, timer in self.waiting.items():  # replies nobody will read
+                    slot.callback = None
+                    self.runtime.timers.cancel(timer)
+                self.waiting.clear()
                 if self.client_ends:
                     await self.runtime.channels.close_for_client(list(self.client_ends))
 
@@ -380,14 +451,15 @@ class Connection:
     async def _room(self) -> None:
         """Wait until the outgoing queue is at most half full (flow control for pushes)."""
         while not self.closing:
-            stats = self.out_tx.statistics()
-            if stats.current_buffer_used <= stats.max_buffer_size // 2:
+            if len(self._out) <= self.settings.max_outgoing // 2:
                 return
             await trio.sleep(0.01)
 
     def _flush_error(self, code: ErrorCode, message: str) -> None:
         self.write(wire.Error(None, int(code), message))
-        self.out_tx.close()
+        self.flush()
+        self._out_closed = True
+        self._writer_lot.unpark()
 
     async def _drain_output(self) -> None:
         """Let the writer send what is queued (the output channel is closed), briefly; then
@@ -482,7 +554,33 @@ class Connection:
         except TheaterError as exc:
             self.write(wire.error_frame(call.id, exc))
             return
-        self.nursery.start_soon(self._answer, call, self.runtime.request_finish(pending))
+        self._await_reply(call, pending)
+
+    def _await_reply(self, call: wire.Call, pending: PendingRequest) -> None:
+        """Write the reply (or the timeout) when it comes, with no task waiting for it."""
+        slot = pending.slot
+        timers = self.runtime.timers
+
+        def answered(slot: ReplySlot) -> None:
+            timers.cancel(self.waiting.pop(slot))
+            self.in_flight -= 1
+            if slot.error is not None:
+                self.write(wire.error_frame(call.id, slot.error))
+            else:
+                self.write(wire.Reply(call.id, slot.value))
+
+        def timed_out() -> None:
+            del self.waiting[slot]
+            slot.callback = None
+            slot.abandoned = True  # the handler records its late reply as discarded
+            self.in_flight -= 1
+            self.write(wire.error_frame(call.id, pending.timed_out()))
+
+        self.in_flight += 1
+        self.waiting[slot] = timers.at(pending.deadline, timed_out)
+        slot.callback = answered
+        if slot.event.is_set():
+            answered(slot)
 
     async def op_channel_send(self, call: wire.Call, args: dict[str, Any]) -> None:
         _check_json(args["msg"])

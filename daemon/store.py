@@ -21,6 +21,7 @@ power loss.  Group commit keeps ``full`` fast: one fsync per group.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import deque
 import sqlite3
 import threading
@@ -31,9 +32,15 @@ from typing import Any, Final
 
 from .chain import FORMAT_VERSION, HASH_ALG, Head, StoredEvent
 
+log = logging.getLogger("theaterd.store")
+
 SCHEMA_VERSION: Final = 1
 DB_NAME: Final = "theater.db"
 MAX_GROUP: Final = 4096  # batches per transaction
+# The write connection never checkpoints (copying the WAL back into the database,
+# with an fsync): the checkpointer thread does, on its own connection, after this
+# many commits, so that no acknowledgement waits for a checkpoint.
+CHECKPOINT_EVERY: Final = 256
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -212,6 +219,9 @@ class Store:
         self._local = threading.local()
         self._wake: Callable[[Callable[[], None]], None] | None = None
         self.failure: BaseException | None = None
+        self._commits = 0  # since the last checkpoint request
+        self._checkpoint_due = threading.Event()
+        self._checkpointer: threading.Thread | None = None
         self._check_and_init()
 
     # -- opening --------------------------------------------------------
@@ -263,8 +273,12 @@ class Store:
         """Start the writer; ``wake(fn)`` must run ``fn`` on the event loop (thread-safe)."""
         self._wake = wake
         self._db = self._connect()
+        self._db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it
         self._thread = threading.Thread(target=self._writer, name="theater-store-writer", daemon=True)
         self._thread.start()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="theater-store-checkpoint",
+                                              daemon=True)
+        self._checkpointer.start()
 
     def close(self) -> None:
         """Flush everything submitted so far and stop the writer."""
@@ -273,9 +287,17 @@ class Store:
             self._signal.set()
             self._thread.join()
             self._thread = None
+        if self._checkpointer is not None:
+            self._checkpoint_due.set()
+            self._checkpointer.join()
+            self._checkpointer = None
         with self._lock:
             self._commit_pending()
             if self._db is not None:
+                try:
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.Error:
+                    pass  # a reader still holds a snapshot: the next open checkpoints
                 self._db.close()
                 self._db = None
 
@@ -339,6 +361,29 @@ class Store:
                 for w in waiters:
                     w.error = error
                 self._wake(lambda ws=waiters: _fire(ws))  # type: ignore[misc]
+            self._commits += 1
+            if self._commits >= CHECKPOINT_EVERY:
+                self._commits = 0
+                self._checkpoint_due.set()
+
+    def _checkpoint_loop(self) -> None:
+        """Copy committed WAL frames back into the database, off the commit path.
+
+        PASSIVE never blocks the writer; when it catches up with the end of the
+        WAL, the next commit starts the WAL file over from its beginning."""
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        try:
+            while True:
+                self._checkpoint_due.wait()
+                self._checkpoint_due.clear()
+                if self._stopping:
+                    return
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:
+                    log.warning("checkpoint failed (the next one retries): %s", exc)
+        finally:
+            db.close()
 
     # -- reads (call from worker threads) -------------------------------
 

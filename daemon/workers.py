@@ -22,6 +22,7 @@ import outcome
 import trio
 
 from .errors import Busy
+from .loopcalls import LoopCalls
 
 IDLE_SECONDS = 30.0
 
@@ -37,7 +38,7 @@ class _Job:
 
 
 class WorkerPool:
-    def __init__(self, max_threads: int = 512, call_soon: Callable[..., None] | None = None) -> None:
+    def __init__(self, max_threads: int = 512, call_soon: LoopCalls | None = None) -> None:
         self.max_threads = max_threads
         self.call_soon = call_soon  # thread-safe "run on the event loop" (defaults to the token's)
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -92,14 +93,17 @@ class WorkerPool:
                 with self._lock:
                     self._threads -= 1
                 return
+            calls = self.call_soon
+            if calls is not None:
+                calls.hold()  # what the job sends to the loop goes with its result, in one wake-up
             result = outcome.capture(job.fn, *job.args)
             job.fn = job.args = None  # type: ignore[assignment]
             with self._lock:
                 self._idle += 1
             assert self._token is not None
             try:
-                if self.call_soon is not None:
-                    self.call_soon(self._deliver, job, result)
+                if calls is not None:
+                    calls.release(self._deliver, job, result)
                 else:
                     self._token.run_sync_soon(self._deliver, job, result)
             except trio.RunFinishedError:
