@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import trio
 import trio.testing
 
@@ -44,7 +46,10 @@ async def test_cancelled_timers_never_run_and_do_not_pile_up(autojump_clock: tri
     async with trio.open_nursery() as nursery:
         nursery.start_soon(timers.run)
         start = trio.current_time()
-        handles = [timers.at(start + 10, lambda i=i: fired.append(i)) for i in range(1000)]
+        def note(i: int) -> Callable[[], None]:
+            return lambda: fired.append(i)
+
+        handles = [timers.at(start + 10, note(i)) for i in range(1000)]
         for handle in handles[:-1]:
             timers.cancel(handle)
         timers.cancel(handles[0])  # twice is harmless
