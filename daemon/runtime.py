@@ -32,18 +32,20 @@ import itertools
 import json
 import logging
 import math
+import queue
 import sys
 import threading
 import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import outcome
 import trio
 
 from actors import message_server as ms
@@ -360,7 +362,7 @@ class Runtime:
         if existing is not None and existing.status in (STARTING, RUNNING, STOPPING):
             raise BadInput(f"an actor named {name!r} is already {existing.status} (id {existing.id})")
         if state is not None:
-            _check_json(state, "initial state")
+            check_json(state, "initial state")
         actor = Actor(
             id=str(uuid.uuid4()),
             name=name,
@@ -555,6 +557,38 @@ class Runtime:
                 actor.pending = None
                 if not actor.abandoned:
                     pending.flush()
+
+    def run_from_thread(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Worker thread: ``await fn(*args)`` in a task on the loop; return or raise its outcome.
+
+        Lighter than ``trio.from_thread.run``: one queued loop call (sent after whatever
+        this thread queued before it), one task, one queue hand-back."""
+        box: queue.SimpleQueue[outcome.Outcome] = queue.SimpleQueue()
+
+        async def task() -> None:
+            try:
+                value = await fn(*args)
+            except trio.Cancelled:
+                box.put(outcome.Error(trio.RunFinishedError("the daemon is shutting down")))
+                raise
+            except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+                box.put(outcome.Error(exc))
+            else:
+                box.put(outcome.Value(value))
+
+        def start() -> None:
+            try:
+                assert self._nursery is not None
+                self._nursery.start_soon(task)
+            except RuntimeError:  # the nursery is closed: shutting down
+                box.put(outcome.Error(trio.RunFinishedError("the daemon is shutting down")))
+
+        calls = self.call_soon
+        if calls is None:
+            raise trio.RunFinishedError("the daemon is not running")
+        calls(start)
+        calls.flush_held()  # held calls of this job (and ``start``) go to the loop now, in order
+        return box.get().unwrap()
 
     def _call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         try:
@@ -878,10 +912,23 @@ class Runtime:
             data["peer"], data["peer_name"] = target.id, target.name
             limit = self._timeout(timeout)
             mail_id = next(self._mail_ids)
-            # the stored row goes to the writer before the envelope can reach a handler, so
-            # the handler's removal of it can never be committed ahead of it
-            self.store.submit([MailboxPut(mail_id, target.id, sender_id, msg)])
-            await self.enqueue(target, Envelope(SEND, sender_id, msg, mail_id=mail_id), limit)
+            env = Envelope(SEND, sender_id, msg, mail_id=mail_id)
+            put = MailboxPut(mail_id, target.id, sender_id, msg)
+            # The stored row must go to the writer before a handler can remove it.  When the
+            # mailbox has room, the envelope goes in now and the row is submitted below, in
+            # this same step on the loop: no handler can run before that.
+            queued = False
+            if target.replaying is None and not target.late:
+                try:
+                    target.mailbox_tx.send_nowait(env)
+                    queued = True
+                except trio.WouldBlock:
+                    pass
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    raise NotFound(f"actor {target.name} is stopping") from None
+            if not queued:  # it may wait for room: the row goes first
+                self.store.submit([put])
+                await self.enqueue(target, env, limit)
         except TheaterError as exc:
             ops: list[Op] = [] if mail_id is None else [MailboxDelete(mail_id)]
             if sender is not None:
@@ -895,8 +942,11 @@ class Runtime:
         def stored(w: Any) -> None:
             finished(None if w.error is None else InternalError(f"cannot write the store: {w.error}"))
 
-        # acknowledged once this batch (and so the row submitted before it) is committed
-        self.store.submit(self.record(sender, "message-server/send", data, msg), self.store.waiter(stored))
+        # acknowledged once the row (in this batch, or submitted before it) is committed
+        ops = self.record(sender, "message-server/send", data, msg)
+        if queued:
+            ops.insert(0, put)
+        self.store.submit(ops, self.store.waiter(stored))
 
     def _check_cycle(self, sender: Actor | None, target: Actor) -> None:
         if sender is None:
@@ -1070,11 +1120,8 @@ class ActorHost:
                 raise ms.MessageServerError(f"actor {self.actor.name} was stopped")
             if self.pending is not None:
                 self.pending.flush()  # earlier events of this batch go to the store first
-        calls = self.runtime.call_soon
-        if calls is not None:
-            calls.flush_held()  # what this handler queued for the loop reaches it before the call
         try:
-            return trio.from_thread.run(fn, *args, trio_token=self.runtime._token)
+            return self.runtime.run_from_thread(fn, *args)
         except TheaterError as exc:
             raise ms.MessageServerError(str(exc)) from None
         except (trio.RunFinishedError, trio.Cancelled):
@@ -1155,10 +1202,20 @@ def _hex(h: bytes | None) -> str | None:
     return None if h is None else h.hex()
 
 
-def _check_json(data: bytes, what: str) -> None:
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+_JSON = json.JSONDecoder(parse_constant=_no_constants)
+
+
+def check_json(data: bytes, what: str = "message") -> None:
+    """Messages and states are JSON text in UTF-8 (the spec's ``json`` type): refuse anything else."""
     try:
-        json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+        value = _JSON.decode(data.decode("utf-8"))
+        if b"\\u" in data:  # an escaped lone surrogate decodes, but is not Unicode text
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeError):
         raise BadInput(f"{what} is not valid JSON") from None
 
 

@@ -20,7 +20,6 @@ only drops its pending replies and closes the channels it opened.
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import math
 import os
@@ -40,7 +39,7 @@ from . import __version__, wire
 from .chain import EXTERNAL, ChainVerifier, event_view, export_line
 from .channels import ClientEnd
 from .errors import BadInput, ErrorCode, NotFound, ProtocolError, TheaterError
-from .runtime import PendingRequest, ReplySlot, Runtime
+from .runtime import PendingRequest, ReplySlot, Runtime, check_json
 from .timers import Timer
 
 log = logging.getLogger("theaterd.server")
@@ -48,18 +47,6 @@ log = logging.getLogger("theaterd.server")
 EXPORT_PAGE = 2000  # events per export page at most
 CHAIN_PAGE = 1000  # events per chain page at most
 PAGE_BYTES = 256 * 1024  # record bytes per page: keeps answers well under the frame cap
-
-
-def _check_json(msg: bytes) -> None:
-    """Messages are JSON (the spec's ``json`` type); reject anything else at the edge."""
-    try:
-        json.loads(msg, parse_constant=_no_constants)
-    except (ValueError, UnicodeDecodeError):
-        raise BadInput("message is not valid JSON") from None
-
-
-def _no_constants(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
 
 
 async def _first(work: Awaitable[tuple[Any, Any]]) -> Any:
@@ -537,7 +524,7 @@ class Connection:
         self.write(wire.Reply(call.id, self.runtime.channels.views()))
 
     async def op_send(self, call: wire.Call, args: dict[str, Any]) -> None:
-        _check_json(args["msg"])
+        check_json(args["msg"])
 
         def finished(error: TheaterError | None) -> None:
             self.write(wire.error_frame(call.id, error) if error else wire.Reply(call.id, None))
@@ -548,7 +535,7 @@ class Connection:
             self.write(wire.error_frame(call.id, exc))
 
     async def op_request(self, call: wire.Call, args: dict[str, Any]) -> None:
-        _check_json(args["msg"])
+        check_json(args["msg"])
         try:
             pending = await self.runtime.request_start(None, args["actor"], args["msg"], args.get("timeout"))
         except TheaterError as exc:
@@ -583,7 +570,7 @@ class Connection:
             answered(slot)
 
     async def op_channel_send(self, call: wire.Call, args: dict[str, Any]) -> None:
-        _check_json(args["msg"])
+        check_json(args["msg"])
         end = self._end_for(args["channel"])
         await self._answer(call, self.runtime.channels.send(end, args["channel"], args["msg"]))
 
@@ -734,7 +721,7 @@ class Connection:
         self._spawn(call, lambda: trio.to_thread.run_sync(run))
 
     async def op_channel_open(self, call: wire.Call, args: dict[str, Any]) -> None:
-        _check_json(args["msg"])
+        check_json(args["msg"])
         end = ClientEnd(lambda event, data: self.write(wire.Push(call.id, event, data)))
 
         async def work() -> None:

@@ -319,7 +319,7 @@ class Store:
                 self._lock.release()
             if self._items:
                 self._signal.set()
-        else:
+        elif not self._signal.is_set():  # (the writer clears it before it drains the queue)
             self._signal.set()
 
     def waiter(self, callback: Callable[[_Waiter], None]) -> _Waiter:

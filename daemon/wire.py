@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Iterator, Union
@@ -235,9 +236,13 @@ def _check_outgoing(value: Any, budget: int, where: str) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise LocalProtocolError(f"{where}: map key {key!r} is not a text string")
-            _check_outgoing(item, budget - 1, where)
+            if type(item) not in _PLAIN_OUT:
+                _check_outgoing(item, budget - 1, where)
         return
     raise LocalProtocolError(f"{where}: values of type {type(value).__name__} cannot be sent")
+
+
+_PLAIN_OUT = frozenset((str, bytes, bool, float, type(None)))  # need no check (ints do: 64 bits)
 
 
 def encode(frame: Frame, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
@@ -294,23 +299,39 @@ class _NoSemanticTags(Mapping[int, Any]):
 _NO_TAGS = _NoSemanticTags()
 
 
+_local = threading.local()  # one configured decoder per thread, reused frame after frame
+
+
+def _decoder(max_depth: int) -> cbor2.CBORDecoder:
+    cache: dict[int, cbor2.CBORDecoder] | None = getattr(_local, "decoders", None)
+    if cache is None:
+        cache = _local.decoders = {}
+    decoder = cache.get(max_depth)
+    if decoder is None:
+        decoder = cache[max_depth] = cbor2.CBORDecoder(
+            io.BytesIO(b""),
+            tag_hook=_reject_tag,
+            semantic_decoders=_NO_TAGS,
+            max_depth=max_depth,
+            allow_indefinite=False,
+            allow_duplicate_keys=False,
+            strict_hashable_types=True,
+        )
+    return decoder
+
+
 def decode_body(body: bytes, max_depth: int = MAX_DEPTH) -> Any:
     """Strictly decode one CBOR item that must fill ``body`` exactly."""
     stream = io.BytesIO(body)
-    decoder = cbor2.CBORDecoder(
-        stream,
-        tag_hook=_reject_tag,
-        semantic_decoders=_NO_TAGS,
-        max_depth=max_depth,
-        allow_indefinite=False,
-        allow_duplicate_keys=False,
-        strict_hashable_types=True,
-    )
+    decoder = _decoder(max_depth)
+    decoder.fp = stream
     try:
         value = decoder.decode()
     except RecursionError:
+        _local.decoders.pop(max_depth, None)  # never reuse a decoder an error left midway
         raise RemoteProtocolError("CBOR nesting too deep") from None
     except (cbor2.CBORError, ValueError, TypeError, OverflowError, UnicodeError, EOFError) as exc:
+        _local.decoders.pop(max_depth, None)
         raise RemoteProtocolError(f"malformed CBOR: {exc}") from None
     if stream.tell() != len(body):
         raise RemoteProtocolError(f"{len(body) - stream.tell()} trailing bytes after the CBOR item")
@@ -319,25 +340,29 @@ def decode_body(body: bytes, max_depth: int = MAX_DEPTH) -> Any:
 
 
 _SCALARS = (str, bytes, int, float, bool, type(None))
+_SCALAR_TYPES = frozenset(_SCALARS)  # exactly these: the decoder builds no subclasses of them
 
 
 def _check_values(value: Any, budget: int) -> None:
     """Only maps with text keys, arrays and plain scalars are allowed."""
-    if isinstance(value, _SCALARS):
+    kind = type(value)
+    if kind in _SCALAR_TYPES:
         return
     if budget <= 0:
         raise RemoteProtocolError("CBOR nesting too deep")
-    if isinstance(value, list):
-        for item in value:
-            _check_values(item, budget - 1)
-        return
-    if isinstance(value, dict):
+    if kind is dict:
         for key, item in value.items():
-            if not isinstance(key, str):
+            if type(key) is not str:
                 raise RemoteProtocolError("map keys must be text strings")
-            _check_values(item, budget - 1)
+            if type(item) not in _SCALAR_TYPES:
+                _check_values(item, budget - 1)
         return
-    raise RemoteProtocolError(f"CBOR value of type {type(value).__name__} is not allowed")
+    if kind is list:
+        for item in value:
+            if type(item) not in _SCALAR_TYPES:
+                _check_values(item, budget - 1)
+        return
+    raise RemoteProtocolError(f"CBOR value of type {kind.__name__} is not allowed")
 
 
 def _field(m: dict[str, Any], key: str, types: tuple[type, ...], kind: str, optional: bool = False) -> Any:

@@ -13,7 +13,7 @@ import trio
 
 from daemon import chain
 from daemon.errors import ActorFailed, BadInput, Busy, NotFound, Timeout
-from daemon.runtime import FAILED, RUNNING, STOPPED
+from daemon.runtime import FAILED, RUNNING, STOPPED, check_json
 from daemon.store import DB_NAME, MailboxPut, Store
 from tests.helpers_runtime import (
     EXAMPLES,
@@ -670,3 +670,17 @@ async def test_restore_with_more_pending_mail_than_the_mailbox_holds(tmp_path: P
     async with hosted_runtime(home) as rt:
         assert await request_json(rt, "small", {"type": "get"}) == {"count": 6}
         assert rt.store.load_mailbox() == []
+
+
+@pytest.mark.parametrize("text", [b'{"a": 1}', b"[]", b'"\\ud83d\\ude00"', '"caf\u00e9"'.encode(), b" 3 "])
+def test_json_check_accepts_utf8_json(text: bytes) -> None:
+    check_json(text)
+
+
+@pytest.mark.parametrize("text", [
+    b"", b"not json", b"NaN", b"[Infinity]", b"\xff", b'"\\ud800"', b'{"a": "\\udc00x"}',
+    '{"a": 1}'.encode("utf-16"), '{"a": 1}'.encode("utf-32-le"),
+])
+def test_json_check_refuses_anything_else(text: bytes) -> None:
+    with pytest.raises(BadInput, match="state is not valid JSON"):
+        check_json(text, "state")
