@@ -36,7 +36,8 @@ from typing import Any
 import trio
 
 from . import __version__, wire
-from .chain import EXTERNAL, ChainVerifier, event_view, export_line
+from .chain import EXTERNAL, event_view, export_line
+from .chainverify import verify_chain
 from .channels import ClientEnd
 from .errors import BadInput, ErrorCode, NotFound, ProtocolError, TheaterError
 from .runtime import PendingRequest, ReplySlot, Runtime, check_json
@@ -693,11 +694,7 @@ class Connection:
             store = self.runtime.store
 
             def run() -> dict[str, Any]:
-                verifier = ChainVerifier(actor.id, strict=False)
-                for seq, h, rec in store.iter_events(actor.id):
-                    if not verifier.check(seq, h, rec):
-                        break
-                v = verifier.verdict()
+                v = verify_chain(store.path, actor.id, store.max_seq(actor.id))
                 return {"actor": actor.id, "name": actor.name, "ok": v.ok, "checked": v.checked,
                         "broken_seq": v.broken_seq, "reason": v.reason,
                         "head": v.head.hash.hex() if v.head.hash else None}

@@ -180,3 +180,20 @@ def test_corrupt_store_is_a_clear_startup_error(short_tmp: Path) -> None:
     assert str(home / "theater.db") in r.stderr and "move" in r.stderr
     assert "Traceback" not in r.stderr
     assert (home / "theater.db").read_bytes().startswith(b"this is not a database")
+
+
+def test_chain_verify_finds_a_record_changed_in_the_store(theaterd: DaemonProcess) -> None:
+    import sqlite3
+
+    assert theaterd.ctl("spawn", COUNTER).returncode == 0
+    for _ in range(5):
+        assert theaterd.ctl("send", "counter", '{"type": "increment"}').returncode == 0
+    r = theaterd.ctl("chain", "verify", "counter")
+    assert r.returncode == 0 and "6 events" in r.stdout
+    db = sqlite3.connect(theaterd.home / "theater.db", isolation_level=None, timeout=10)
+    db.execute("UPDATE events SET record = CAST(record || x'00' AS BLOB) WHERE seq = 4"
+               " AND actor = (SELECT id FROM actors WHERE name = 'counter')")
+    db.close()
+    r = theaterd.ctl("chain", "verify", "counter")
+    assert r.returncode == 1
+    assert "broken at event 4: hash does not match the stored record" in r.stderr
