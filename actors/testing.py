@@ -17,31 +17,17 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
-import json
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from daemon.jsontext import from_json_bytes, to_json_bytes
+
 from . import message_server as ms
 
 _counter = itertools.count()
-
-
-def _encode(value: Any) -> bytes:
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value)
-    return json.dumps(value).encode()
-
-
-def _decode(data: bytes | None) -> Any:
-    if data is None:
-        return None
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return data
 
 
 class FakeMessageServer:
@@ -69,24 +55,24 @@ class FakeMessageServer:
 
     # the Host protocol
     def send(self, actor_id: str, msg: bytes, timeout: float | None) -> None:
-        self.sent.append((actor_id, _decode(msg)))
+        self.sent.append((actor_id, from_json_bytes(msg)))
 
     def request(self, actor_id: str, msg: bytes, timeout: float | None) -> bytes:
-        message = _decode(msg)
+        message = from_json_bytes(msg)
         self.requests.append((actor_id, message))
         if actor_id not in self._answers:
             raise ms.MessageServerError(f"unknown actor {actor_id!r}")
-        return _encode(self._answers[actor_id](message))
+        return to_json_bytes(self._answers[actor_id](message))
 
     def open_channel(self, actor_id: str, initial_msg: bytes, timeout: float | None) -> str:
         if actor_id in self._reject:
             raise ms.MessageServerError(f"channel rejected by {actor_id}: {self._reject[actor_id]}")
         channel_id = f"ch_test{next(_counter):026x}"
-        self.opened.append((actor_id, _decode(initial_msg)))
+        self.opened.append((actor_id, from_json_bytes(initial_msg)))
         return channel_id
 
     def send_on_channel(self, channel_id: str, msg: bytes) -> None:
-        self.channel_messages.append((channel_id, _decode(msg)))
+        self.channel_messages.append((channel_id, from_json_bytes(msg)))
 
     def close_channel(self, channel_id: str) -> None:
         self.closed.append(channel_id)
@@ -111,7 +97,7 @@ class ActorHarness:
         assert spec is not None and spec.loader is not None, f"cannot load {path}"
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        return cls(module, None if state is None else _encode(state))
+        return cls(module, None if state is None else to_json_bytes(state))
 
     @classmethod
     def from_manifest(cls, path: str | Path, state: Any = None) -> ActorHarness:
@@ -132,22 +118,22 @@ class ActorHarness:
     @property
     def value(self) -> Any:
         """The current state, decoded from JSON."""
-        return _decode(self.state)
+        return from_json_bytes(self.state)
 
     def send(self, message: Any) -> None:
-        (self.state,) = self._call(self.module.handle_send, self.state, (_encode(message),))
+        (self.state,) = self._call(self.module.handle_send, self.state, (to_json_bytes(message),))
 
     def request(self, message: Any) -> Any:
-        self.state, (reply,) = self._call(self.module.handle_request, self.state, (_encode(message),))
-        return _decode(reply)
+        self.state, (reply,) = self._call(self.module.handle_request, self.state, (to_json_bytes(message),))
+        return from_json_bytes(reply)
 
     def open_channel(self, message: Any, channel_id: str = "ch_test", opener: str = "external") -> ms.ChannelAccept:
         info = ms.ChannelInfo(channel_id, opener)
-        self.state, (accept,) = self._call(self.module.handle_channel_open, self.state, (_encode(message),), info)
+        self.state, (accept,) = self._call(self.module.handle_channel_open, self.state, (to_json_bytes(message),), info)
         return accept
 
     def channel_message(self, channel_id: str, message: Any) -> None:
-        (self.state,) = self._call(self.module.handle_channel_message, self.state, (channel_id, _encode(message)))
+        (self.state,) = self._call(self.module.handle_channel_message, self.state, (channel_id, to_json_bytes(message)))
 
     def channel_close(self, channel_id: str) -> None:
         (self.state,) = self._call(self.module.handle_channel_close, self.state, (channel_id,))

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import gc
 import itertools
-import json
 import logging
 import math
 import queue
@@ -53,6 +52,7 @@ from actors import message_server as ms
 from . import chain
 from .chain import EXTERNAL, Head, StoredEvent
 from .errors import ActorFailed, BadInput, Busy, InternalError, NotFound, TheaterError, Timeout
+from .jsontext import check_json
 from .loopcalls import LoopCalls
 from .timers import Timers
 from .manifest import Manifest, check_name, load_manifest
@@ -541,7 +541,7 @@ class Runtime:
         the store's writer directly: the store commits them in that order and then wakes
         the event loop once to release the replies.
         """
-        pending = _PendingWrites(self.store, self._deliver_soon)
+        pending = _PendingWrites(self.store, self._deliver, self._call_soon)
         actor.pending = pending
         try:
             for index, env in enumerate(batch):
@@ -596,9 +596,6 @@ class Runtime:
             self.call_soon(fn, *args)
         except trio.RunFinishedError:
             pass
-
-    def _deliver_soon(self, deliveries: list[tuple[Actor, Envelope]]) -> None:
-        self._call_soon(self._deliver, deliveries)
 
     def _deliver(self, deliveries: list[tuple[Actor, Envelope]]) -> None:
         """Event loop: hand outbox sends to their mailboxes, in order, waiting where full."""
@@ -1037,15 +1034,17 @@ class _PendingWrites:
     """A worker batch's store writes: submitted together (one commit, one wake-up),
     before any host call of the next handler and at the end of the batch."""
 
-    __slots__ = ("store", "ops", "settles", "_state_at", "deliveries", "deliver")
+    __slots__ = ("store", "ops", "settles", "_state_at", "deliveries", "deliver", "call_soon")
 
-    def __init__(self, store: Store, deliver: Callable[[list[tuple[Actor, Envelope]]], None] | None = None) -> None:
+    def __init__(self, store: Store, deliver: Callable[[list[tuple[Actor, Envelope]]], None] | None = None,
+                 call_soon: Callable[..., None] | None = None) -> None:
         self.store = store
         self.ops: list[Op | None] = []
         self.settles: list[tuple[ReplySlot | None, Callable[[], None]]] = []
         self._state_at = -1
         self.deliveries: list[tuple[Actor, Envelope]] = []  # outbox: sends to hand over once submitted
-        self.deliver = deliver
+        self.deliver = deliver  # on the event loop
+        self.call_soon = call_soon  # runs a function on the event loop, in order with this thread's others
 
     def add(self, ops: list[Op], settle: tuple[ReplySlot | None, Callable[[], None]] | None) -> None:
         for op in ops:
@@ -1063,19 +1062,36 @@ class _PendingWrites:
         if not self.ops:
             return
         ops: list[Op] = [op for op in self.ops if op is not None]
-        settles, deliveries = self.settles, self.deliveries
+        settles, deliveries, deliver = self.settles, self.deliveries, self.deliver
         self.ops, self.settles, self._state_at, self.deliveries = [], [], -1, []
-        if not settles:
-            self.store.submit(ops, inline=inline)
-        else:
-            def done(w: Any) -> None:
-                for reply, settle in settles:
-                    _settle(w, reply, settle)
+        hand_over = _nothing
+        if deliveries and deliver is not None and self.call_soon is not None:
+            # Outbox sends go to their mailboxes right after the submit (the writer stores
+            # their rows before any handling of them), in order with this thread's later
+            # calls into the loop (a host call that follows them), and in any case before
+            # a reply of this batch goes out (its commit may come first): whoever hears
+            # back from the sender may count on the sends being queued.
+            handed = False
 
-            self.store.submit(ops, self.store.waiter(done), inline=inline)
-        if deliveries and self.deliver is not None:
-            # after the submit: the writer stores the mailbox rows before any handling of them
-            self.deliver(deliveries)
+            def hand_over() -> None:
+                nonlocal handed
+                if not handed:
+                    handed = True
+                    deliver(deliveries)
+
+        if not settles and hand_over is _nothing:
+            self.store.submit(ops, inline=inline)
+            return
+
+        def done(w: Any) -> None:  # on the event loop, once the batch is committed
+            hand_over()
+            for reply, settle in settles:
+                _settle(w, reply, settle)
+
+        self.store.submit(ops, self.store.waiter(done), inline=inline)
+        if hand_over is not _nothing:
+            assert self.call_soon is not None
+            self.call_soon(hand_over)
 
 
 def _take(rx: Any, backlog: deque[Envelope]) -> Envelope | None:
@@ -1200,23 +1216,6 @@ def _describe(exc: BaseException, debug: bool = False) -> str:
 
 def _hex(h: bytes | None) -> str | None:
     return None if h is None else h.hex()
-
-
-def _no_constants(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-_JSON = json.JSONDecoder(parse_constant=_no_constants)
-
-
-def check_json(data: bytes, what: str = "message") -> None:
-    """Messages and states are JSON text in UTF-8 (the spec's ``json`` type): refuse anything else."""
-    try:
-        value = _JSON.decode(data.decode("utf-8"))
-        if b"\\u" in data:  # an escaped lone surrogate decodes, but is not Unicode text
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except (ValueError, UnicodeError):
-        raise BadInput(f"{what} is not valid JSON") from None
 
 
 class HandlerContractError(Exception):

@@ -40,7 +40,8 @@ from .chain import EXTERNAL, event_view, export_line
 from .chainverify import verify_chain
 from .channels import ClientEnd
 from .errors import BadInput, ErrorCode, NotFound, ProtocolError, TheaterError
-from .runtime import PendingRequest, ReplySlot, Runtime, check_json
+from .jsontext import check_json
+from .runtime import PendingRequest, ReplySlot, Runtime
 from .timers import Timer
 
 log = logging.getLogger("theaterd.server")

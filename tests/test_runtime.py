@@ -13,7 +13,8 @@ import trio
 
 from daemon import chain
 from daemon.errors import ActorFailed, BadInput, Busy, NotFound, Timeout
-from daemon.runtime import FAILED, RUNNING, STOPPED, check_json
+from daemon.jsontext import check_json
+from daemon.runtime import FAILED, RUNNING, STOPPED
 from daemon.store import DB_NAME, MailboxPut, Store
 from tests.helpers_runtime import (
     EXAMPLES,

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
+from typing import Any
 
+import pytest
 import trio
 
 from daemon.chain import verify
+from daemon.loopcalls import LoopCalls
 from daemon.runtime import Settings
+from daemon.store import Store
 from tests.helpers_runtime import default_settings, flush, hosted_runtime, wait_until, write_actor
 
 COUNTING = '''
@@ -82,3 +87,50 @@ async def test_all_handler_threads_busy_makes_actors_wait_not_crash(tmp_path: Pa
         await rt.send(None, "a", b'{"stuck": 0.5}')
         await rt.send(None, "b", b"{}")  # must wait for the one thread, then be handled
         await wait_until(lambda: rt.resolve("b").handled >= 1, timeout=20)
+
+
+SENDS_THEN_REPLIES = '''
+import json
+from actors import message_server
+def handle_request(state, params):
+    m = json.loads(params[0])
+    for _ in range(m["n"]):
+        message_server.send("a", b"{}")
+    if m.get("then_request"):
+        message_server.request("a", b"{}")
+    return state, (b"{}",)
+'''
+
+COUNTING_REQUESTS = COUNTING + '''
+def handle_request(state, params):
+    return state, (state,)
+'''
+
+
+async def test_outbox_sends_are_queued_before_the_senders_reply_or_next_host_call(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # with the commits on the writer thread, the sender's reply could reach its caller
+    # before the sends it made were in the target's mailbox; a request made after them by
+    # the caller (or by the sender itself) then overtook them
+    real_submit = Store.submit
+
+    def writer_only(self: Store, ops: Any, waiter: Any = None, inline: bool = False) -> None:
+        real_submit(self, ops, waiter, inline=False)
+
+    real_release = LoopCalls.release
+
+    def slow_release(self: LoopCalls, *args: Any) -> None:  # the handler thread is slow to finish its job
+        time.sleep(0.002)
+        real_release(self, *args)
+
+    monkeypatch.setattr(Store, "submit", writer_only)
+    monkeypatch.setattr(LoopCalls, "release", slow_release)
+    async with hosted_runtime(tmp_path / "home") as rt:
+        await rt.spawn(str(write_actor(tmp_path, "a", COUNTING_REQUESTS)), state=b'{"n":0}')
+        await rt.spawn(str(write_actor(tmp_path, "b", SENDS_THEN_REPLIES)))
+        expected = 0
+        for round in range(60):
+            n = 1 + round % 3
+            expected += n
+            await rt.request(None, "b", json.dumps({"n": n, "then_request": round % 2 == 1}).encode())
+            assert json.loads(await rt.request(None, "a", b"{}")) == {"n": expected}

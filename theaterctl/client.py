@@ -19,7 +19,6 @@ This module imports no trio and no rich: one-shot commands stay fast.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import socket
 import struct
@@ -28,24 +27,10 @@ from typing import Any, List
 
 from daemon import wire
 from daemon.errors import BadInput, ErrorCode, ProtocolError, TheaterError, Unavailable, error_from_code
+from daemon.jsontext import from_json_bytes, to_json_bytes
 from daemon.paths import default_socket
 
 CLIENT_NAME = "theaterctl"
-
-
-def to_json_bytes(message: Any) -> bytes:
-    if isinstance(message, (bytes, bytearray, memoryview)):
-        return bytes(message)
-    return json.dumps(message, separators=(",", ":")).encode()
-
-
-def from_json_bytes(data: bytes | None) -> Any:
-    if data is None:
-        return None
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return data
 
 
 def connect_socket(path: str | os.PathLike[str], timeout: float | None = 10.0) -> socket.socket:
