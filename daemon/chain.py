@@ -36,6 +36,7 @@ from typing import Any, Final
 
 import cbor2
 
+from .jsontext import from_json_bytes
 from .wire import _NO_TAGS, MAX_DEPTH, RemoteProtocolError, _reject_tag, decode_body
 
 HASH_ALG: Final = "sha256"
@@ -262,12 +263,10 @@ def iso_timestamp(ts_us: int) -> str:
 
 def payload_view(payload: bytes | None) -> Any:
     """Show a payload as JSON when it is JSON, else as base64 text."""
-    if payload is None:
-        return None
-    try:
-        return json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        return {"base64": base64.b64encode(payload).decode()}
+    value = from_json_bytes(payload)
+    if isinstance(value, bytes):  # (JSON never decodes to bytes)
+        return {"base64": base64.b64encode(value).decode()}
+    return value
 
 
 def event_view(stored_hash: bytes, record: bytes, full: bool = False) -> dict[str, Any]:
