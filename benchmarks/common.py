@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -13,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from tests.daemonproc import TheaterdProcess, command
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
@@ -94,15 +95,6 @@ def median(values: Sequence[float]) -> float:
 # processes
 
 
-def command(name: str) -> list[str]:
-    """The installed console script next to this interpreter, else ``python -m``."""
-    candidate = Path(sys.executable).parent / name
-    if candidate.exists():
-        return [str(candidate)]
-    module = {"theaterd": "daemon", "theaterctl": "theaterctl.cli"}[name]
-    return [sys.executable, "-m", module]
-
-
 def short_tmp(prefix: str = "thb-") -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     os.chmod(path, 0o700)
@@ -154,70 +146,32 @@ def _bench_env() -> dict[str, str]:
     return env
 
 
-class Daemon:
+class Daemon(TheaterdProcess):
     """A real theaterd in a short temp dir under /tmp; a context manager that stops it and cleans up."""
+
+    stop_timeout = 60.0
 
     def __init__(self, *extra: str, durability: str = "normal", home: Path | None = None,
                  tmp: Path | None = None) -> None:
         self.tmp = tmp or short_tmp()
         self._own_tmp = tmp is None
-        self.socket = self.tmp / "s.sock"
-        self.home = home or (self.tmp / "home")
-        self.args = ["--durability", durability, *extra]
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.start_seconds: float | None = None
+        super().__init__(self.tmp / "s.sock", home or (self.tmp / "home"), ["--durability", durability, *extra],
+                         log_path=self.tmp / "theaterd.log")
 
-    @property
-    def env(self) -> dict[str, str]:
-        env = _bench_env()
-        env.update(THEATER_SOCKET=str(self.socket), THEATER_HOME=str(self.home))
-        return env
+    def base_env(self) -> dict[str, str]:
+        return _bench_env()
 
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def log(self) -> str:
-        try:
-            return (self.tmp / "theaterd.log").read_text(errors="replace")[-4000:]
-        except OSError:
-            return ""
-
-    def start(self, timeout: float = 120.0) -> Daemon:
-        from theaterctl.client import Client
-
-        log = open(self.tmp / "theaterd.log", "ab")  # noqa: SIM115
-        t0 = time.perf_counter()
-        self.proc = subprocess.Popen(
-            [*command("theaterd"), "--socket", str(self.socket), "--home", str(self.home), *self.args],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=self.env,
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"theaterd exited with {self.proc.returncode}: {self.log()}")
-            if self.socket.exists():
-                try:
-                    with Client.connect(self.socket, timeout=5) as c:
-                        c.status()
-                    self.start_seconds = time.perf_counter() - t0
-                    return self
-                except Exception:  # noqa: BLE001 - not ready yet
-                    pass
-            time.sleep(0.01)
-        self.stop()
-        raise RuntimeError(f"theaterd did not start within {timeout} s: {self.log()}")
+    def start(self, timeout: float = 120.0) -> None:
+        super().start(timeout)
 
     def client(self, timeout: float | None = 10.0) -> Any:
         from theaterctl.client import Client
 
         return Client.connect(self.socket, timeout=timeout)
 
-    def ctl(self, *args: str, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*command("theaterctl"), *args], capture_output=True, text=True, env=self.env,
-                              timeout=timeout)
+    def ctl(self, *args: str, input: str | bytes | None = None,
+            timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
+        return super().ctl(*args, input=input, timeout=timeout)
 
     def rss_kib(self) -> int:
         return rss_kib(self.pid)
@@ -229,18 +183,13 @@ class Daemon:
         return cpu_seconds(self.pid)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        super().stop()
         if self._own_tmp:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self) -> Daemon:
-        return self.start()
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.daemonproc import TheaterdProcess, bin_path
+
+__all__ = ["ROOT", "EXAMPLES", "DaemonProcess", "bin_path"]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "actors" / "examples"
@@ -30,70 +29,11 @@ def short_tmp() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def bin_path(name: str) -> str:
-    candidate = Path(sys.executable).parent / name
-    return str(candidate) if candidate.exists() else name
-
-
-@dataclass
-class DaemonProcess:
+class DaemonProcess(TheaterdProcess):
     """A theaterd running in a subprocess, plus a way to run the real theaterctl against it."""
 
-    socket: Path
-    home: Path
-    extra_args: list[str] = field(default_factory=list)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(THEATER_SOCKET=str(self.socket), THEATER_HOME=str(self.home), NO_COLOR="1", COLUMNS="200")
-        return env
-
-    def start(self, timeout: float = 20.0) -> None:
-        log = open(self.home.parent / "theaterd.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [bin_path("theaterd"), "--socket", str(self.socket), "--home", str(self.home), *self.extra_args],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=self.env,
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"theaterd exited with {self.proc.returncode}: {self.log()}")
-            if self.socket.exists():
-                r = self.ctl("daemon", "status")
-                if r.returncode == 0:
-                    return
-            time.sleep(0.02)
-        raise RuntimeError(f"theaterd did not start: {self.log()}")
-
-    def log(self) -> str:
-        try:
-            return (self.home.parent / "theaterd.log").read_text(errors="replace")[-4000:]
-        except OSError:
-            return ""
-
-    def ctl(self, *args: str, input: str | bytes | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        data = input.decode() if isinstance(input, bytes) else input
-        return subprocess.run(
-            [bin_path("theaterctl"), *args], input=data, capture_output=True, text=True, env=self.env,
-            timeout=timeout,
-        )
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+    def __init__(self, socket: Path, home: Path, extra_args: list[str] | None = None) -> None:
+        super().__init__(socket, home, extra_args or [])
 
 
 @pytest.fixture
