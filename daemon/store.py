@@ -410,10 +410,6 @@ class Store:
         db = self._reader()
         return [MailRow(*r) for r in db.execute("SELECT id, actor, sender, payload FROM mailbox ORDER BY id")]
 
-    def max_mailbox_id(self) -> int:
-        row = self._reader().execute("SELECT max(id) FROM mailbox").fetchone()
-        return int(row[0] or 0)
-
     def events(
         self,
         actor: str,
