@@ -57,6 +57,7 @@ from .loopcalls import LoopCalls
 from .timers import Timers
 from .manifest import Manifest, check_name, load_manifest
 from .store import (
+    MailboxClear,
     MailboxDelete,
     MailboxPut,
     Op,
@@ -449,8 +450,14 @@ class Runtime:
             if self.names.get(actor.name) is actor:
                 del self.names[actor.name]
             ops: list[Op] = [SetStatus(actor.id, status, reason)] if persist else []
+            data: dict[str, Any] = {"reason": reason or "stopped"}
+            if persist and status == STOPPED:
+                # messages accepted but not handled will never be: drop them, and say how many
+                await self._commit([])  # (every row submitted so far is stored)
+                data["dropped"] = await trio.to_thread.run_sync(self.store.mailbox_count, actor.id)
+                ops.append(MailboxClear(actor.id))
             if record:
-                ops.insert(0, PutEvent(self._event(actor, "runtime/stop", {"reason": reason or "stopped"})))
+                ops.insert(0, PutEvent(self._event(actor, "runtime/stop", data)))
             await self._commit(ops)
 
     # ------------------------------------------------------------------

@@ -132,7 +132,14 @@ class MailboxDelete:
     id: int
 
 
-Op = PutEvent | PutState | PutActor | SetStatus | MailboxPut | MailboxDelete
+@dataclass(frozen=True, slots=True)
+class MailboxClear:
+    """Every stored message still waiting for ``actor`` (stopped: they will never be handled)."""
+
+    actor: str
+
+
+Op = PutEvent | PutState | PutActor | SetStatus | MailboxPut | MailboxDelete | MailboxClear
 
 
 def _apply(db: sqlite3.Connection, op: Op) -> None:
@@ -149,6 +156,8 @@ def _apply(db: sqlite3.Connection, op: Op) -> None:
         )
     elif isinstance(op, MailboxDelete):
         db.execute("DELETE FROM mailbox WHERE id = ?", (op.id,))
+    elif isinstance(op, MailboxClear):
+        db.execute("DELETE FROM mailbox WHERE actor = ?", (op.actor,))
     elif isinstance(op, PutState):
         if op.hash is not None:
             db.execute("INSERT OR IGNORE INTO states (hash, data) VALUES (?, ?)", (op.hash, op.data))
@@ -405,6 +414,10 @@ class Store:
         return [
             ActorRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], Head(r[8] or 0, r[9])) for r in rows
         ]
+
+    def mailbox_count(self, actor: str) -> int:
+        row = self._reader().execute("SELECT count(*) FROM mailbox WHERE actor = ?", (actor,)).fetchone()
+        return int(row[0])
 
     def load_mailbox(self) -> list[MailRow]:
         db = self._reader()

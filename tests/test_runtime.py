@@ -685,3 +685,29 @@ def test_json_check_accepts_utf8_json(text: bytes) -> None:
 def test_json_check_refuses_anything_else(text: bytes) -> None:
     with pytest.raises(BadInput, match="state is not valid JSON"):
         check_json(text, "state")
+
+
+STUCK_ON_FIRST = """
+import json, time
+def handle_send(state, params):
+    if json.loads(params[0]).get("stuck"):
+        time.sleep(2)
+    return (state,)
+"""
+
+
+async def test_stop_drops_the_messages_it_did_not_handle_and_says_how_many(tmp_path: Path) -> None:
+    async with hosted_runtime(tmp_path / "home", default_settings(stop_grace=0.2)) as rt:
+        await rt.spawn(str(write_actor(tmp_path, "slow", STUCK_ON_FIRST)))
+        await rt.spawn(example("counter"))
+        await rt.send(None, "counter", b'{"type": "increment"}')  # another actor's mail stays
+        await rt.send(None, "slow", b'{"stuck": true}')
+        for _ in range(4):
+            await rt.send(None, "slow", b"{}")
+        await wait_until(lambda: rt.resolve("slow").current == "handle_send", what="slow busy")
+        slow = rt.resolve("slow")
+        await rt.stop("slow")
+        assert all(row.actor != slow.id for row in rt.store.load_mailbox())
+        (stop,) = of_type(await chain_events(rt, slow.id), "runtime/stop")
+        assert stop["data"] == {"reason": "stopped", "dropped": 5}
+        assert await request_json(rt, "counter", {"type": "get"}) == {"count": 1}
