@@ -48,7 +48,8 @@ log = logging.getLogger("theaterd.server")
 
 EXPORT_PAGE = 2000  # events per export page at most
 CHAIN_PAGE = 1000  # events per chain page at most
-PAGE_BYTES = 256 * 1024  # record bytes per page: keeps answers well under the frame cap
+PAGE_BYTES = 256 * 1024
+RECEIVE_SIZE = 65536  # bytes per read  # record bytes per page: keeps answers well under the frame cap
 
 
 async def _first(work: Awaitable[tuple[Any, Any]]) -> Any:
@@ -228,6 +229,7 @@ class Connection:
         self._blocked = False  # the socket is full: the writer task owns the output
         self._dirty = False  # queued while the server is corked: written at the uncork
         self._writer_lot = trio.lowlevel.ParkingLot()
+        self._drained = False  # the last read was short: wait for data before reading again
 
     # -- output -------------------------------------------------------------
 
@@ -357,7 +359,7 @@ class Connection:
                 wake = idle_since + self.settings.idle_timeout
             data: bytes | None = None
             with trio.move_on_at(wake):
-                data = await self.stream.receive_some(65536)
+                data = await self._receive()
             if data is None:  # timed out
                 if deadline is not None or partial_since is not None:
                     if self.reader.buffered:
@@ -375,6 +377,29 @@ class Connection:
                     raise ProtocolError(f"connection closed in the middle of a frame ({self.reader.buffered} bytes)")
                 raise _Closed()
             self.reader.feed(data)
+
+    async def _receive(self) -> bytes:
+        """The next bytes from the socket (b"" at EOF).
+
+        After a short read the socket is most likely drained (a client waiting for its
+        reply), so wait for it to become readable before reading, rather than read, fail
+        and then wait: one system call less per message."""
+        if self._drained:
+            await trio.lowlevel.wait_readable(self.stream.socket)
+        else:
+            await trio.lowlevel.checkpoint()
+        while True:
+            try:
+                data = os.read(self._fd, RECEIVE_SIZE)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(self.stream.socket)
+                continue
+            except OSError as exc:  # reset by the peer: like EOF
+                if exc.errno in (errno.EBADF, errno.ENOTCONN):
+                    raise trio.ClosedResourceError("the connection is closed") from None
+                return b""
+            self._drained = len(data) < RECEIVE_SIZE
+            return data
 
     async def run(self) -> None:
         if self.settings.check_peer:
