@@ -61,3 +61,26 @@ def test_only_and_bad_options(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "benchmarks.run", "--only", "9"], cwd=ROOT, capture_output=True,
                        text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert r.returncode == 2 and "unknown benchmark" in r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["request", "send"])
+def test_ab_comparison_runs(mode: str) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks.ab", "--base", "HEAD", "--mode", mode, "--runs", "1", "-n", "60"],
+        cwd=ROOT, capture_output=True, text=True, timeout=110, stdin=subprocess.DEVNULL,
+    )
+    assert r.returncode == 0, f"stdout:\n{r.stdout[-3000:]}\nstderr:\n{r.stderr[-3000:]}"
+    lines = r.stdout.strip().splitlines()
+    assert [line.split()[0] for line in lines] == ["base", "working"]
+    unit = "us (runs" if mode == "request" else "/s (runs"
+    assert all(unit in line and "daemon CPU" in line for line in lines), lines
+
+
+def test_ab_refuses_a_base_git_cannot_check_out() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks.ab", "--base", "no-such-revision-xyz", "--runs", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert r.returncode == 2 and "cannot check out 'no-such-revision-xyz'" in r.stderr
+    assert "Traceback" not in r.stderr
