@@ -16,6 +16,7 @@ import pytest
 
 from daemon import wire
 from tests.conftest import EXAMPLES, DaemonProcess, bin_path
+from theaterctl.client import Client, _read_frame
 
 pytestmark = pytest.mark.e2e
 
@@ -234,3 +235,24 @@ def test_a_message_over_the_frame_limit_is_bad_input_not_a_crash(theaterd: Daemo
     r = theaterd.ctl("send", "echo", f"@{big}")
     assert r.returncode == 2 and "too large" in r.stderr and "Traceback" not in r.stderr
     assert theaterd.ctl("request", "echo", '{"still": "works"}').returncode == 0
+
+
+def test_a_slow_reader_gets_every_reply_whole_and_in_order(theaterd: DaemonProcess) -> None:
+    # replies far beyond the socket buffer: the daemon's writes come back partial and the
+    # rest waits for room; reading slowly must still yield every frame intact
+    echo = str(EXAMPLES / "echo" / "manifest.toml")
+    assert theaterd.ctl("spawn", echo).returncode == 0
+    messages = [json.dumps({"i": i, "pad": "x" * (40_000 + i)}).encode() for i in range(60)]
+    with Client.connect(theaterd.socket) as client:
+        client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        ids = [client._send_call("request", {"actor": "echo", "msg": m}) for m in messages]
+        time.sleep(0.5)  # let the replies pile up unread
+        got: dict[int, bytes] = {}
+        while len(got) < len(ids):
+            frame = _read_frame(client.sock, client._reader)
+            assert isinstance(frame, wire.Reply), frame
+            got[frame.id] = frame.result
+            time.sleep(0.002)
+    assert [got[i] for i in ids] == messages
+    r = theaterd.ctl("request", "echo", '{"after": true}')
+    assert r.returncode == 0 and json.loads(r.stdout) == {"after": True}
