@@ -59,7 +59,8 @@ def check_range(db: sqlite3.Connection, actor: str, after: int, upto: int, start
 
 
 def _connect(path: Path | str) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=30)
+    uri = Path(path).absolute().as_uri() + "?mode=ro"  # (as_uri escapes '#', '?' and '%')
+    return sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
 
 
 def _stored_hash(db: sqlite3.Connection, actor: str, seq: int) -> bytes | None:
@@ -71,7 +72,7 @@ def _stored_hash(db: sqlite3.Connection, actor: str, seq: int) -> bytes | None:
 
 def verify_chain(path: Path | str, actor: str, upto: int, processes: int | None = None) -> Verdict:
     """Verify ``actor``'s chain up to seq ``upto`` in the store at ``path`` (call off the event loop)."""
-    processes = processes or os.cpu_count() or 1
+    processes = processes or len(os.sched_getaffinity(0)) or 1
     db = _connect(path)
     try:
         if upto < MIN_PARALLEL or processes < 2:
@@ -79,12 +80,18 @@ def verify_chain(path: Path | str, actor: str, upto: int, processes: int | None 
         cuts = [upto * i // processes for i in range(processes + 1)]
         starts = [_stored_hash(db, actor, cut) for cut in cuts[:-1]]
         children = [_start_child(path, actor, cuts[i], cuts[i + 1], starts[i]) for i in range(1, processes)]
-        verdicts = [check_range(db, actor, 0, cuts[1], None)]
-        for i, child in enumerate(children, start=1):
-            verdict = _finish_child(child, cuts[i])
-            if verdict is None:  # the child failed: check its range here
-                verdict = check_range(db, actor, cuts[i], cuts[i + 1], starts[i])
-            verdicts.append(verdict)
+        try:
+            verdicts = [check_range(db, actor, 0, cuts[1], None)]
+            for i, child in enumerate(children, start=1):
+                verdict = _finish_child(child, cuts[i], cuts[i + 1])
+                if verdict is None:  # the child failed or answered nonsense: check its range here
+                    verdict = check_range(db, actor, cuts[i], cuts[i + 1], starts[i])
+                verdicts.append(verdict)
+        finally:
+            for child in children:
+                if child is not None and child.poll() is None:
+                    child.kill()
+                    child.wait()
     finally:
         db.close()
     checked = 0
@@ -95,32 +102,46 @@ def verify_chain(path: Path | str, actor: str, upto: int, processes: int | None 
     return Verdict(checked, verdicts[-1].head)
 
 
-def _start_child(path: Path | str, actor: str, after: int, upto: int, start: bytes | None) -> subprocess.Popen[str] | None:
-    args = [sys.executable, "-m", "daemon.chainverify", str(path), actor, str(after), str(upto), start.hex() if start else "-"]
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)  # children import this very ``daemon``
+
+
+def _start_child(path: Path | str, actor: str, after: int, upto: int,
+                 start: bytes | None) -> subprocess.Popen[str] | None:
+    args = [sys.executable, "-m", "daemon.chainverify", str(Path(path).absolute()), actor, str(after), str(upto),
+            start.hex() if start else "-"]
     try:
         return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-                                text=True, close_fds=True)
+                                text=True, close_fds=True, cwd=_PACKAGE_ROOT)
     except OSError:
         return None
 
 
-def _finish_child(child: subprocess.Popen[str] | None, after: int) -> Verdict | None:
+def _finish_child(child: Any, after: int, upto: int) -> Verdict | None:
+    """The child's verdict on ``after < seq <= upto``, or None unless it is complete and consistent."""
     if child is None:
         return None
-    out, _ = child.communicate()
+    try:  # generous: a tenth of the slowest rate seen here, plus start-up
+        out, _ = child.communicate(timeout=60 + (upto - after) / 10_000)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+        return None
     if child.returncode != 0:
         return None
     try:
         answer: dict[str, Any] = json.loads(out)
         head = Head(int(answer["seq"]), bytes.fromhex(answer["hash"]) if answer["hash"] else None)
-        verdict = Verdict(int(answer["checked"]), head, answer["broken_seq"], str(answer["reason"]))
+        checked, broken = int(answer["checked"]), answer["broken_seq"]
+        reason = answer["reason"]
     except (ValueError, KeyError, TypeError):
         return None
-    if verdict.broken_seq is not None and not isinstance(verdict.broken_seq, int):
+    if checked != head.seq - after or not isinstance(reason, str):
         return None
-    if verdict.ok and verdict.head.seq <= after:
+    if broken is None:
+        return Verdict(checked, head) if head.seq == upto and head.hash is not None else None
+    if not isinstance(broken, int) or not after < broken <= upto or not after <= head.seq < broken:
         return None
-    return verdict
+    return Verdict(checked, head, broken, reason)
 
 
 def main(argv: list[str]) -> int:

@@ -48,6 +48,12 @@ class LoopCalls:
         self._queue.append((fn, args))
         self._wake()
 
+    def now(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Like calling this, but never held: for things that are not this thread's to hold
+        (the store settling other callers' batches that a handler thread committed)."""
+        self._queue.append((fn, args))
+        self._wake()
+
     def hold(self) -> None:
         """From now on, this thread's calls wait for :meth:`release` (or :meth:`flush_held`)."""
         self._local.held = []

@@ -194,6 +194,7 @@ class Actor:
     abandoned: bool = False  # the mailbox task ended; a late handler result is dropped
     late: deque[Envelope] = field(default_factory=deque)  # outbox sends waiting for mailbox room
     late_drained: trio.Event = field(default_factory=trio.Event)  # set when ``late`` empties
+    cleared: bool = False  # stopped for good: its stored mailbox was (or is being) cleared
     pending: Any = None  # the running batch's _PendingWrites (guarded by lock)
     batch_done: int = 0  # envelopes of the running batch already handled and recorded
 
@@ -420,8 +421,9 @@ class Runtime:
             raise NotFound(f"actor {actor.name} is already stopped")
         if actor.status == FAILED:
             actor.status = STOPPED
+            actor.cleared = True
             self.names.pop(actor.name, None)
-            await self._commit([SetStatus(actor.id, STOPPED, actor.reason)])
+            await self._commit([SetStatus(actor.id, STOPPED, actor.reason), MailboxClear(actor.id)])
             return actor
         await self._stop_actor(actor, STOPPED, None, True)
         return actor
@@ -452,7 +454,10 @@ class Runtime:
             ops: list[Op] = [SetStatus(actor.id, status, reason)] if persist else []
             data: dict[str, Any] = {"reason": reason or "stopped"}
             if persist and status == STOPPED:
-                # messages accepted but not handled will never be: drop them, and say how many
+                # messages accepted but not handled will never be: drop them, and say how many.
+                # From here on, an outbox send that reaches the closed mailbox deletes its own
+                # row (it may be stored after the clear below).
+                actor.cleared = True
                 await self._commit([])  # (every row submitted so far is stored)
                 data["dropped"] = await trio.to_thread.run_sync(self.store.mailbox_count, actor.id)
                 ops.append(MailboxClear(actor.id))
@@ -614,7 +619,8 @@ class Runtime:
                 except trio.WouldBlock:
                     pass
                 except (trio.ClosedResourceError, trio.BrokenResourceError, AttributeError):
-                    continue  # stopped: the message stays in the stored mailbox
+                    self._undeliverable(target, [env])
+                    continue
             target.late.append(env)
             if len(target.late) == 1:
                 target.late_drained = trio.Event()
@@ -629,9 +635,20 @@ class Runtime:
                 await target.mailbox_tx.send(target.late[0])
                 target.late.popleft()
         except (trio.ClosedResourceError, trio.BrokenResourceError):
+            self._undeliverable(target, list(target.late))
             target.late.clear()
         finally:
             target.late_drained.set()
+
+    def _undeliverable(self, target: Actor, envs: list[Envelope]) -> None:
+        """Outbox sends that found the target's mailbox closed.  A stop that cleared the
+        stored mailbox may have come before their rows were stored: remove them (after
+        them, in the store's order).  Otherwise the target is shutting down with the
+        daemon, and the rows stay for the next start."""
+        if target.cleared:
+            ops: list[Op] = [MailboxDelete(env.mail_id) for env in envs if env.mail_id is not None]
+            if ops:
+                self.store.submit(ops)
 
     def outbox_send(self, sender: Actor, pending: _PendingWrites, ref: str, msg: bytes) -> bool:
         """Worker thread: record a handler's send in its batch (a transactional outbox).

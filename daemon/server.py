@@ -48,8 +48,8 @@ log = logging.getLogger("theaterd.server")
 
 EXPORT_PAGE = 2000  # events per export page at most
 CHAIN_PAGE = 1000  # events per chain page at most
-PAGE_BYTES = 256 * 1024
-RECEIVE_SIZE = 65536  # bytes per read  # record bytes per page: keeps answers well under the frame cap
+PAGE_BYTES = 256 * 1024  # record bytes per page: keeps answers well under the frame cap
+RECEIVE_SIZE = 65536  # bytes per read
 
 
 async def _first(work: Awaitable[tuple[Any, Any]]) -> Any:
@@ -151,8 +151,14 @@ class Server:
 
     @property
     def corked(self) -> bool:
+        """True during a pass of loop calls, whose end writes what was queued meanwhile."""
         calls = self.runtime.call_soon
-        return calls is not None and calls.draining
+        if calls is None:
+            return False
+        if not self._hooked:  # (the runtime made its loop calls after this server started)
+            calls.after_drain.append(self.uncork)
+            self._hooked = True
+        return calls.draining
 
     def uncork(self) -> None:
         dirty, self.dirty = self.dirty, []
@@ -161,10 +167,6 @@ class Server:
 
     async def serve(self, listener: trio.SocketListener, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Accept connections until cancelled; each gets its own task."""
-        calls = self.runtime.call_soon
-        if calls is not None and not self._hooked:
-            calls.after_drain.append(self.uncork)
-            self._hooked = True
         async with trio.open_nursery() as nursery:
             task_status.started()
             async with listener:

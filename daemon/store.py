@@ -20,6 +20,7 @@ power loss.  Group commit keeps ``full`` fast: one fsync per group.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections import deque
@@ -39,8 +40,9 @@ DB_NAME: Final = "theater.db"
 MAX_GROUP: Final = 4096  # batches per transaction
 # The write connection never checkpoints (copying the WAL back into the database,
 # with an fsync): the checkpointer thread does, on its own connection, after this
-# many commits, so that no acknowledgement waits for a checkpoint.
+# many commits or batches, so that no acknowledgement waits for a checkpoint.
 CHECKPOINT_EVERY: Final = 256
+CHECKPOINT_BATCHES: Final = 1024
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -229,6 +231,7 @@ class Store:
         self._wake: Callable[[Callable[[], None]], None] | None = None
         self.failure: BaseException | None = None
         self._commits = 0  # since the last checkpoint request
+        self._batches = 0  # (how much they held)
         self._checkpoint_due = threading.Event()
         self._checkpointer: threading.Thread | None = None
         self._check_and_init()
@@ -304,9 +307,12 @@ class Store:
             self._commit_pending()
             if self._db is not None:
                 try:
+                    # never wait for readers here (shutdown would wait out the busy timeout):
+                    # if one still holds a snapshot, the next open checkpoints
+                    self._db.execute("PRAGMA busy_timeout=0")
                     self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 except sqlite3.Error:
-                    pass  # a reader still holds a snapshot: the next open checkpoints
+                    pass
                 self._db.close()
                 self._db = None
 
@@ -323,7 +329,9 @@ class Store:
         self._items.append((ops, waiter))
         if inline and self._db is not None and self._lock.acquire(blocking=False):
             try:
-                self._commit_pending()
+                # only what is queued now (this batch is last): a steady stream from other
+                # threads is the writer thread's to commit, not this handler's
+                self._commit_pending(limit=len(self._items), own=waiter)
             finally:
                 self._lock.release()
             if self._items:
@@ -343,14 +351,21 @@ class Store:
             if self._stopping and not self._items:
                 return
 
-    def _commit_pending(self) -> None:
-        """Commit everything queued, in order, in groups (call with the commit lock held)."""
+    def _commit_pending(self, limit: int | None = None, own: _Waiter | None = None) -> None:
+        """Commit what is queued (at most ``limit`` batches), in order, in groups (call with
+        the commit lock held).
+
+        A handler thread committing inline passes its own batch's waiter as ``own``: a group
+        whose only waiter that is may be held with the thread's other loop calls until its
+        job ends; the waiters of other callers go to the loop at once."""
         db = self._db
         items = self._items
-        while items and db is not None:
+        left = len(items) if limit is None else limit
+        while items and db is not None and left > 0:
             group: list[tuple[list[Op], _Waiter | None]] = []
-            while items and len(group) < MAX_GROUP:
+            while items and len(group) < MAX_GROUP and left > 0:
                 group.append(items.popleft())
+                left -= 1
             error: BaseException | None = None
             try:
                 db.execute("BEGIN")
@@ -369,10 +384,15 @@ class Store:
             if waiters and self._wake is not None:
                 for w in waiters:
                     w.error = error
-                self._wake(lambda ws=waiters: _fire(ws))  # type: ignore[misc]
+                fire = functools.partial(_fire, waiters)
+                if own is not None and len(waiters) == 1 and waiters[0] is own:
+                    self._wake(fire)
+                else:
+                    getattr(self._wake, "now", self._wake)(fire)
             self._commits += 1
-            if self._commits >= CHECKPOINT_EVERY:
-                self._commits = 0
+            self._batches += len(group)
+            if self._commits >= CHECKPOINT_EVERY or self._batches >= CHECKPOINT_BATCHES:
+                self._commits = self._batches = 0
                 self._checkpoint_due.set()
 
     def _checkpoint_loop(self) -> None:

@@ -19,14 +19,13 @@ import trio
 
 
 class Timer:
+    """A pending callback; cancel it with :meth:`Timers.cancel`."""
+
     __slots__ = ("deadline", "fn")
 
     def __init__(self, deadline: float, fn: Callable[[], None]) -> None:
         self.deadline = deadline
-        self.fn: Callable[[], None] | None = fn
-
-    def cancel(self) -> None:
-        self.fn = None
+        self.fn: Callable[[], None] | None = fn  # None once run or cancelled
 
     @property
     def cancelled(self) -> bool:
@@ -55,7 +54,7 @@ class Timers:
     def cancel(self, timer: Timer) -> None:
         if timer.fn is None:
             return
-        timer.cancel()
+        timer.fn = None
         self._cancelled += 1
         if self._cancelled > 64 and self._cancelled * 2 > len(self._heap):
             self._heap = [entry for entry in self._heap if entry[2].fn is not None]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -106,21 +107,87 @@ def test_a_child_that_fails_is_replaced_by_checking_here(
     assert parallel == [(0, 100), (100, 200), (200, 300)]
 
 
+class Liar:
+    """A child process that exits 0 and prints ``answer`` (filled in with the range it was given)."""
+
+    returncode = 0
+
+    def __init__(self, answer: str, after: int, upto: int) -> None:
+        self.answer = answer.replace("AFTER1", str(after + 1)).replace("UPTO", str(upto))
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        return self.answer, ""
+
+    def poll(self) -> int:
+        return 0
+
+
+@pytest.mark.parametrize("answer", [
+    '{"checked": 100, "seq": 0, "hash": null, "broken_seq": null, "reason": ""}',  # ok, but reached nothing
+    '{"checked": 1, "seq": AFTER1, "hash": "00", "broken_seq": null, "reason": ""}',  # ok, but stopped short
+    '{"checked": 7, "seq": UPTO, "hash": "00", "broken_seq": null, "reason": ""}',  # counts do not add up
+    '{"checked": 0, "seq": 0, "hash": null, "broken_seq": 1, "reason": "x"}',  # broken outside its range
+    '{"checked": 1}',
+    "not json",
+])
 def test_a_child_answering_nonsense_is_not_believed(
-        store_path: Path, parallel: list[tuple[int, int]], monkeypatch: pytest.MonkeyPatch) -> None:
-    class Liar:
-        returncode = 0
-
-        def communicate(self) -> tuple[str, str]:
-            return '{"checked": 100, "seq": 0, "hash": null, "broken_seq": null, "reason": ""}', ""
-
-    monkeypatch.setattr(chainverify, "_start_child", lambda *args: Liar())
+        store_path: Path, parallel: list[tuple[int, int]], monkeypatch: pytest.MonkeyPatch, answer: str) -> None:
+    monkeypatch.setattr(chainverify, "_start_child",
+                        lambda path, actor, after, upto, start: Liar(answer, after, upto))
     _sql(store_path, "UPDATE events SET record = CAST(record || x'00' AS BLOB) WHERE actor = ? AND seq = 250", ACTOR)
     verdict = chainverify.verify_chain(store_path, ACTOR, N, processes=3)
-    assert not verdict.ok and verdict.broken_seq == 250
+    assert not verdict.ok and verdict.broken_seq == 250 and verdict.checked == 249
+    assert parallel == [(0, 100), (100, 200), (200, 300)]  # every range checked here instead
+
+
+@pytest.mark.parametrize("name", ["with#hash", "with?query", "pct%41", "sp ace"])
+def test_a_store_path_with_uri_characters(tmp_path: Path, parallel: list[tuple[int, int]], name: str) -> None:
+    home = tmp_path / name
+    home.mkdir()
+    store = Store(home)
+    store.start(lambda fn: fn())
+    head = Head()
+    ops: list[Any] = []
+    for i in range(30):
+        ev = make_event(ACTOR, head, "t", {"n": i})
+        head = head_after(ev)
+        ops.append(PutEvent(ev))
+    store.submit(ops)
+    store.close()
+    verdict = chainverify.verify_chain(home / DB_NAME, ACTOR, 30, processes=2)
+    assert verdict.ok and verdict.checked == 30
+    assert parallel == [(0, 15)]  # the child read the second half through the same path
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no stray database file
 
 
 def test_an_empty_chain_is_intact(tmp_path: Path) -> None:
     Store(tmp_path).close()
     verdict = chainverify.verify_chain(tmp_path / DB_NAME, ACTOR, 0)
     assert verdict.ok and verdict.checked == 0 and verdict.head == Head()
+
+
+def test_a_child_that_hangs_is_given_up_on(
+        store_path: Path, parallel: list[tuple[int, int]], monkeypatch: pytest.MonkeyPatch) -> None:
+    killed: list[bool] = []
+
+    class Hung:
+        returncode: int | None = None
+
+        def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+            assert timeout is not None and timeout >= 60
+            raise subprocess.TimeoutExpired("child", timeout)
+
+        def kill(self) -> None:
+            killed.append(True)
+
+        def wait(self) -> int:
+            self.returncode = -9
+            return -9
+
+        def poll(self) -> int | None:
+            return self.returncode
+
+    monkeypatch.setattr(chainverify, "_start_child", lambda *args: Hung())
+    verdict = chainverify.verify_chain(store_path, ACTOR, N, processes=3)
+    assert verdict.ok and verdict.checked == N
+    assert killed == [True, True] and parallel == [(0, 100), (100, 200), (200, 300)]

@@ -134,3 +134,58 @@ async def test_outbox_sends_are_queued_before_the_senders_reply_or_next_host_cal
             expected += n
             await rt.request(None, "b", json.dumps({"n": n, "then_request": round % 2 == 1}).encode())
             assert json.loads(await rt.request(None, "a", b"{}")) == {"n": expected}
+
+
+IDLE_TARGET = '''
+def handle_send(state, params):
+    return (state,)
+'''
+
+SEND_THEN_SLEEP = '''
+import time
+from actors import message_server
+def handle_send(state, params):
+    message_server.send("target", b"{}")  # queued in this handler's batch (the outbox)
+    time.sleep(1.0)  # ... which is stored only when the handler returns
+    return (state,)
+'''
+
+
+async def test_an_outbox_send_stored_after_its_target_stopped_leaves_no_row(tmp_path: Path) -> None:
+    # found in review: the stop cleared the stored mailbox, then the sender's batch stored
+    # the row; the closed mailbox left it there forever (reloaded at every start)
+    async with hosted_runtime(tmp_path / "home", default_settings(stop_grace=0.2)) as rt:
+        await rt.spawn(str(write_actor(tmp_path, "target", IDLE_TARGET)))
+        await rt.spawn(str(write_actor(tmp_path, "sender", SEND_THEN_SLEEP)))
+        target = rt.resolve("target")
+        await rt.send(None, "sender", b"{}")
+        await wait_until(lambda: rt.resolve("sender").current == "handle_send", what="sender busy")
+        await trio.sleep(0.1)  # the send is in the sender's batch, not yet stored
+        await rt.stop("target")
+        await wait_until(lambda: rt.resolve("sender").handled >= 1, timeout=5, what="sender done")
+        await flush(rt.store)
+        await flush(rt.store)  # (the removal is submitted once the row's batch is settled)
+        assert [row for row in rt.store.load_mailbox() if row.actor == target.id] == []
+
+
+CRASH_FIRST = '''
+import json, time
+def handle_send(state, params):
+    if json.loads(params[0]).get("crash"):
+        time.sleep(0.3)
+        return "not a tuple"
+    return (state,)
+'''
+
+
+async def test_stopping_a_failed_actor_drops_its_stored_mailbox(tmp_path: Path) -> None:
+    async with hosted_runtime(tmp_path / "home") as rt:
+        actor = await rt.spawn(str(write_actor(tmp_path, "crashy", CRASH_FIRST)))
+        await rt.send(None, "crashy", b'{"crash": true}')
+        for _ in range(3):
+            await rt.send(None, "crashy", b"{}")
+        await wait_until(lambda: actor.status == "failed", what="crashy failed")
+        await flush(rt.store)
+        assert len([row for row in rt.store.load_mailbox() if row.actor == actor.id]) == 3  # kept while failed
+        await rt.stop("crashy")
+        assert [row for row in rt.store.load_mailbox() if row.actor == actor.id] == []

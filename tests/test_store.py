@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -456,3 +457,76 @@ def test_find_event_ambiguous_prefix_is_none(store: Store) -> None:
     a, b = by_prefix[shared][:2]
     assert store.find_event(ACTOR, a.hash.hex()) == (a.seq, a.hash, a.record)
     assert store.find_event(ACTOR, b.hash.hex()) == (b.seq, b.hash, b.record)
+
+
+class _Wake:
+    """A ``wake`` recording which path each completion took (held with the thread, or now)."""
+
+    def __init__(self) -> None:
+        self.held: list[Callable[[], None]] = []
+        self.now_calls: list[Callable[[], None]] = []
+
+    def __call__(self, fn: Callable[[], None]) -> None:
+        self.held.append(fn)
+        fn()
+
+    def now(self, fn: Callable[[], None]) -> None:
+        self.now_calls.append(fn)
+        fn()
+
+
+def test_an_inline_commit_takes_only_what_was_queued_before_it(tmp_path: Path) -> None:
+    # a handler thread that finds no commit running commits, but must not keep committing
+    # what other threads queue meanwhile: its own job (and its caller) would wait for them
+    store = Store(tmp_path)
+    wake = _Wake()
+    store.start(wake)
+    try:
+        events = build_chain(ACTOR, 6)
+        with store._lock:  # the writer cannot take them: as if it were busy
+            for ev in events[:4]:
+                store._items.append(([PutEvent(ev)], None))
+            store._commit_pending(limit=2)
+            assert len(store._items) == 2
+        assert commit(store, [PutEvent(ev) for ev in events[4:]]) is None
+        assert [r[0] for r in db_rows(store.path, "SELECT seq FROM events ORDER BY seq")] == [1, 2, 3, 4, 5, 6]
+    finally:
+        store.close()
+
+
+def test_only_an_inline_committers_own_completion_is_held_with_its_job(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    wake = _Wake()
+    store.start(wake)
+    try:
+        events = build_chain(ACTOR, 3)
+        seen: list[str] = []
+        mine = store.waiter(lambda w: seen.append("mine"))
+        theirs = store.waiter(lambda w: seen.append("theirs"))
+        with store._lock:
+            store._items.append(([PutEvent(events[0])], mine))
+            store._commit_pending(limit=1, own=mine)  # a group of its own: held
+            store._items.append(([PutEvent(events[1])], theirs))
+            store._items.append(([PutEvent(events[2])], mine))
+            store._commit_pending(limit=2, own=mine)  # shared with another caller: at once
+        assert seen == ["mine", "theirs", "mine"]
+        assert len(wake.held) == 1 and len(wake.now_calls) == 1
+    finally:
+        store.close()
+
+
+def test_close_does_not_wait_for_a_reader_holding_a_snapshot(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.start(inline)
+    assert commit(store, [PutEvent(ev) for ev in build_chain(ACTOR, 3)]) is None
+    reader = sqlite3.connect(store.path, isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM events").fetchone() == (3,)  # holds a snapshot
+    try:
+        started = time.monotonic()
+        store.close()
+        assert time.monotonic() - started < 5  # not the 30 s busy timeout
+    finally:
+        reader.execute("COMMIT")
+        reader.close()
+    assert db_rows(tmp_path / DB_NAME, "SELECT count(*) FROM events") == [(3,)]
