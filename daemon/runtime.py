@@ -195,6 +195,7 @@ class Actor:
     late: deque[Envelope] = field(default_factory=deque)  # outbox sends waiting for mailbox room
     late_drained: trio.Event = field(default_factory=trio.Event)  # set when ``late`` empties
     cleared: bool = False  # stopped for good: its stored mailbox was (or is being) cleared
+    dropped: int = 0  # accepted messages it never handled, dropped when it was stopped
     pending: Any = None  # the running batch's _PendingWrites (guarded by lock)
     batch_done: int = 0  # envelopes of the running batch already handled and recorded
 
@@ -423,6 +424,8 @@ class Runtime:
             actor.status = STOPPED
             actor.cleared = True
             self.names.pop(actor.name, None)
+            await self._commit([])  # (every row submitted so far is stored)
+            actor.dropped = await trio.to_thread.run_sync(self.store.mailbox_count, actor.id)
             await self._commit([SetStatus(actor.id, STOPPED, actor.reason), MailboxClear(actor.id)])
             return actor
         await self._stop_actor(actor, STOPPED, None, True)
@@ -459,7 +462,7 @@ class Runtime:
                 # row (it may be stored after the clear below).
                 actor.cleared = True
                 await self._commit([])  # (every row submitted so far is stored)
-                data["dropped"] = await trio.to_thread.run_sync(self.store.mailbox_count, actor.id)
+                actor.dropped = data["dropped"] = await trio.to_thread.run_sync(self.store.mailbox_count, actor.id)
                 ops.append(MailboxClear(actor.id))
             if record:
                 ops.insert(0, PutEvent(self._event(actor, "runtime/stop", data)))

@@ -630,7 +630,7 @@ class Connection:
     async def op_stop(self, call: wire.Call, args: dict[str, Any]) -> None:
         async def work() -> Any:
             actor = await self.runtime.stop(args["actor"])
-            return {"id": actor.id, "name": actor.name, "status": actor.status}
+            return {"id": actor.id, "name": actor.name, "status": actor.status, "dropped": actor.dropped}
 
         self._spawn(call, work)
 

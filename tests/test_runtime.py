@@ -709,5 +709,5 @@ async def test_stop_drops_the_messages_it_did_not_handle_and_says_how_many(tmp_p
         await rt.stop("slow")
         assert all(row.actor != slow.id for row in rt.store.load_mailbox())
         (stop,) = of_type(await chain_events(rt, slow.id), "runtime/stop")
-        assert stop["data"] == {"reason": "stopped", "dropped": 5}
+        assert stop["data"] == {"reason": "stopped", "dropped": 5} and slow.dropped == 5
         assert await request_json(rt, "counter", {"type": "get"}) == {"count": 1}

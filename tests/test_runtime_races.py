@@ -187,5 +187,6 @@ async def test_stopping_a_failed_actor_drops_its_stored_mailbox(tmp_path: Path) 
         await wait_until(lambda: actor.status == "failed", what="crashy failed")
         await flush(rt.store)
         assert len([row for row in rt.store.load_mailbox() if row.actor == actor.id]) == 3  # kept while failed
-        await rt.stop("crashy")
+        stopped = await rt.stop("crashy")
+        assert stopped.dropped == 3
         assert [row for row in rt.store.load_mailbox() if row.actor == actor.id] == []

@@ -82,6 +82,7 @@ def test_hung_handler_shows_busy_and_stop_still_works(theaterd: DaemonProcess, s
         assert "busy in handle_send" in theaterd.ctl("list").stdout
         r = theaterd.ctl("stop", "stuck")
         assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == "stopped stuck (1 accepted message never handled, dropped)"
         out, err = waiter.communicate(timeout=30)
         assert waiter.returncode == 3 and "stopped" in err
     finally:

@@ -17,4 +17,6 @@ def command(app: App, actor: str) -> None:
     if app.json:
         emit_json(result)
     else:
-        emit_text(f"stopped {result['name']}")
+        dropped = result.get("dropped") or 0
+        note = f" ({dropped} accepted message{'' if dropped == 1 else 's'} never handled, dropped)" if dropped else ""
+        emit_text(f"stopped {result['name']}{note}")
