@@ -72,7 +72,7 @@ def _stored_hash(db: sqlite3.Connection, actor: str, seq: int) -> bytes | None:
 
 def verify_chain(path: Path | str, actor: str, upto: int, processes: int | None = None) -> Verdict:
     """Verify ``actor``'s chain up to seq ``upto`` in the store at ``path`` (call off the event loop)."""
-    processes = processes or len(os.sched_getaffinity(0)) or 1
+    processes = processes or _cpus()
     db = _connect(path)
     try:
         if upto < MIN_PARALLEL or processes < 2:
@@ -100,6 +100,12 @@ def verify_chain(path: Path | str, actor: str, upto: int, processes: int | None 
         if not verdict.ok:
             return Verdict(checked, verdict.head, verdict.broken_seq, verdict.reason)
     return Verdict(checked, verdicts[-1].head)
+
+
+def _cpus() -> int:
+    """CPUs this process may run on (its affinity), else all of them."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)  # children import this very ``daemon``

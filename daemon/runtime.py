@@ -421,12 +421,17 @@ class Runtime:
         if actor.status == STOPPED:
             raise NotFound(f"actor {actor.name} is already stopped")
         if actor.status == FAILED:
-            actor.status = STOPPED
-            actor.cleared = True
-            self.names.pop(actor.name, None)
-            await self._commit([])  # (every row submitted so far is stored)
-            actor.dropped = await trio.to_thread.run_sync(self.store.mailbox_count, actor.id)
-            await self._commit([SetStatus(actor.id, STOPPED, actor.reason), MailboxClear(actor.id)])
+            # like any stop, it finishes even if the caller goes away (a half-stopped actor
+            # would be stopped in memory and failed in the store)
+            with trio.CancelScope(shield=True):
+                actor.status = STOPPED
+                actor.cleared = True
+                self.names.pop(actor.name, None)
+                if actor.cancel_scope is not None:  # its mailbox task may still be finishing
+                    await actor.done.wait()
+                await self._commit([])  # (every row submitted so far is stored)
+                actor.dropped = await trio.to_thread.run_sync(self.store.mailbox_count, actor.id)
+                await self._commit([SetStatus(actor.id, STOPPED, actor.reason), MailboxClear(actor.id)])
             return actor
         await self._stop_actor(actor, STOPPED, None, True)
         return actor
@@ -500,7 +505,7 @@ class Runtime:
                             await self._after_crash(actor, crash)
                         finally:
                             settle()  # the caller hears of the crash once the policy has been applied
-                    if actor.status == FAILED:
+                    if actor.status in (FAILED, STOPPED):  # (failed, then stopped meanwhile)
                         break
         finally:
             actor.current = None

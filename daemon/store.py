@@ -230,6 +230,7 @@ class Store:
         self._local = threading.local()
         self._wake: Callable[[Callable[[], None]], None] | None = None
         self.failure: BaseException | None = None
+        self._closed = False
         self._commits = 0  # since the last checkpoint request
         self._batches = 0  # (how much they held)
         self._checkpoint_due = threading.Event()
@@ -293,7 +294,8 @@ class Store:
         self._checkpointer.start()
 
     def close(self) -> None:
-        """Flush everything submitted so far and stop the writer."""
+        """Flush everything submitted so far and stop the writer; later submits fail."""
+        self._closed = True
         if self._thread is not None:
             self._stopping = True
             self._signal.set()
@@ -326,6 +328,8 @@ class Store:
         """
         if self.failure is not None:
             raise StoreError(f"the store failed earlier: {self.failure}")
+        if self._closed:
+            raise StoreError("the store is closed")
         self._items.append((ops, waiter))
         if inline and self._db is not None and self._lock.acquire(blocking=False):
             try:

@@ -190,3 +190,20 @@ async def test_stopping_a_failed_actor_drops_its_stored_mailbox(tmp_path: Path) 
         stopped = await rt.stop("crashy")
         assert stopped.dropped == 3
         assert [row for row in rt.store.load_mailbox() if row.actor == actor.id] == []
+
+
+async def test_a_stop_of_a_failed_actor_finishes_even_if_its_caller_goes_away(tmp_path: Path) -> None:
+    # found in review: the caller's cancellation left it stopped in memory, failed in the store
+    async with hosted_runtime(tmp_path / "home") as rt:
+        actor = await rt.spawn(str(write_actor(tmp_path, "crashy", CRASH_FIRST)))
+        await rt.send(None, "crashy", b'{"crash": true}')
+        for _ in range(3):
+            await rt.send(None, "crashy", b"{}")
+        await wait_until(lambda: actor.status == "failed", what="crashy failed")
+        await flush(rt.store)
+        with trio.move_on_after(0):  # the caller goes away at the first checkpoint
+            await rt.stop("crashy")
+        await flush(rt.store)
+        (row,) = [r for r in rt.store.load_actors() if r.id == actor.id]
+        assert (actor.status, row.status) == ("stopped", "stopped")
+        assert [m for m in rt.store.load_mailbox() if m.actor == actor.id] == []

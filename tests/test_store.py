@@ -530,3 +530,11 @@ def test_close_does_not_wait_for_a_reader_holding_a_snapshot(tmp_path: Path) -> 
         reader.execute("COMMIT")
         reader.close()
     assert db_rows(tmp_path / DB_NAME, "SELECT count(*) FROM events") == [(3,)]
+
+
+def test_a_submit_after_close_fails_instead_of_being_lost(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.start(inline)
+    store.close()
+    with pytest.raises(StoreError, match="the store is closed"):
+        store.submit([PutEvent(build_chain(ACTOR, 1)[0])])
