@@ -428,7 +428,11 @@ class Runtime:
                 actor.cleared = True
                 self.names.pop(actor.name, None)
                 if actor.cancel_scope is not None:  # its mailbox task may still be finishing
-                    await actor.done.wait()
+                    with trio.move_on_after(self.settings.stop_grace):
+                        await actor.done.wait()
+                    if not actor.done.is_set():
+                        actor.cancel_scope.cancel()
+                        await actor.done.wait()
                 await self._commit([])  # (every row submitted so far is stored)
                 actor.dropped = await trio.to_thread.run_sync(self.store.mailbox_count, actor.id)
                 await self._commit([SetStatus(actor.id, STOPPED, actor.reason), MailboxClear(actor.id)])
