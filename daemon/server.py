@@ -518,9 +518,8 @@ class Connection:
         except ProtocolError as exc:
             self.write(wire.Error(call.id, int(ErrorCode.PROTOCOL), str(exc)))
             return
-        handler = getattr(self, "op_" + call.op.replace("-", "_"))
         try:
-            await handler(call, call.args)
+            await _HANDLERS[call.op](self, call, call.args)
         except TheaterError as exc:
             self.write(wire.error_frame(call.id, exc))
         except Exception as exc:
@@ -763,6 +762,12 @@ class Connection:
             self.runtime.channels.release(ch)
 
         self.nursery.start_soon(work)
+
+
+# every operation of the protocol, to the method that serves it (``channel-open`` -> ``op_channel_open``)
+_HANDLERS: dict[str, Callable[[Connection, wire.Call, dict[str, Any]], Awaitable[None]]] = {
+    op: getattr(Connection, "op_" + op.replace("-", "_")) for op in wire.OPS
+}
 
 
 __all__ = ["Server", "ServerSettings", "SocketDirError", "listener_from_fd", "open_unix_listener"]
