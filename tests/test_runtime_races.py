@@ -178,14 +178,20 @@ def handle_send(state, params):
 '''
 
 
+async def _failed_with_mail(rt: Any, tmp_path: Path) -> Any:
+    """An actor that failed on its first message, with three more stored behind it."""
+    actor = await rt.spawn(str(write_actor(tmp_path, "crashy", CRASH_FIRST)))
+    await rt.send(None, "crashy", b'{"crash": true}')
+    for _ in range(3):
+        await rt.send(None, "crashy", b"{}")
+    await wait_until(lambda: actor.status == "failed", what="crashy failed")
+    await flush(rt.store)
+    return actor
+
+
 async def test_stopping_a_failed_actor_drops_its_stored_mailbox(tmp_path: Path) -> None:
     async with hosted_runtime(tmp_path / "home") as rt:
-        actor = await rt.spawn(str(write_actor(tmp_path, "crashy", CRASH_FIRST)))
-        await rt.send(None, "crashy", b'{"crash": true}')
-        for _ in range(3):
-            await rt.send(None, "crashy", b"{}")
-        await wait_until(lambda: actor.status == "failed", what="crashy failed")
-        await flush(rt.store)
+        actor = await _failed_with_mail(rt, tmp_path)
         assert len([row for row in rt.store.load_mailbox() if row.actor == actor.id]) == 3  # kept while failed
         stopped = await rt.stop("crashy")
         assert stopped.dropped == 3
@@ -195,12 +201,7 @@ async def test_stopping_a_failed_actor_drops_its_stored_mailbox(tmp_path: Path) 
 async def test_a_stop_of_a_failed_actor_finishes_even_if_its_caller_goes_away(tmp_path: Path) -> None:
     # found in review: the caller's cancellation left it stopped in memory, failed in the store
     async with hosted_runtime(tmp_path / "home") as rt:
-        actor = await rt.spawn(str(write_actor(tmp_path, "crashy", CRASH_FIRST)))
-        await rt.send(None, "crashy", b'{"crash": true}')
-        for _ in range(3):
-            await rt.send(None, "crashy", b"{}")
-        await wait_until(lambda: actor.status == "failed", what="crashy failed")
-        await flush(rt.store)
+        actor = await _failed_with_mail(rt, tmp_path)
         with trio.move_on_after(0):  # the caller goes away at the first checkpoint
             await rt.stop("crashy")
         await flush(rt.store)
