@@ -29,7 +29,7 @@ from pathlib import Path
 
 from tests.daemonproc import TheaterdProcess
 
-from .common import ROOT, SINK, _bench_env, cpu_seconds, short_tmp
+from .common import ROOT, SINK, _bench_env, cpu_seconds, pipelined, short_tmp
 
 MSG = b'{"type":"ping"}'
 WINDOW = 500
@@ -41,31 +41,15 @@ class _TreeDaemon(TheaterdProcess):
     def __init__(self, tree: Path, tmp: Path) -> None:
         super().__init__(tmp / "s.sock", tmp / "home", log_path=tmp / "theaterd.log")
         self.tree = tree
+        self.cwd = tree
 
     def base_env(self) -> dict[str, str]:
         env = _bench_env()
         env["PYTHONPATH"] = str(self.tree)
         return env
 
-    def start(self, timeout: float = 60.0) -> None:
-        from theaterctl.client import Client
-
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "daemon", "--socket", str(self.socket), "--home",
-                                          str(self.home)], cwd=self.tree, env=self.env, stdout=log, stderr=log,
-                                         stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"theaterd from {self.tree} exited: {self.log()}")
-            try:
-                with Client.connect(self.socket, timeout=5) as client:
-                    client.status()
-                return
-            except Exception:  # noqa: BLE001 - not ready yet
-                time.sleep(0.02)
-        self.stop()
-        raise RuntimeError(f"theaterd from {self.tree} did not start: {self.log()}")
+    def launch_command(self) -> list[str]:
+        return [sys.executable, "-m", "daemon", "--socket", str(self.socket), "--home", str(self.home)]
 
 
 def measure(tree: Path, mode: str, n: int) -> tuple[float, float]:
@@ -90,13 +74,13 @@ def measure(tree: Path, mode: str, n: int) -> tuple[float, float]:
                 value = statistics.median(lat)
             else:
                 calls = [("send", {"actor": "sink", "msg": MSG})] * min(n, WINDOW)
-                client.pipeline(calls)
+                pipelined(client, calls, WINDOW)
                 client.call("request", actor="sink", msg=b"{}")
                 cpu0 = cpu_seconds(daemon.pid)
                 t = time.perf_counter()
                 done = 0
                 while done < n:
-                    client.pipeline(calls)
+                    pipelined(client, calls, WINDOW)
                     done += len(calls)
                 client.call("request", actor="sink", msg=b"{}")  # every send handled
                 value = done / (time.perf_counter() - t)

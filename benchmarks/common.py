@@ -254,10 +254,14 @@ def wait_handled(client: Any, actor: str, payload: bytes = b"{}", timeout: float
 
 def pipelined(client: Any, calls: list[tuple[str, dict[str, Any]]], window: int) -> list[Any]:
     """Run ``calls`` through :meth:`Client.pipeline` ``window`` at a time (the daemon drops a client that
-    leaves more than a few thousand replies unread)."""
+    leaves more than a few thousand replies unread); raise if any of them failed."""
     out: list[Any] = []
     for i in range(0, len(calls), window):
         out.extend(client.pipeline(calls[i : i + window]))
+    failed = [r for r in out if isinstance(r, Exception)]
+    if failed:
+        op = calls[0][0] if calls else "call"
+        raise RuntimeError(f"{len(failed)} of {len(calls)} {op} calls failed, e.g. {failed[0]!r}")
     return out
 
 

@@ -42,8 +42,13 @@ class TheaterdProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.start_seconds: float | None = None  # from launch to the first status answer
 
+    cwd: Path | None = None  # where theaterd runs (None: here)
+
     def base_env(self) -> dict[str, str]:
         return dict(os.environ)
+
+    def launch_command(self) -> list[str]:
+        return [*command("theaterd"), "--socket", str(self.socket), "--home", str(self.home), *self.args]
 
     @property
     def env(self) -> dict[str, str]:
@@ -61,10 +66,8 @@ class TheaterdProcess:
 
         with open(self.log_path, "ab") as log:
             t0 = time.perf_counter()
-            self.proc = subprocess.Popen(
-                [*command("theaterd"), "--socket", str(self.socket), "--home", str(self.home), *self.args],
-                stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=self.env,
-            )
+            self.proc = subprocess.Popen(self.launch_command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                         env=self.env, cwd=self.cwd)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

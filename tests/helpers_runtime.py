@@ -78,8 +78,8 @@ async def hosted_runtime(
         store.close()
 
 
-async def flush(store: Store) -> None:
-    """Return once everything submitted to the store so far is committed."""
+async def flush(store: Store, ops: list[Any] | None = None) -> None:
+    """Submit ``ops`` (if any) and return once everything submitted so far is committed."""
     done = trio.Event()
     errors: list[BaseException] = []
 
@@ -88,7 +88,7 @@ async def flush(store: Store) -> None:
             errors.append(w.error)
         done.set()
 
-    store.submit([], store.waiter(wake))
+    store.submit(ops or [], store.waiter(wake))
     await done.wait()
     assert not errors, errors
 

@@ -375,17 +375,21 @@ def test_unreadable_records_are_reported_not_raised(record: bytes) -> None:
 # event_view
 
 
+# the view of first_event(): what `chain show --json` prints for it
+FIRST_VIEW = {
+    "seq": 1,
+    "hash": GOLDEN_HASH_1,
+    "parent_hash": None,
+    "type": "spawn",
+    "timestamp": "2023-11-14T22:13:20.123456Z",
+    "data": {"n": 3, "ok": True, "who": None},
+}
+
+
 def test_event_view_of_first_event() -> None:
     ev = first_event()
     view = event_view(ev.hash, ev.record)
-    assert view == {
-        "seq": 1,
-        "hash": GOLDEN_HASH_1,
-        "parent_hash": None,
-        "type": "spawn",
-        "timestamp": "2023-11-14T22:13:20.123456Z",
-        "data": {"n": 3, "ok": True, "who": None},
-    }
+    assert view == FIRST_VIEW
 
 
 def test_event_view_fields_along_the_chain() -> None:
@@ -436,12 +440,7 @@ def test_export_line_content() -> None:
     assert "\n" not in line
     obj = json.loads(line)
     assert obj == {
-        "seq": 1,
-        "hash": GOLDEN_HASH_1,
-        "parent_hash": None,
-        "type": "spawn",
-        "timestamp": "2023-11-14T22:13:20.123456Z",
-        "data": {"n": 3, "ok": True, "who": None},
+        **FIRST_VIEW,
         "actor": ACTOR,
         "alg": "sha256",
         "payload": {"x": 1},

@@ -602,20 +602,6 @@ async def test_stopped_actors_stay_stopped_after_restore(tmp_path: Path) -> None
         _verify(rt.store, old.id)
 
 
-async def _submit_and_wait(store: Store, ops: list[Any]) -> None:
-    done = trio.Event()
-    errors: list[BaseException] = []
-
-    def wake(w: Any) -> None:
-        if w.error is not None:
-            errors.append(w.error)
-        done.set()
-
-    store.submit(ops, store.waiter(wake))
-    await done.wait()
-    assert not errors
-
-
 async def test_durable_mailbox_row_is_handled_exactly_once_after_restore(tmp_path: Path) -> None:
     home = tmp_path / "home"
     async with hosted_runtime(home, shutdown=False) as rt:
@@ -625,7 +611,7 @@ async def test_durable_mailbox_row_is_handled_exactly_once_after_restore(tmp_pat
     store = Store(home)
     store.start(trio.lowlevel.current_trio_token().run_sync_soon)
     try:
-        await _submit_and_wait(store, [MailboxPut(7, counter.id, "external", b'{"type": "increment", "amount": 5}')])
+        await flush(store, [MailboxPut(7, counter.id, "external", b'{"type": "increment", "amount": 5}')])
     finally:
         store.close()
 
@@ -662,7 +648,7 @@ async def test_restore_with_more_pending_mail_than_the_mailbox_holds(tmp_path: P
     store = Store(home)
     store.start(trio.lowlevel.current_trio_token().run_sync_soon)
     try:
-        await _submit_and_wait(store, [
+        await flush(store, [
             MailboxPut(i, small.id, "external", json.dumps({"type": "increment", "amount": i}).encode())
             for i in (1, 2, 3)
         ])

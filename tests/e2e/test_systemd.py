@@ -97,6 +97,15 @@ def _popen(cmd: list[str], tmp: Path, env: dict[str, str], **kw) -> subprocess.P
         return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, **kw)
 
 
+def _wait_answering(sock: Path, env: dict[str, str], proc: subprocess.Popen[bytes], tmp: Path) -> None:
+    """Until ``theaterctl daemon status`` answers on ``sock`` (failing if the daemon dies or is too slow)."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while _ctl(sock, env, "daemon", "status").returncode != 0:
+        assert proc.poll() is None, _log(tmp)
+        assert time.monotonic() < deadline, _log(tmp)
+        time.sleep(0.05)
+
+
 def _recv_until(sock: socket.socket, wanted: str, proc: subprocess.Popen[bytes], tmp: Path,
                 timeout: float = START_TIMEOUT) -> list[str]:
     """Notification datagrams until one holds the assignment ``wanted`` (e.g. READY=1)."""
@@ -152,11 +161,7 @@ def test_no_notify_socket_is_fine(short_tmp: Path, procs: list) -> None:
     env = _env(short_tmp, NOTIFY_SOCKET=str(short_tmp / "nobody-listens.sock"))
     proc = _popen([bin_path("theaterd"), "--socket", str(sock_path)], short_tmp, env)
     procs.append(proc)
-    deadline = time.monotonic() + START_TIMEOUT
-    while _ctl(sock_path, env, "daemon", "status").returncode != 0:
-        assert proc.poll() is None, _log(short_tmp)
-        assert time.monotonic() < deadline, _log(short_tmp)
-        time.sleep(0.05)
+    _wait_answering(sock_path, env, proc, short_tmp)
     assert _terminate(proc, short_tmp) == 0, _log(short_tmp)
 
 
@@ -250,11 +255,7 @@ def test_listen_fds_for_another_pid_are_ignored(short_tmp: Path, procs: list) ->
     env = _env(short_tmp, LISTEN_FDS="1", LISTEN_PID="1")
     proc = _popen([bin_path("theaterd"), "--socket", str(sock_path)], short_tmp, env)
     procs.append(proc)
-    deadline = time.monotonic() + START_TIMEOUT
-    while _ctl(sock_path, env, "daemon", "status").returncode != 0:
-        assert proc.poll() is None, _log(short_tmp)
-        assert time.monotonic() < deadline, _log(short_tmp)
-        time.sleep(0.05)
+    _wait_answering(sock_path, env, proc, short_tmp)
     assert _ctl(sock_path, env, "spawn", COUNTER).returncode == 0
     assert _terminate(proc, short_tmp) == 0, _log(short_tmp)
     assert not sock_path.exists()
