@@ -28,7 +28,7 @@ def check_json(data: bytes, what: str = "message") -> None:
         if b"\\u" in data:  # an escaped lone surrogate decodes, but is not Unicode text
             json.dumps(value, ensure_ascii=False).encode("utf-8")
     except (ValueError, UnicodeError):
-        raise BadInput(f"{what} is not valid JSON") from None
+        raise BadInput(f"{what} is not valid JSON: send JSON text in UTF-8 (no NaN or Infinity)") from None
 
 
 def to_json_bytes(value: Any) -> bytes:

@@ -21,15 +21,10 @@ import trio
 class Timer:
     """A pending callback; cancel it with :meth:`Timers.cancel`."""
 
-    __slots__ = ("deadline", "fn")
+    __slots__ = ("fn",)
 
-    def __init__(self, deadline: float, fn: Callable[[], None]) -> None:
-        self.deadline = deadline
+    def __init__(self, fn: Callable[[], None]) -> None:
         self.fn: Callable[[], None] | None = fn  # None once run or cancelled
-
-    @property
-    def cancelled(self) -> bool:
-        return self.fn is None
 
 
 class Timers:
@@ -44,7 +39,7 @@ class Timers:
 
     def at(self, deadline: float, fn: Callable[[], None]) -> Timer:
         """Run ``fn()`` on the event loop at ``deadline`` (trio's clock) unless cancelled first."""
-        timer = Timer(deadline, fn)
+        timer = Timer(fn)
         heapq.heappush(self._heap, (deadline, next(self._order), timer))
         scope = self._scope
         if scope is not None and deadline < scope.deadline:
