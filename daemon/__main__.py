@@ -44,6 +44,8 @@ class Config:
     max_frame: int = 1 << 20
     max_connections: int = 256
     idle_timeout: float = 600.0
+    workers: int = 0
+    require_sandbox: bool = False
 
 
 class StartupError(Exception):
@@ -111,7 +113,7 @@ async def amain(config: Config) -> None:
     store = Store(config.home, config.durability)
     store.start(calls)
     runtime = Runtime(store, Settings(default_timeout=config.timeout, mailbox_size=config.mailbox_size,
-                                      debug=config.debug))
+                                      debug=config.debug, workers=config.workers))
     runtime.call_soon = calls
     shutdown = trio.Event()
     server = Server(runtime, ServerSettings(max_frame=config.max_frame, max_connections=config.max_connections,
@@ -218,10 +220,15 @@ def _first_known(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> 
               help="Concurrent client connections; more get a 'busy' error.")
 @click.option("--idle-timeout", type=click.FloatRange(min=0.1), default=600.0, show_default=True,
               help="Close client connections idle this many seconds.")
-@click.option("--debug", is_flag=True, help="Verbose logs; handler errors include the exception type.")
+@click.option("--workers", type=click.IntRange(min=0), default=0,
+              help="Shared worker processes for actor code [default: one per usable CPU].")
+@click.option("--require-sandbox", is_flag=True,
+              help="Refuse to start where the kernel cannot confine workers (no Landlock).")
+@click.option("--debug", is_flag=True, help="Verbose logs, including what actors print.")
 @click.version_option(__version__, prog_name="theaterd")
 def cli(socket_path: Path | None, home: Path | None, durability: str, timeout: float, mailbox_size: int,
-        max_frame: int, max_connections: int, idle_timeout: float, debug: bool) -> None:
+        max_frame: int, max_connections: int, idle_timeout: float, workers: int, require_sandbox: bool,
+        debug: bool) -> None:
     """Run the theater daemon in the foreground."""
     config = Config(
         socket=socket_path or Path(default_socket()),
@@ -233,6 +240,8 @@ def cli(socket_path: Path | None, home: Path | None, durability: str, timeout: f
         max_frame=max_frame,
         max_connections=max_connections,
         idle_timeout=idle_timeout,
+        workers=workers,
+        require_sandbox=require_sandbox,
     )
     sys.exit(run(config))
 

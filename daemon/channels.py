@@ -122,10 +122,10 @@ class ChannelRegistry:
         except TheaterError as exc:
             data.update(outcome="timeout" if isinstance(exc, Timeout) else "rejected"
                         if "rejected" in str(exc) else "error", error=str(exc))
-            rt.store.submit(rt.record(opener, "message-server/open-channel", data, msg))
+            rt.emit(opener, "message-server/open-channel", data, msg)
             raise
         data.update(outcome="accepted", channel=ch.id)
-        rt.store.submit(rt.record(opener, "message-server/open-channel", data, msg))
+        rt.emit(opener, "message-server/open-channel", data, msg)
         return ch.id
 
     async def open_from_client(self, end: ClientEnd, ref: str, msg: bytes, timeout: float | None) -> Channel:
@@ -208,12 +208,12 @@ class ChannelRegistry:
         except TheaterError as exc:
             if is_actor:
                 data.update(outcome="error", error=str(exc))
-                rt.store.submit(rt.record(sender, "message-server/send-on-channel", data, msg))
+                rt.emit(sender, "message-server/send-on-channel", data, msg)
             raise
         if is_actor:
             other = ch.other(sender)
             data.update(peer=_end_id(other), outcome="ok")
-            rt.store.submit(rt.record(sender, "message-server/send-on-channel", data, msg))
+            rt.emit(sender, "message-server/send-on-channel", data, msg)
 
     async def _deliver(self, ch: Channel, sender: Any, msg: bytes) -> None:
         from .runtime import CH_MESSAGE, Envelope
@@ -240,8 +240,8 @@ class ChannelRegistry:
         ch = self._participant(closer, channel_id)
         await self._close(ch, closer=closer, reason=f"closed by {_end_name(closer)}")
         if not isinstance(closer, ClientEnd):
-            rt.store.submit(rt.record(closer, "message-server/close-channel",
-                                      {"channel": ch.id, "peer": _end_id(ch.other(closer)), "outcome": "ok"}))
+            rt.emit(closer, "message-server/close-channel",
+                    {"channel": ch.id, "peer": _end_id(ch.other(closer)), "outcome": "ok"})
 
     async def _close(self, ch: Channel, closer: Any, reason: str) -> None:
         """Close ``ch`` and notify every end except ``closer`` exactly once."""

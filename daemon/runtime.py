@@ -27,24 +27,20 @@ the handling event to the actor's chain.  Invariants:
 
 from __future__ import annotations
 
+import functools
 import gc
 import itertools
 import logging
 import math
-import queue
-import sys
 import threading
 import time
-import traceback
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-import outcome
 import trio
 
 from actors import message_server as ms
@@ -53,10 +49,14 @@ from . import chain
 from .chain import EXTERNAL, Head, StoredEvent
 from .errors import ActorFailed, BadInput, Busy, InternalError, NotFound, TheaterError, Timeout
 from .jsontext import check_json
+from .jobs import DEFAULT_MAX_DELIVERIES, BadResult, HandlerResult, Job, check_result
+from .jobs import item as _item
 from .loopcalls import LoopCalls
 from .timers import Timers
 from .manifest import Manifest, check_name, load_manifest
 from .store import (
+    DeadLetter,
+    MailboxAttempt,
     MailboxClear,
     MailboxDelete,
     MailboxPut,
@@ -68,7 +68,7 @@ from .store import (
     Store,
     state_hash,
 )
-from .workers import WorkerPool
+from .workerpool import Profile, Worker, WorkerDied, WorkerPool, default_worker_count
 
 log = logging.getLogger("theaterd.runtime")
 
@@ -87,7 +87,7 @@ CH_MESSAGE = "channel-message"
 CH_CLOSE = "channel-close"
 
 
-_HANDLERS = {  # envelope kind -> (handler function, event type recorded by the receiver)
+HANDLERS = {  # envelope kind -> (handler function, event type recorded by the receiver)
     SEND: ("handle_send", "message-server/handle-send"),
     REQUEST: ("handle_request", "message-server/handle-request"),
     CH_OPEN: ("handle_channel_open", "message-server/handle-channel-open"),
@@ -102,7 +102,10 @@ class Settings:
     mailbox_size: int = 1024
     stop_grace: float = 5.0
     debug: bool = False
-    max_threads: int = 512
+    workers: int = 0  # shared worker processes; 0: one per usable CPU
+    handler_timeout: float = 60.0  # a manifest's handler_timeout overrides it
+    memory_limit: int | None = 1 << 30  # per worker (RLIMIT_AS); a manifest's memory_limit overrides it
+    log_lines: int = 1000  # kept per actor for ``logs``
 
 
 class ReplySlot:
@@ -152,6 +155,7 @@ class Envelope:
     reply: ReplySlot | None = None
     mail_id: int | None = None  # durable mailbox row, for sends
     channel: Any = None  # channels.Channel, for channel envelopes
+    attempts: int = 0  # deliveries that crashed the actor (stored sends)
 
 
 @dataclass(slots=True)
@@ -174,7 +178,6 @@ class Actor:
     id: str
     name: str
     manifest: Manifest
-    module: ModuleType | None = None
     state: bytes | None = None
     head: Head = field(default_factory=Head)
     handled: int = 0
@@ -190,14 +193,16 @@ class Actor:
     restarts: deque[float] = field(default_factory=deque)
     restart_count: int = 0
     replaying: trio.Event | None = None  # set while mail stored before a restart is re-queued
-    lock: threading.RLock = field(default_factory=threading.RLock)  # guards head, state, handled
-    abandoned: bool = False  # the mailbox task ended; a late handler result is dropped
+    abandoned: bool = False  # the mailbox task ended
     late: deque[Envelope] = field(default_factory=deque)  # outbox sends waiting for mailbox room
     late_drained: trio.Event = field(default_factory=trio.Event)  # set when ``late`` empties
     cleared: bool = False  # stopped for good: its stored mailbox was (or is being) cleared
     dropped: int = 0  # accepted messages it never handled, dropped when it was stopped
-    pending: Any = None  # the running batch's _PendingWrites (guarded by lock)
-    batch_done: int = 0  # envelopes of the running batch already handled and recorded
+    worker: Worker | None = None  # where its module is loaded (None: not placed)
+    handlers: frozenset[str] = frozenset()  # the handler functions its module defines
+    job: Job | None = None  # the batch its worker is running
+    room: trio.Event | None = None  # set when its mailbox has room again (for waiting senders)
+    log: deque[str] = field(default_factory=lambda: deque(maxlen=1000))  # printed output, errors, crashes
 
     @property
     def mailbox_depth(self) -> int:
@@ -221,7 +226,8 @@ class Runtime:
 
         self.store = store
         self.settings = settings or Settings()
-        self.workers = WorkerPool(self.settings.max_threads)
+        self.pool = WorkerPool(self.settings.workers or default_worker_count(), self._host_call, self._worker_log,
+                               default_profile=Profile(memory_limit=self.settings.memory_limit))
         self.actors: dict[str, Actor] = {}  # by id: every actor known (running, stopped, failed)
         self.names: dict[str, Actor] = {}  # by name: the live (running or failed) one
         self.waiting_on: dict[Actor, Actor] = {}
@@ -232,6 +238,7 @@ class Runtime:
         self.call_soon: LoopCalls | None = None  # once serving (or given by the caller before)
         self.timers = Timers()  # request deadlines of client connections
         self._spawned = 0
+        self._attempts: dict[int, int] = {}  # crashed deliveries of stored mail, at start-up
         self.started_at = time.time()
 
     # ------------------------------------------------------------------
@@ -242,10 +249,10 @@ class Runtime:
         self._token = trio.lowlevel.current_trio_token()
         if self.call_soon is None:
             self.call_soon = LoopCalls(self._token)
-        self.workers.call_soon = self.call_soon
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self.timers.run)
+            await nursery.start(self.pool.run)
             await self._restore()
             task_status.started()
             await trio.sleep_forever()
@@ -253,10 +260,13 @@ class Runtime:
     async def _restore(self) -> None:
         rows = await trio.to_thread.run_sync(self.store.load_actors)
         mail = await trio.to_thread.run_sync(self.store.load_mailbox)
-        self._mail_ids = itertools.count(max((m.id for m in mail), default=0) + 1)
+        top = await trio.to_thread.run_sync(self.store.max_mail_id)
+        self._mail_ids = itertools.count(max(top, max((m.id for m in mail), default=0)) + 1)
         pending: dict[str, list[Any]] = {}
         for m in mail:
             pending.setdefault(m.actor, []).append(m)
+        for m in mail:
+            self._attempts[m.id] = m.attempts
         for row in rows:
             reason: str | None
             try:
@@ -283,11 +293,12 @@ class Runtime:
             self.actors[actor.id] = actor
             if row_status == RUNNING:
                 try:
-                    actor.module = await self.workers.run(_load_module, actor.id, manifest.component)
-                except BaseException as exc:  # noqa: BLE001 - actor code may raise anything
-                    actor.status, actor.reason = FAILED, f"cannot load {manifest.component}: {_describe(exc)}"
+                    await self._host_actor(actor)
+                except TheaterError as exc:
+                    actor.status, actor.reason = FAILED, str(exc)
                     self.store.submit([SetStatus(actor.id, FAILED, actor.reason)])
                     self.names[actor.name] = actor
+                    actor.done.set()
                     continue
                 self.names[actor.name] = actor
                 self._start_mailbox(actor)
@@ -309,7 +320,8 @@ class Runtime:
     async def _replay(self, actor: Actor, mail: list[Any]) -> None:
         try:
             for m in mail:
-                await actor.mailbox_tx.send(Envelope(SEND, m.sender, m.payload, mail_id=m.id))
+                await actor.mailbox_tx.send(Envelope(SEND, m.sender, m.payload, mail_id=m.id,
+                                                     attempts=self._attempts.pop(m.id, 0)))
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
         finally:
@@ -332,6 +344,7 @@ class Runtime:
         async with trio.open_nursery() as nursery:
             for actor in actors:
                 nursery.start_soon(self._stop_actor, actor, STOPPED, None, False, False)
+        await self.pool.close()
 
     # ------------------------------------------------------------------
     # lookup
@@ -377,19 +390,17 @@ class Runtime:
         self.names[name] = actor  # reserve the name while loading
         failure: str | None = None
         try:
-            actor.module = await self.workers.run(_load_module, actor.id, manifest.component)
-            init = getattr(actor.module, "init", None)
-            if init is not None:
-                actor.current, actor.busy_since = "init", time.monotonic()
-                result = await self.workers.run(self._invoke, actor, init, actor.state, None)
-                actor.current = None
-                actor.state = _unpack_state(result, "init")
+            await self._host_actor(actor)
+            if "init" in actor.handlers:
+                actor.state = await self._run_init(actor)
         except trio.Cancelled:
             if self.names.get(name) is actor:
                 del self.names[name]
+            self._unplace(actor)
             raise
-        except BaseException as exc:  # noqa: BLE001 - actor code may raise anything
-            failure = f"failed to start: {_describe(exc, self.settings.debug)}"
+        except TheaterError as exc:
+            failure = f"failed to start: {exc}"
+            self._unplace(actor)
         actor.current = None
         self.actors[actor.id] = actor
         h = state_hash(actor.state)
@@ -416,6 +427,38 @@ class Runtime:
             gc.freeze()  # thousands of idle actors must not make every full collection slower
         return actor
 
+    async def _run_init(self, actor: Actor) -> bytes | None:
+        """Run the module's ``init`` in its worker (under the handler timeout); the new state."""
+        worker = actor.worker
+        assert worker is not None
+        results: list[Any] = []
+        limit = float(getattr(actor.manifest, "handler_timeout", None) or self.settings.handler_timeout)
+        actor.current, actor.busy_since = "init", time.monotonic()
+        try:
+            with trio.move_on_after(limit) as scope:
+                await worker.call("run", {"actor": actor.id, "state": actor.state,
+                                          "items": [{"fn": "init", "params": None}]}, pushes=results.append)
+            if scope.cancelled_caught:
+                reason = f"init ran longer than its handler_timeout of {limit:g} s"
+                self.pool.kill(worker, reason)
+                raise ActorFailed(reason)
+        except WorkerDied as exc:
+            raise ActorFailed(f"{exc} while running init") from None
+        finally:
+            actor.current = None
+        try:
+            if len(results) != 1:
+                raise BadResult("no result for init")
+            result = check_result(results[0], "init")
+        except BadResult as exc:
+            self.pool.kill(worker, f"the worker broke the link protocol: {exc}")
+            raise ActorFailed(f"its worker failed: {exc}") from None
+        if result.outcome == "ok":
+            return result.state
+        if result.outcome == "missing":
+            return actor.state
+        raise ActorFailed(result.error)
+
     async def stop(self, ref: str) -> Actor:
         actor = self.resolve(ref)
         if actor.status == STOPPED:
@@ -436,6 +479,7 @@ class Runtime:
                 await self._commit([])  # (every row submitted so far is stored)
                 actor.dropped = await trio.to_thread.run_sync(self.store.mailbox_count, actor.id)
                 await self._commit([SetStatus(actor.id, STOPPED, actor.reason), MailboxClear(actor.id)])
+                self._unplace(actor)
             return actor
         await self._stop_actor(actor, STOPPED, None, True)
         return actor
@@ -459,6 +503,7 @@ class Runtime:
             if not actor.done.is_set() and actor.cancel_scope is not None:
                 actor.cancel_scope.cancel()
                 await actor.done.wait()
+            self._unplace(actor)
             actor.status = status
             actor.reason = reason
             if self.names.get(actor.name) is actor:
@@ -495,16 +540,16 @@ class Runtime:
                             break
                     batch = [env]
                     if env.kind in (SEND, REQUEST):
-                        # hand every queued send/request over in one worker hop
+                        # hand every queued send/request over in one worker call
                         while len(batch) < BATCH and (nxt := _take(rx, backlog)) is not None:
                             if nxt.kind not in (SEND, REQUEST):
                                 backlog.appendleft(nxt)
                                 break
                             batch.append(nxt)
-                    outcome = await self._handle_batch(actor, batch)
-                    if outcome is not None:
-                        done, crash, settle = outcome
-                        backlog.extendleft(reversed(batch[done:]))
+                    _room(actor)
+                    requeue, crash, settle = await self._handle_batch(actor, batch)
+                    backlog.extendleft(reversed(requeue))
+                    if crash is not None:
                         try:
                             await self._after_crash(actor, crash)
                         finally:
@@ -513,17 +558,12 @@ class Runtime:
                         break
         finally:
             actor.current = None
-            with actor.lock:
-                if actor.pending is not None:
-                    # handlers that finished before the stop: keep their events (queued only:
-                    # this is the event loop, which never commits itself)
-                    actor.pending.flush(inline=False)
-                    actor.pending = None
-                actor.abandoned = True
+            actor.abandoned = True
             # whatever is still queued will not be handled now
             while (env := _take(rx, backlog)) is not None:
                 if env.reply is not None:
                     env.reply.fail(self._not_handled(actor))
+            _room(actor)
             actor.done.set()
 
     def _not_handled(self, actor: Actor) -> TheaterError:
@@ -531,98 +571,376 @@ class Runtime:
             return ActorFailed(f"actor {actor.name} has failed: {actor.reason}")
         return NotFound(f"actor {actor.name} stopped before handling the message")
 
-    def _invoke(self, actor: Actor, fn: Callable[..., Any], state: bytes | None, params: Any,
-                channel: ms.ChannelInfo | None = None, pending: _PendingWrites | None = None) -> Any:
-        """Runs on a worker thread: bind the host API to this actor, call the handler."""
-        ms._bind_host(ActorHost(self, actor, pending), channel)
-        try:
-            if params is None:
-                return fn(state)
-            return fn(state, params)
-        finally:
-            ms._bind_host(None)
+    # ------------------------------------------------------------------
+    # running handlers in the actor's worker
 
-    async def _handle_batch(self, actor: Actor, batch: list[Envelope]) -> _Crash | None:
-        """Handle envelopes in order on one worker thread; after a crash, says where and why."""
-        while True:
-            actor.batch_done = 0
-            try:
-                return await self.workers.run(self._run_batch, actor, batch)
-            except Busy:  # every handler thread is taken: wait for one, never drop the batch
-                log.warning("all handler threads are busy; actor %s waits", actor.name)
-                await trio.sleep(0.05)
-            except trio.Cancelled:
-                # the ones already handled are answered from their stored events
-                for env in batch[actor.batch_done:]:
+    async def _handle_batch(self, actor: Actor, batch: list[Envelope]) -> _Outcome:
+        """Run ``batch`` in the actor's worker, settling each result as it arrives.
+
+        Returns the envelopes to handle again (first), the crash reason (or None) and the
+        function that tells the crashed message's caller."""
+        try:
+            worker = await self._host_actor(actor)
+        except TheaterError as exc:
+            # the module cannot be loaded any more (changed or deleted since the actor started)
+            reason = f"cannot load {actor.manifest.component}: {exc}"
+            return [], reason, functools.partial(self._fail_all, actor, batch, reason)
+        job = Job(actor, worker, batch)
+        actor.job = job
+        timeout = float(getattr(actor.manifest, "handler_timeout", None) or self.settings.handler_timeout)
+        items = [_item(env) for env in batch]
+        try:
+            with trio.CancelScope() as scope:
+                job.scope, job.limit = scope, timeout
+                scope.deadline = trio.current_time() + timeout
+                self._busy(job)
+                await worker.call("run", {"actor": actor.id, "state": actor.state, "items": items},
+                                  pushes=functools.partial(self._result, job))
+            if scope.cancelled_caught:
+                fn = HANDLERS[batch[job.done].kind][0] if job.done < len(batch) else "a handler"
+                self.pool.kill(worker, f"{fn} ran longer than its handler_timeout of {timeout:g} s")
+                await worker.died.wait()
+                raise WorkerDied(worker.kill_reason or worker.dead or "killed")
+        except WorkerDied as exc:
+            return self._worker_died(job, str(exc))
+        except TheaterError as exc:  # the worker refused the batch (it lost the module): run it again
+            log.warning("actor %s: %s", actor.name, exc)
+            actor.worker = None
+            return batch[job.done:], None, _nothing
+        except trio.Cancelled:
+            # stopped while a handler runs past the grace period: the worker goes, with it
+            if job.done < len(batch):
+                self.pool.kill(worker, f"actor {actor.name} was stopped while its handler ran")
+                for env in batch[job.done:]:
                     if env.reply is not None:
                         env.reply.fail(NotFound(f"actor {actor.name} was stopped while handling the message"))
-                raise
-
-    def _run_batch(self, actor: Actor, batch: list[Envelope]) -> _Crash | None:
-        """Worker thread: run each handler, record its event and hand the batch to the store.
-
-        Events are built here, in handling order, under the actor's lock, and submitted to
-        the store's writer directly: the store commits them in that order and then wakes
-        the event loop once to release the replies.
-        """
-        pending = _PendingWrites(self.store, self._deliver, self._call_soon)
-        actor.pending = pending
-        try:
-            for index, env in enumerate(batch):
-                if actor.abandoned:  # stopped while an earlier handler of this batch ran
-                    self._call_soon(self._fail_rest, actor, batch[index:])
-                    return None
-                crash = self._run_one(actor, env, pending)
-                if crash is not None:
-                    return (index + 1, *crash)
-            return None
+            self._discard(job)
+            raise
         finally:
-            with actor.lock:
-                actor.pending = None
-                if not actor.abandoned:
-                    pending.flush()
+            actor.job = None
+            actor.current = None
+        if job.crash is not None:
+            return job.requeue + batch[job.done:], job.crash, job.settle or _nothing
+        self._flush(job)
+        return batch[job.done:], None, _nothing
 
-    def run_from_thread(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-        """Worker thread: ``await fn(*args)`` in a task on the loop; return or raise its outcome.
+    def _busy(self, job: Job) -> None:
+        actor = job.actor
+        if job.done < len(job.batch):
+            actor.current, actor.busy_since = HANDLERS[job.batch[job.done].kind][0], time.monotonic()
+        else:
+            actor.current = None
 
-        Lighter than ``trio.from_thread.run``: one queued loop call (sent after whatever
-        this thread queued before it), one task, one queue hand-back."""
-        box: queue.SimpleQueue[outcome.Outcome] = queue.SimpleQueue()
+    def _result(self, job: Job, data: Any) -> None:
+        """A handler's result arrived from the worker (on the event loop, in order)."""
+        if job.done >= len(job.batch) or job.crash is not None:
+            raise BadResult("more results than messages")
+        env = job.batch[job.done]
+        result = check_result(data, env.kind)
+        job.done += 1
+        if result.outcome == "crash":
+            job.crash = result.error
+            retry, job.settle = self._crashed(job, env, result.error)
+            job.requeue = [env] if retry else []
+        else:
+            self._settle(job, env, result)
+        if job.scope is not None:
+            job.scope.deadline = trio.current_time() + job.limit
+        self._busy(job)
 
-        async def task() -> None:
-            try:
-                value = await fn(*args)
-            except trio.Cancelled:
-                box.put(outcome.Error(trio.RunFinishedError("the daemon is shutting down")))
-                raise
-            except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
-                box.put(outcome.Error(exc))
+    def _settle(self, job: Job, env: Envelope, result: HandlerResult) -> None:
+        """Record one handled message (with what its handler did) and answer its caller."""
+        actor = job.actor
+        kind = env.kind
+        etype = HANDLERS[kind][1]
+        data: dict[str, Any] = {"peer": env.sender, "size": len(env.payload)}
+        peer = self.actors.get(env.sender)
+        if peer is not None:
+            data["peer_name"] = peer.name
+        if env.channel is not None:
+            data["channel"] = env.channel.id
+        error: str | None = None
+        accept: ms.ChannelAccept | None = None
+        value = result.value
+        if result.outcome == "missing":
+            if kind == CH_OPEN:
+                accept = ms.ChannelAccept(False, b"actor does not accept channels")
+            elif kind in (SEND, REQUEST):
+                error = f"actor {actor.name} does not handle {'messages' if kind == SEND else 'requests'}"
+        elif result.outcome == "error":
+            error = result.error
+            if result.traceback:
+                self.actor_log(actor, "handler", f"{HANDLERS[kind][0]} raised:\n{result.traceback}")
+        else:
+            actor.state = result.state
+            if kind == CH_OPEN:
+                accept = ms.ChannelAccept(result.accepted, value)
+        data["outcome"] = "ok" if error is None else "error"
+        if error is not None:
+            data["error"] = error
+        if kind == CH_OPEN:
+            data["accepted"] = bool(accept and accept.accepted and error is None)
+        actor.handled += 1
+        h = state_hash(actor.state)
+        data["state_hash"] = _hex(h)
+        reply = env.reply
+        if reply is not None and reply.abandoned:
+            data["reply"] = "discarded: the caller timed out"
+        self.emit(actor, etype, data, env.payload)
+        ops = job.ops
+        ops.append(PutState(actor.id, h, actor.state, actor.handled))
+        if env.mail_id is not None:
+            ops.append(MailboxDelete(env.mail_id))
+        settle: Callable[[], None] | None
+        if kind == CH_OPEN:
+            channel = env.channel
+            settle = functools.partial(self._opened, channel, reply, accept, error)
+        elif reply is None:
+            settle = None
+        elif error is not None:
+            settle = functools.partial(reply.fail, ActorFailed(error))
+        else:
+            settle = functools.partial(reply.set, value)
+        # what leaves the daemon waits for the commit; what stays in it goes on now
+        self._flush(job, reply, settle if env.sender == EXTERNAL else None)
+        if settle is not None and env.sender != EXTERNAL:
+            settle()
+
+    def _flush(self, job: Job, reply: ReplySlot | None = None,
+               after_commit: Callable[[], None] | None = None) -> None:
+        """Hand the job's events to the store (one group), then its sends to their mailboxes.
+
+        ``after_commit`` (answering a client) runs once the group is stored; if the store
+        fails instead, ``reply`` fails with that error."""
+        ops, deliveries = job.ops, job.deliveries
+        job.ops, job.deliveries = [], []
+        job.base_head = job.actor.head
+        if ops:
+            if after_commit is not None:
+                settle = after_commit
+                self.store.submit(ops, self.store.waiter(lambda w: _settle_after(w, reply, settle)))
             else:
-                box.put(outcome.Value(value))
+                self.store.submit(ops)
+        elif after_commit is not None:
+            after_commit()
+        if deliveries:
+            self._deliver(deliveries)
 
-        def start() -> None:
+    def _discard(self, job: Job) -> None:
+        """Forget what an unfinished handler did: its events and sends never happened."""
+        if job.base_head is not None:
+            job.actor.head = job.base_head
+        job.ops, job.deliveries = [], []
+
+    def _worker_died(self, job: Job, reason: str) -> _Outcome:
+        """The actor's worker died during ``job``: blame the actor whose handler was running."""
+        actor, batch = job.actor, job.batch
+        actor.worker = None
+        if job.crash is not None:  # it had crashed already; the worker died after
+            return job.requeue + batch[job.done:], job.crash, job.settle or _nothing
+        self._discard(job)
+        rest = batch[job.done:]
+        if not rest:
+            return [], None, _nothing
+        if job.in_host:  # it was waiting in a host call: another actor took the worker down
+            return rest, None, _nothing
+        env = rest[0]
+        crash = f"{reason} while handling {HANDLERS[env.kind][0]}"
+        retry, settle = self._crashed(job, env, crash)
+        return ([env] if retry else []) + rest[1:], crash, settle
+
+    def _crashed(self, job: Job, env: Envelope, crash: str) -> tuple[bool, Callable[[], None]]:
+        """The handler of ``env`` crashed: record it, count the delivery of a stored send.
+
+        Returns whether to deliver ``env`` again, and what tells its caller."""
+        actor = job.actor
+        self._discard(job)
+        data: dict[str, Any] = {"reason": crash, "handler": HANDLERS[env.kind][0], "peer": env.sender}
+        retry = dead = False
+        if env.mail_id is not None:
+            limit = int(getattr(actor.manifest, "max_deliveries", None) or DEFAULT_MAX_DELIVERIES)
+            env.attempts += 1
+            data["mail"], data["attempts"] = env.mail_id, env.attempts
+            dead = env.attempts >= limit
+            retry = not dead
+        ops: list[Op] = [PutEvent(self._event(actor, "runtime/crash", data))]
+        if dead and env.mail_id is not None:
+            ops.append(PutEvent(self._event(actor, "runtime/dead-letter", {
+                "mail": env.mail_id, "peer": env.sender, "attempts": env.attempts, "reason": crash}, env.payload)))
+            ops.append(DeadLetter(env.mail_id, crash, env.attempts, chain.now_us()))
+        elif env.mail_id is not None:
+            ops.append(MailboxAttempt(env.mail_id, env.attempts))
+        self.store.submit(ops)
+        reply = env.reply
+        if env.kind == CH_OPEN:
+            channel = env.channel
+            error = f"actor {actor.name} {crash}"
+            return retry, functools.partial(self._opened, channel, reply, None, error)
+        if reply is None:
+            return retry, _nothing
+        return retry, functools.partial(reply.fail, ActorFailed(f"actor {actor.name} {crash}"))
+
+    def _fail_all(self, actor: Actor, batch: list[Envelope], reason: str) -> None:
+        for env in batch:
+            if env.reply is not None:
+                env.reply.fail(ActorFailed(f"actor {actor.name} {reason}"))
+
+    async def _host_actor(self, actor: Actor) -> Worker:
+        """The actor's worker, with its module loaded there (placed on one first if needed)."""
+        worker = actor.worker
+        if worker is not None and worker.alive:
+            return worker
+        actor.worker = None
+        manifest = actor.manifest
+        source = await self._component_source(manifest.component)
+        profile, dedicated = self._profile(manifest)
+        answer: Any = None
+        placed: Worker | None = None
+        for attempt in range(3):
+            placed = worker = await self.pool.place(profile, dedicated)
+            worker.actors.add(actor.id)
             try:
-                assert self._nursery is not None
-                self._nursery.start_soon(task)
-            except RuntimeError:  # the nursery is closed: shutting down
-                box.put(outcome.Error(trio.RunFinishedError("the daemon is shutting down")))
+                answer = await worker.call("load", {"actor": actor.id, "path": str(manifest.component),
+                                                    "source": source})
+            except WorkerDied as exc:
+                worker.actors.discard(actor.id)
+                if attempt == 2:
+                    raise ActorFailed(f"its worker died while loading it: {exc}") from None
+                continue
+            except TheaterError:
+                self._unplace(actor, worker)
+                raise
+            break
+        assert placed is not None
+        handlers = answer.get("handlers") if isinstance(answer, dict) else None
+        if not isinstance(handlers, list) or not all(isinstance(h, str) for h in handlers):
+            self.pool.kill(placed, "the worker sent an invalid answer to load")
+            raise ActorFailed("its worker sent an invalid answer")
+        actor.worker = placed
+        actor.handlers = frozenset(handlers)
+        return placed
 
-        calls = self.call_soon
-        if calls is None:
-            raise trio.RunFinishedError("the daemon is not running")
-        calls(start)
-        calls.flush_held()  # held calls of this job (and ``start``) go to the loop now, in order
-        return box.get().unwrap()
+    def _unplace(self, actor: Actor, worker: Worker | None = None) -> None:
+        """Take the actor off its worker (a dedicated worker ends with its actor)."""
+        worker = worker or actor.worker
+        actor.worker = None
+        if worker is None:
+            return
+        worker.actors.discard(actor.id)
+        if worker.dedicated:
+            self.pool.kill(worker, "its actor is gone")
+        elif worker.alive and self._nursery is not None:
+            self._nursery.start_soon(_unload, worker, actor.id)
 
-    def _call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+    def _profile(self, manifest: Manifest) -> tuple[Profile, bool]:
+        dedicated = getattr(manifest, "isolation", "shared") == "dedicated"
+        limit = getattr(manifest, "memory_limit", None)
+        sandbox = getattr(manifest, "sandbox", None)
+        read = tuple(str(p) for p in getattr(sandbox, "read", ()) or ())
+        write = tuple(str(p) for p in getattr(sandbox, "write", ()) or ())
+        network = bool(getattr(sandbox, "network", False))
+        default = self.pool.default_profile
+        profile = Profile(
+            memory_limit=limit if isinstance(limit, int) and limit > 0 else default.memory_limit,
+            read=default.read + read,
+            write=default.write + write,
+            network=network or default.network,
+        )
+        return profile, dedicated
+
+    async def _component_source(self, path: Path) -> bytes:
+        return await trio.to_thread.run_sync(read_component, path)
+
+    async def _host_call(self, worker: Worker, args: dict[str, Any]) -> Any:
+        """A handler in ``worker`` called the message-server host API."""
+        actor_id = args.get("actor")
+        actor = self.actors.get(actor_id) if isinstance(actor_id, str) else None
+        job = actor.job if actor is not None else None
+        if actor is None or job is None or job.worker is not worker:
+            raise BadInput("the message server is only available inside a handler (not in init)")
+        op = args.get("op")
+        msg = args.get("msg", b"")
+        if not isinstance(msg, bytes):
+            raise BadInput("msg must be bytes")
+        timeout = args.get("timeout")
+        job.in_host += 1
         try:
-            assert self.call_soon is not None
-            self.call_soon(fn, *args)
-        except trio.RunFinishedError:
-            pass
+            if op == "send":
+                await self._outbox_send(job, _text(args, "target"), msg, timeout)
+                return None
+            self._flush(job)
+            if op == "request":
+                return await self.request(actor, _text(args, "target"), msg, timeout)
+            if op == "open-channel":
+                return await self.channels.open_from_actor(actor, _text(args, "target"), msg, timeout)
+            if op == "send-on-channel":
+                await self.channels.send(actor, _text(args, "channel"), msg)
+                return None
+            if op == "close-channel":
+                await self.channels.close(actor, _text(args, "channel"))
+                return None
+            raise BadInput(f"unknown host operation {op!r}")
+        finally:
+            job.in_host -= 1
+
+    async def _outbox_send(self, job: Job, ref: str, msg: bytes, timeout: float | None) -> None:
+        """A handler's send: part of its handling's transaction (a transactional outbox).
+
+        The mailbox row and the sender's event are stored in the same group as the
+        handler's own event; the message reaches the target's mailbox once that group is
+        in the store's queue.  A nearly full target makes the sender wait for room first
+        (backpressure) without storing anything yet, so a crash cannot double it."""
+        sender = job.actor
+        data: dict[str, Any] = {"peer": ref, "size": len(msg)}
+        try:
+            target = self.live(ref)
+            data["peer"], data["peer_name"] = target.id, target.name
+            limit = self._timeout(timeout)
+            if target is not sender:
+                await self._wait_for_room(target, limit)
+        except TheaterError as exc:
+            data.update(outcome="error", error=str(exc))
+            self.emit(sender, "message-server/send", data, msg)
+            raise
+        if sender.job is not job:
+            raise NotFound(f"actor {sender.name} was stopped")
+        mail_id = next(self._mail_ids)
+        data["outcome"] = "ok"
+        job.ops.append(MailboxPut(mail_id, target.id, sender.id, msg))
+        self.emit(sender, "message-server/send", data, msg)
+        job.deliveries.append((target, Envelope(SEND, sender.id, msg, mail_id=mail_id)))
+
+    async def _wait_for_room(self, target: Actor, limit: float) -> None:
+        with trio.move_on_after(limit):
+            while target.status == RUNNING and (
+                target.replaying is not None or target.late
+                or target.mailbox_depth >= _capacity(target) // 2
+            ):
+                if target.room is None:
+                    target.room = trio.Event()
+                await target.room.wait()
+            if target.status != RUNNING:
+                raise NotFound(f"actor {target.name} is {target.status}")
+            return
+        raise Busy(f"mailbox full: actor {target.name} has {target.mailbox_depth} messages waiting")
+
+    def actor_log(self, actor: Actor, stream: str, text: str) -> None:
+        """Keep what an actor printed (or its handler errors), bounded, for ``logs``/``inspect``."""
+        lines = actor.log
+        for line in text.splitlines():
+            lines.append(f"{chain.iso_timestamp(chain.now_us())} {stream}: {line}")
+        if self.settings.debug:
+            log.info("actor %s %s: %s", actor.name, stream, text.rstrip())
+
+    def _worker_log(self, worker: Worker, actor_id: str, stream: str, text: str) -> None:
+        actor = self.actors.get(actor_id)
+        if actor is None or actor.id not in worker.actors:
+            log.info("%s %s: %s", worker.label(), stream, text.rstrip())
+            return
+        self.actor_log(actor, stream, text)
 
     def _deliver(self, deliveries: list[tuple[Actor, Envelope]]) -> None:
-        """Event loop: hand outbox sends to their mailboxes, in order, waiting where full."""
+        """Hand outbox sends to their mailboxes, in order; a full one keeps them in ``late``."""
         for target, env in deliveries:
             if target.replaying is None and not target.late:
                 try:
@@ -651,6 +969,7 @@ class Runtime:
             target.late.clear()
         finally:
             target.late_drained.set()
+            _room(target)
 
     def _undeliverable(self, target: Actor, envs: list[Envelope]) -> None:
         """Outbox sends that found the target's mailbox closed.  A stop that cleared the
@@ -662,133 +981,8 @@ class Runtime:
             if ops:
                 self.store.submit(ops)
 
-    def outbox_send(self, sender: Actor, pending: _PendingWrites, ref: str, msg: bytes) -> bool:
-        """Worker thread: record a handler's send in its batch (a transactional outbox).
-
-        The mailbox row and the sender's event commit together with the handler's own
-        event; the message reaches the target's mailbox right after they are submitted.
-        Returns False when the slow path must be used (target busy, replaying, unknown...).
-        """
-        target = self.actors.get(ref) or self.names.get(ref)
-        if target is None or target.status != RUNNING or target.replaying is not None or target.late:
-            return False
-        rx = target.mailbox_rx
-        if rx is None:
-            return False
-        stats = rx.statistics()
-        if stats.current_buffer_used >= stats.max_buffer_size // 2:
-            return False  # nearly full: take the slow path, which applies backpressure
-        mail_id = next(self._mail_ids)
-        data = {"peer": target.id, "peer_name": target.name, "size": len(msg), "outcome": "ok"}
-        with sender.lock:
-            if sender.abandoned:
-                raise ms.MessageServerError(f"actor {sender.name} was stopped")
-            ev = self._event(sender, "message-server/send", data, msg)
-            pending.add([MailboxPut(mail_id, target.id, sender.id, msg), PutEvent(ev)], None)
-            pending.deliveries.append((target, Envelope(SEND, sender.id, msg, mail_id=mail_id)))
-        return True
-
-    def _fail_rest(self, actor: Actor, envs: list[Envelope]) -> None:
-        for env in envs:
-            if env.reply is not None:
-                env.reply.fail(self._not_handled(actor))
-
-    def _run_one(self, actor: Actor, env: Envelope,
-                 pending: _PendingWrites) -> tuple[str, Callable[[], None]] | None:
-        """Worker thread: handle one envelope completely.
-
-        After a crash, returns the reason and the function that tells the caller (the
-        mailbox task calls it once the restart policy has been applied)."""
-        kind = env.kind
-        fn_name, etype = _HANDLERS[kind]
-        if kind in (SEND, REQUEST, CH_OPEN):
-            params: Any = (env.payload,)
-        elif kind == CH_MESSAGE:
-            params = (env.channel.id, env.payload)
-        else:
-            params = (env.channel.id,)
-        data: dict[str, Any] = {"peer": env.sender, "size": len(env.payload)}
-        peer = self.actors.get(env.sender)
-        if peer is not None:
-            data["peer_name"] = peer.name
-        if env.channel is not None:
-            data["channel"] = env.channel.id
-        fn = getattr(actor.module, fn_name, None)
-        crash: str | None = None
-        error: str | None = None
-        result_value: Any = None
-        new_state = actor.state
-        accept: ms.ChannelAccept | None = None
-        if fn is None:
-            if kind == CH_OPEN:
-                accept = ms.ChannelAccept(False, b"actor does not accept channels")
-            elif kind in (SEND, REQUEST):
-                noun = "messages" if kind == SEND else "requests"
-                error = f"actor {actor.name} does not handle {noun}"
-            # a missing channel message/close handler: nothing to call; still recorded
-        else:
-            info = ms.ChannelInfo(env.channel.id, env.sender) if kind == CH_OPEN else None
-            actor.current, actor.busy_since = fn_name, time.monotonic()
-            try:
-                raw = self._invoke(actor, fn, actor.state, params, info, pending)
-                new_state, result_value = _unpack(raw, kind, fn_name)
-                if kind == CH_OPEN:
-                    accept = result_value
-            except Busy as exc:
-                error = str(exc)
-            except (HandlerContractError, SystemExit, KeyboardInterrupt, MemoryError, RecursionError) as exc:
-                crash = f"{fn_name} crashed: {_describe(exc, self.settings.debug)}"
-                error = f"actor {actor.name} {crash}"
-            except BaseException as exc:  # noqa: BLE001 - actor code may raise anything
-                error = _describe(exc, self.settings.debug)
-                if self.settings.debug:
-                    log.warning("actor %s: %s raised:\n%s", actor.name, fn_name, traceback.format_exc())
-            finally:
-                actor.current = None
-
-        reply = env.reply
-        with actor.lock:
-            if actor.abandoned:  # stop gave up on this handler: its result is dropped
-                if reply is not None:
-                    self._call_soon(reply.fail, self._not_handled(actor))
-                return None
-            if error is None:
-                actor.state = new_state
-                data["outcome"] = "ok"
-            else:
-                data["outcome"] = "error"
-                data["error"] = error
-            if kind == CH_OPEN:
-                data["accepted"] = bool(accept and accept.accepted and error is None)
-            actor.handled += 1
-            h = state_hash(actor.state)
-            data["state_hash"] = _hex(h)
-            if reply is not None and reply.abandoned:
-                data["reply"] = "discarded: the caller timed out"
-            ev = self._event(actor, etype, data, env.payload)
-            ops: list[Op] = [PutEvent(ev), PutState(actor.id, h, actor.state, actor.handled)]
-            if env.mail_id is not None:
-                ops.append(MailboxDelete(env.mail_id))
-            actor.batch_done += 1
-
-            settle: Callable[[], None]
-            if kind == CH_OPEN:
-                channel = env.channel
-                settle = lambda: self._opened(channel, reply, accept, error)  # noqa: E731
-            elif reply is None:
-                settle = _nothing
-            elif error is not None:
-                settle = lambda: reply.fail(ActorFailed(error))  # noqa: E731
-            else:
-                settle = lambda: reply.set(result_value)  # noqa: E731
-            pending.add(ops, None if crash is not None else (reply, settle))
-            if crash is not None:
-                pending.flush()
-                return crash, settle
-        return None
-
     def _opened(self, channel: Any, reply: ReplySlot | None, accept: Any, error: str | None) -> None:
-        """Event loop: the target decided on a channel open and its event is stored."""
+        """The target decided on a channel open and its event is stored."""
         if channel.state == "closed":  # closed while the target was deciding
             if reply is not None:
                 reply.fail(ActorFailed(f"channel {channel.id} was closed while it was being opened"))
@@ -804,17 +998,19 @@ class Runtime:
             else:
                 reply.set(accept)
 
-    async def _after_crash(self, actor: Actor, crash: str) -> None:
+    async def _after_crash(self, actor: Actor, crash: str, ops: list[Op] | None = None) -> None:
         """Apply the manifest's restart policy after a crash, and record what happened."""
-        ops = self._after_crash_ops(actor, crash)
+        self.actor_log(actor, "crash", crash)
+        ops = (ops or []) + self._after_crash_ops(actor, crash)
+        self._unplace(actor)
         if actor.status != FAILED:
             try:
-                actor.module = await self.workers.run(_load_module, actor.id, actor.manifest.component)
+                await self._host_actor(actor)
             except trio.Cancelled:
                 self.store.submit(ops)
                 raise
-            except BaseException as exc:  # noqa: BLE001
-                self._fail_actor(actor, f"restart failed: {_describe(exc, self.settings.debug)}", ops)
+            except TheaterError as exc:
+                self._fail_actor(actor, f"restart failed: {exc}", ops)
             else:
                 ops.append(PutEvent(self._event(actor, "runtime/restart", {
                     "attempt": actor.restart_count, "reason": crash})))
@@ -827,12 +1023,13 @@ class Runtime:
         ops.append(SetStatus(actor.id, FAILED, reason))
         if actor.mailbox_tx is not None:
             actor.mailbox_tx.close()
+        self._unplace(actor)
         assert self._nursery is not None
         self._nursery.start_soon(self.channels.close_for_actor, actor, f"actor {actor.name} failed")
 
     def _after_crash_ops(self, actor: Actor, crash: str) -> list[Op]:
-        """Record the crash; count it against the restart policy, failing the actor past it."""
-        ops: list[Op] = [PutEvent(self._event(actor, "runtime/crash", {"reason": crash}))]
+        """Count the crash against the restart policy, failing the actor past it."""
+        ops: list[Op] = []
         manifest = actor.manifest
         now = time.monotonic()
         while actor.restarts and now - actor.restarts[0] > manifest.restart_window:
@@ -853,11 +1050,22 @@ class Runtime:
     # chain helpers
 
     def _event(self, actor: Actor, type: str, data: dict[str, Any], payload: bytes | None = None) -> StoredEvent:
-        """Append an event to the actor's chain (any thread; the head is guarded by its lock)."""
-        with actor.lock:
-            ev = chain.make_event(actor.id, actor.head, type, data, payload)
-            actor.head = chain.head_after(ev)
+        """Append an event to the actor's chain (the caller stores it, in chain order)."""
+        ev = chain.make_event(actor.id, actor.head, type, data, payload)
+        actor.head = chain.head_after(ev)
         return ev
+
+    def emit(self, actor: Actor | None, type: str, data: dict[str, Any], payload: bytes | None = None) -> None:
+        """Record an event of ``actor`` (none for external senders): in the store group of
+        the handler it runs now, if any, else on its own."""
+        if actor is None:
+            return
+        op = PutEvent(self._event(actor, type, data, payload))
+        job = actor.job
+        if job is not None:
+            job.ops.append(op)
+        else:
+            self.store.submit([op])
 
     async def _commit(self, ops: list[Op]) -> None:
         done = trio.Event()
@@ -1010,11 +1218,11 @@ class Runtime:
         except TheaterError as exc:
             if sender is not None:
                 data.update(outcome="timeout" if isinstance(exc, Timeout) else "error", error=str(exc))
-                self.store.submit(self.record(sender, "message-server/request", data, msg))
+                self.emit(sender, "message-server/request", data, msg)
             raise
         if sender is not None:
             data.update(outcome="ok", reply_size=len(reply))
-            self.store.submit(self.record(sender, "message-server/request", data, msg))
+            self.emit(sender, "message-server/request", data, msg)
         return reply
 
     async def request_start(self, sender: Actor | None, ref: str, msg: bytes, timeout: float | None) -> PendingRequest:
@@ -1066,68 +1274,11 @@ class Runtime:
         return [self.actor_view(a) for a in self.actors.values() if include_stopped or a.status != STOPPED]
 
 
-class _PendingWrites:
-    """A worker batch's store writes: submitted together (one commit, one wake-up),
-    before any host call of the next handler and at the end of the batch."""
+def _hex(h: bytes | None) -> str | None:
+    return None if h is None else h.hex()
 
-    __slots__ = ("store", "ops", "settles", "_state_at", "deliveries", "deliver", "call_soon")
 
-    def __init__(self, store: Store, deliver: Callable[[list[tuple[Actor, Envelope]]], None] | None = None,
-                 call_soon: Callable[..., None] | None = None) -> None:
-        self.store = store
-        self.ops: list[Op | None] = []
-        self.settles: list[tuple[ReplySlot | None, Callable[[], None]]] = []
-        self._state_at = -1
-        self.deliveries: list[tuple[Actor, Envelope]] = []  # outbox: sends to hand over once submitted
-        self.deliver = deliver  # on the event loop
-        self.call_soon = call_soon  # runs a function on the event loop, in order with this thread's others
-
-    def add(self, ops: list[Op], settle: tuple[ReplySlot | None, Callable[[], None]] | None) -> None:
-        for op in ops:
-            if isinstance(op, PutState):
-                # the states in between commit together with the last: only the last is kept
-                if self._state_at >= 0:
-                    self.ops[self._state_at] = None
-                self._state_at = len(self.ops)
-            self.ops.append(op)
-        if settle is not None and settle[1] is not _nothing:
-            self.settles.append(settle)
-
-    def flush(self, inline: bool = True) -> None:
-        """Submit what is pending; ``inline`` (worker threads) may commit on this thread."""
-        if not self.ops:
-            return
-        ops: list[Op] = [op for op in self.ops if op is not None]
-        settles, deliveries, deliver = self.settles, self.deliveries, self.deliver
-        self.ops, self.settles, self._state_at, self.deliveries = [], [], -1, []
-        hand_over = _nothing
-        if deliveries and deliver is not None and self.call_soon is not None:
-            # Outbox sends go to their mailboxes right after the submit (the writer stores
-            # their rows before any handling of them), in order with this thread's later
-            # calls into the loop (a host call that follows them), and in any case before
-            # a reply of this batch goes out (its commit may come first): whoever hears
-            # back from the sender may count on the sends being queued.
-            handed = False
-
-            def hand_over() -> None:
-                nonlocal handed
-                if not handed:
-                    handed = True
-                    deliver(deliveries)
-
-        if not settles and hand_over is _nothing:
-            self.store.submit(ops, inline=inline)
-            return
-
-        def done(w: Any) -> None:  # on the event loop, once the batch is committed
-            hand_over()
-            for reply, settle in settles:
-                _settle(w, reply, settle)
-
-        self.store.submit(ops, self.store.waiter(done), inline=inline)
-        if hand_over is not _nothing:
-            assert self.call_soon is not None
-            self.call_soon(hand_over)
+_Outcome = tuple[list[Envelope], str | None, Callable[[], None]]  # (handle again, crash, tell the caller)
 
 
 def _take(rx: Any, backlog: deque[Envelope]) -> Envelope | None:
@@ -1140,158 +1291,47 @@ def _take(rx: Any, backlog: deque[Envelope]) -> Envelope | None:
         return None
 
 
-_Crash = tuple[int, str, Callable[[], None]]  # (envelopes done, reason, tell the caller)
-
-
 def _nothing() -> None:
     pass
 
 
-def _settle(waiter: Any, reply: ReplySlot | None, settle: Callable[[], None]) -> None:
-    if waiter.error is not None:
-        if reply is not None:
-            reply.fail(InternalError(f"cannot write the store: {waiter.error}"))
-    else:
+def _settle_after(waiter: Any, reply: ReplySlot | None, settle: Callable[[], None]) -> None:
+    if waiter.error is None:
         settle()
+    elif reply is not None:  # the caller must not believe what was not stored
+        reply.fail(InternalError(f"cannot write the store: {waiter.error}"))
 
 
-class ActorHost:
-    """The message-server host for one actor's handler, called on its worker thread."""
-
-    __slots__ = ("runtime", "actor", "actor_id", "pending")
-
-    def __init__(self, runtime: Runtime, actor: Actor, pending: _PendingWrites | None = None) -> None:
-        self.runtime = runtime
-        self.actor = actor
-        self.actor_id = actor.id
-        self.pending = pending
-
-    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        with self.actor.lock:
-            if self.actor.abandoned:
-                raise ms.MessageServerError(f"actor {self.actor.name} was stopped")
-            if self.pending is not None:
-                self.pending.flush()  # earlier events of this batch go to the store first
-        try:
-            return self.runtime.run_from_thread(fn, *args)
-        except TheaterError as exc:
-            raise ms.MessageServerError(str(exc)) from None
-        except (trio.RunFinishedError, trio.Cancelled):
-            raise ms.MessageServerError("the daemon is shutting down") from None
-
-    def send(self, actor_id: str, msg: bytes, timeout: float | None) -> None:
-        if self.pending is not None and self.runtime.outbox_send(self.actor, self.pending, actor_id, msg):
-            return
-        self._call(self.runtime.send, self.actor, actor_id, msg, timeout)
-
-    def request(self, actor_id: str, msg: bytes, timeout: float | None) -> bytes:
-        return self._call(self.runtime.request, self.actor, actor_id, msg, timeout)
-
-    def open_channel(self, actor_id: str, initial_msg: bytes, timeout: float | None) -> str:
-        return self._call(self.runtime.channels.open_from_actor, self.actor, actor_id, initial_msg, timeout)
-
-    def send_on_channel(self, channel_id: str, msg: bytes) -> None:
-        self._call(self.runtime.channels.send, self.actor, channel_id, msg)
-
-    def close_channel(self, channel_id: str) -> None:
-        self._call(self.runtime.channels.close, self.actor, channel_id)
+def _room(actor: Actor) -> None:
+    """Wake the senders waiting for room in ``actor``'s mailbox."""
+    room, actor.room = actor.room, None
+    if room is not None:
+        room.set()
 
 
-# ----------------------------------------------------------------------
-# helpers
+def _capacity(actor: Actor) -> int:
+    if actor.mailbox_tx is None:
+        return 0
+    return int(actor.mailbox_tx.statistics().max_buffer_size)
 
 
-_CODE_CACHE: dict[tuple[str, int, int], Any] = {}
-_CODE_LOCK = threading.Lock()
+def _text(args: dict[str, Any], key: str) -> str:
+    value = args.get(key)
+    if not isinstance(value, str):
+        raise BadInput(f"{key} must be text")
+    return value
 
 
-def _component_code(path: Path) -> Any:
-    """The component's compiled code, compiled once per file version (path, mtime, size)."""
-    info = path.stat()
-    key = (str(path), info.st_mtime_ns, info.st_size)
-    with _CODE_LOCK:
-        code = _CODE_CACHE.get(key)
-    if code is None:
-        code = compile(path.read_bytes(), str(path), "exec")
-        with _CODE_LOCK:
-            _CODE_CACHE[key] = code
-    return code
-
-
-def _load_module(actor_id: str, path: Path) -> ModuleType:
-    """A fresh module instance for one actor (runs on a worker thread).
-
-    Each actor gets its own module namespace (its globals are its own), but actors of
-    the same component share the compiled code.
-    """
-    mod_name = f"theater_actor_{actor_id.replace('-', '')}"
-    module = ModuleType(mod_name)
-    module.__file__ = str(path)
-    sys.modules[mod_name] = module
+async def _unload(worker: Worker, actor_id: str) -> None:
     try:
-        exec(_component_code(path), module.__dict__)  # noqa: S102 - running actor code is the job
-    finally:
-        sys.modules.pop(mod_name, None)
-    return module
+        await worker.call("unload", {"actor": actor_id})
+    except (WorkerDied, TheaterError):
+        pass
 
 
-def _describe(exc: BaseException, debug: bool = False) -> str:
-    text = str(exc).strip()
-    if isinstance(exc, ms.MessageServerError) and text:
-        return text.splitlines()[0] if not debug else text
-    if not isinstance(exc, Exception):
-        return f"{type(exc).__name__}({text})" if text else type(exc).__name__
-    if not text:
-        text = type(exc).__name__
-    elif not isinstance(exc, (ActorFailed,)):
-        text = text.splitlines()[0] if not debug else text
-    if debug:
-        return f"{type(exc).__name__}: {text}"
-    return text
-
-
-def _hex(h: bytes | None) -> str | None:
-    return None if h is None else h.hex()
-
-
-class HandlerContractError(Exception):
-    """A handler returned something that does not fit the spec's signature: a crash."""
-
-
-def _as_state(value: Any, fn_name: str) -> bytes | None:
-    if value is None or isinstance(value, bytes):
-        return value
-    if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
-    raise HandlerContractError(f"{fn_name} returned a state of type {type(value).__name__}; expected bytes or None")
-
-
-def _unpack_state(result: Any, fn_name: str) -> bytes | None:
-    if not isinstance(result, tuple) or len(result) != 1:
-        raise HandlerContractError(f"{fn_name} must return a 1-tuple (new_state,), got {_short(result)}")
-    return _as_state(result[0], fn_name)
-
-
-def _unpack(result: Any, kind: str, fn_name: str) -> tuple[bytes | None, Any]:
-    """Check a handler's return value against the spec's signature."""
-    if kind in (SEND, CH_MESSAGE, CH_CLOSE):
-        return _unpack_state(result, fn_name), None
-    if not isinstance(result, tuple) or len(result) != 2 or not isinstance(result[1], tuple) or len(result[1]) != 1:
-        shape = "(new_state, (reply,))" if kind == REQUEST else "(new_state, (ChannelAccept,))"
-        raise HandlerContractError(f"{fn_name} must return {shape}, got {_short(result)}")
-    state = _as_state(result[0], fn_name)
-    value = result[1][0]
-    if kind == REQUEST:
-        if isinstance(value, str):
-            value = value.encode()
-        if not isinstance(value, (bytes, bytearray, memoryview)):
-            raise HandlerContractError(f"{fn_name} returned a reply of type {type(value).__name__}; expected bytes")
-        return state, bytes(value)
-    if not isinstance(value, ms.ChannelAccept):
-        raise HandlerContractError(f"{fn_name} must return a ChannelAccept, got {type(value).__name__}")
-    return state, value
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+def read_component(path: Path) -> bytes:
+    """The component file's bytes (read off the event loop)."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise BadInput(f"cannot read component {path}: {exc.strerror}") from None

@@ -126,13 +126,14 @@ def listener_from_fd(fd: int) -> trio.SocketListener:
     return trio.SocketListener(sock)
 
 
-def peer_uid(stream: trio.SocketStream) -> int | None:
+def peer_creds(stream: trio.SocketStream) -> tuple[int, int] | None:
+    """The peer's (pid, uid), from ``SO_PEERCRED``."""
     try:
         creds = stream.socket.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, struct.calcsize("3i"))
     except OSError:
         return None
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return int(uid)
+    pid, uid, _gid = struct.unpack("3i", creds)
+    return int(pid), int(uid)
 
 
 class Server:
@@ -405,10 +406,16 @@ class Connection:
 
     async def run(self) -> None:
         if self.settings.check_peer:
-            uid = peer_uid(self.stream)
-            if uid is not None and uid != os.getuid():
-                log.warning("refused a connection from uid %s", uid)
+            creds = peer_creds(self.stream)
+            if creds is not None and creds[1] != os.getuid():
+                log.warning("refused a connection from uid %s", creds[1])
                 await self._fatal(ErrorCode.UNAVAILABLE, "permission denied: this daemon belongs to another user")
+                return
+            if creds is not None and self.server.runtime.pool.is_worker_process(creds[0]):
+                # Landlock does not cover connecting to a Unix socket by path: actor code must
+                # not reach the daemon's socket
+                log.warning("refused a connection from worker process %s", creds[0])
+                await self._fatal(ErrorCode.UNAVAILABLE, "permission denied: actor code cannot connect to the daemon")
                 return
         if self.server.connections > self.settings.max_connections:
             await self._fatal(ErrorCode.BUSY, f"busy: the daemon already has {self.settings.max_connections} connections")

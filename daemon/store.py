@@ -35,7 +35,7 @@ from .chain import FORMAT_VERSION, HASH_ALG, Head, StoredEvent
 
 log = logging.getLogger("theaterd.store")
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 DB_NAME: Final = "theater.db"
 MAX_GROUP: Final = 4096  # batches per transaction
 # The write connection never checkpoints (copying the WAL back into the database,
@@ -71,10 +71,25 @@ CREATE TABLE IF NOT EXISTS mailbox (
     id INTEGER PRIMARY KEY,
     actor TEXT NOT NULL,
     sender TEXT NOT NULL,
-    payload BLOB NOT NULL
+    payload BLOB NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS mailbox_by_actor ON mailbox (actor, id);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY,
+    actor TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    attempts INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    ts INTEGER NOT NULL
+);
 """
+
+# what each older format needs to become the current one
+_MIGRATIONS: dict[str, list[str]] = {
+    "1": ["ALTER TABLE mailbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0"],
+}
 
 
 class StoreError(Exception):
@@ -135,13 +150,45 @@ class MailboxDelete:
 
 
 @dataclass(frozen=True, slots=True)
+class MailboxAttempt:
+    """A stored message crashed its actor ``attempts`` times so far."""
+
+    id: int
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Move a stored message to the dead letters: it will not be delivered again."""
+
+    id: int
+    reason: str
+    attempts: int
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRetry:
+    """Put a dead letter back into its actor's mailbox as message ``mail_id``."""
+
+    id: int
+    mail_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterDrop:
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
 class MailboxClear:
     """Every stored message still waiting for ``actor`` (stopped: they will never be handled)."""
 
     actor: str
 
 
-Op = PutEvent | PutState | PutActor | SetStatus | MailboxPut | MailboxDelete | MailboxClear
+Op = (PutEvent | PutState | PutActor | SetStatus | MailboxPut | MailboxDelete | MailboxClear | MailboxAttempt
+      | DeadLetter | DeadLetterRetry | DeadLetterDrop)
 
 
 def _apply(db: sqlite3.Connection, op: Op) -> None:
@@ -174,6 +221,24 @@ def _apply(db: sqlite3.Connection, op: Op) -> None:
         )
     elif isinstance(op, SetStatus):
         db.execute("UPDATE actors SET status = ?, reason = ? WHERE id = ?", (op.status, op.reason, op.actor))
+    elif isinstance(op, MailboxAttempt):
+        db.execute("UPDATE mailbox SET attempts = ? WHERE id = ?", (op.attempts, op.id))
+    elif isinstance(op, DeadLetter):
+        db.execute(
+            "INSERT INTO dead_letters (id, actor, sender, payload, attempts, reason, ts)"
+            " SELECT id, actor, sender, payload, ?, ?, ? FROM mailbox WHERE id = ?",
+            (op.attempts, op.reason, op.ts, op.id),
+        )
+        db.execute("DELETE FROM mailbox WHERE id = ?", (op.id,))
+    elif isinstance(op, DeadLetterRetry):
+        db.execute(
+            "INSERT INTO mailbox (id, actor, sender, payload, attempts)"
+            " SELECT ?, actor, sender, payload, 0 FROM dead_letters WHERE id = ?",
+            (op.mail_id, op.id),
+        )
+        db.execute("DELETE FROM dead_letters WHERE id = ?", (op.id,))
+    elif isinstance(op, DeadLetterDrop):
+        db.execute("DELETE FROM dead_letters WHERE id = ?", (op.id,))
     else:  # pragma: no cover - exhaustive
         raise TypeError(op)
 
@@ -201,6 +266,18 @@ class MailRow:
     actor: str
     sender: str
     payload: bytes
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRow:
+    id: int
+    actor: str
+    sender: str
+    payload: bytes
+    attempts: int
+    reason: str
+    ts: int
 
 
 class _Waiter:
@@ -258,6 +335,13 @@ class Store:
                 if "meta" in existing:
                     meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
                     version = meta.get("schema_version")
+                    if version in _MIGRATIONS:
+                        db.execute("BEGIN")
+                        for statement in _MIGRATIONS[version]:
+                            db.execute(statement)
+                        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+                        db.execute("COMMIT")
+                        version = str(SCHEMA_VERSION)
                     if version != str(SCHEMA_VERSION):
                         raise StoreError(
                             f"{self.path} has store format {version!r}, this theaterd reads"
@@ -445,7 +529,21 @@ class Store:
 
     def load_mailbox(self) -> list[MailRow]:
         db = self._reader()
-        return [MailRow(*r) for r in db.execute("SELECT id, actor, sender, payload FROM mailbox ORDER BY id")]
+        return [MailRow(*r) for r in db.execute("SELECT id, actor, sender, payload, attempts FROM mailbox ORDER BY id")]
+
+    def dead_letters(self, actor: str | None = None) -> list[DeadLetterRow]:
+        db = self._reader()
+        sql = "SELECT id, actor, sender, payload, attempts, reason, ts FROM dead_letters"
+        rows = db.execute(sql + " WHERE actor = ? ORDER BY id" if actor else sql + " ORDER BY id",
+                          (actor,) if actor else ())
+        return [DeadLetterRow(*r) for r in rows]
+
+    def max_mail_id(self) -> int:
+        """The highest message id ever stored (dead letters keep theirs)."""
+        row = self._reader().execute(
+            "SELECT max(m) FROM (SELECT max(id) AS m FROM mailbox UNION ALL SELECT max(id) FROM dead_letters)"
+        ).fetchone()
+        return int(row[0] or 0)
 
     def events(
         self,

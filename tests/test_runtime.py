@@ -183,14 +183,14 @@ async def test_handler_error_is_the_callers_error_and_the_actor_keeps_serving(tm
     async with hosted_runtime(tmp_path / "home") as rt:
         await rt.spawn(str(write_actor(tmp_path, "flaky", FLAKY)))
         assert await request_json(rt, "flaky", {}) == {"n": 1}
-        with pytest.raises(ActorFailed, match=r"^bad thing 42$"):
+        with pytest.raises(ActorFailed, match=r"^ValueError: bad thing 42$"):
             await rt.request(None, "flaky", b'{"fail": "bad thing 42"}')
         assert state_of(rt, "flaky") == {"n": 1}  # a failed handler does not change the state
         assert await request_json(rt, "flaky", {}) == {"n": 2}
 
         events = of_type(await chain_events(rt, "flaky"), "message-server/handle-request")
         assert [e["data"]["outcome"] for e in events] == ["ok", "error", "ok"]
-        assert events[1]["data"]["error"] == "bad thing 42"
+        assert events[1]["data"]["error"] == "ValueError: bad thing 42"
         assert "error" not in events[0]["data"]
         assert rt.resolve("flaky").status == RUNNING
 
@@ -203,7 +203,7 @@ async def test_send_handler_error_is_recorded_and_the_mailbox_row_removed(tmp_pa
         assert await request_json(rt, "flaky", {}) == {"n": 2}
         events = of_type(await chain_events(rt, "flaky"), "message-server/handle-send")
         assert [e["data"]["outcome"] for e in events] == ["error", "ok"]
-        assert events[0]["data"]["error"] == "cannot take this"
+        assert events[0]["data"]["error"] == "ValueError: cannot take this"
         assert rt.store.load_mailbox() == []
 
 
@@ -233,7 +233,10 @@ async def test_handler_returning_the_wrong_shape_crashes_the_actor(tmp_path: Pat
         with pytest.raises(ActorFailed, match=rf"^actor flaky has failed: {crash}$"):
             await rt.request(None, "flaky", b"{}")
         events = await chain_events(rt, "flaky")
-        assert [e["type"] for e in events][-2:] == ["message-server/handle-request", "runtime/crash"]
+        # a crashed handling changed nothing: only the crash is recorded, naming the handler
+        assert [e["type"] for e in events][-2:] == ["runtime/spawn", "runtime/crash"]
+        assert events[-1]["data"]["handler"] == "handle_request"
+        assert events[-1]["data"]["reason"].startswith("handle_request crashed: ")
 
 
 async def test_on_failure_restart_keeps_the_actor_serving(tmp_path: Path) -> None:
@@ -505,16 +508,16 @@ async def test_spawn_errors(tmp_path: Path) -> None:
 async def test_init_that_raises_fails_the_spawn_and_frees_the_name(tmp_path: Path) -> None:
     async with hosted_runtime(tmp_path / "home") as rt:
         bad = write_actor(tmp_path, "starter", BAD_INIT)
-        with pytest.raises(ActorFailed, match=r"^actor starter failed to start: init exploded$"):
+        with pytest.raises(ActorFailed, match=r"^actor starter failed to start: RuntimeError: init exploded$"):
             await rt.spawn(str(bad))
         failed = rt.resolve("starter")
         assert failed.status == FAILED
-        with pytest.raises(ActorFailed, match="actor starter has failed: failed to start: init exploded"):
+        with pytest.raises(ActorFailed, match="actor starter has failed: failed to start: RuntimeError: init exploded"):
             await rt.request(None, "starter", b"{}")
         events = await chain_events(rt, failed.id)
         assert [e["type"] for e in events] == ["runtime/spawn"]
         assert events[0]["data"]["outcome"] == "error"
-        assert events[0]["data"]["error"] == "failed to start: init exploded"
+        assert events[0]["data"]["error"] == "failed to start: RuntimeError: init exploded"
 
         # the name is free again for a working actor
         good = write_actor(tmp_path / "v2", "starter", GOOD_INIT)

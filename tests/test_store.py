@@ -152,16 +152,38 @@ def test_a_different_schema_version_is_refused(tmp_path: Path) -> None:
     Store(tmp_path).close()
     path = tmp_path / DB_NAME
     db = sqlite3.connect(path)
-    db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     db.commit()
     db.close()
     with pytest.raises(StoreError) as info:
         Store(tmp_path)
     message = str(info.value)
     assert str(path) in message
-    assert f"has store format '2', this theaterd reads format {SCHEMA_VERSION}" in message
+    assert f"has store format '99', this theaterd reads format {SCHEMA_VERSION}" in message
     # and the file was left alone
-    assert dict(db_rows(path, "SELECT key, value FROM meta"))["schema_version"] == "2"
+    assert dict(db_rows(path, "SELECT key, value FROM meta"))["schema_version"] == "99"
+
+
+def test_a_format_1_store_is_migrated_and_keeps_its_mailbox(tmp_path: Path) -> None:
+    Store(tmp_path).close()
+    path = tmp_path / DB_NAME
+    db = sqlite3.connect(path)
+    db.executescript(
+        "DROP TABLE mailbox; DROP TABLE dead_letters;"
+        "CREATE TABLE mailbox (id INTEGER PRIMARY KEY, actor TEXT NOT NULL, sender TEXT NOT NULL, payload BLOB NOT NULL);"
+        "INSERT INTO mailbox VALUES (7, 'a', 'external', x'7b7d');"
+        "UPDATE meta SET value = '1' WHERE key = 'schema_version';"
+    )
+    db.commit()
+    db.close()
+    store = Store(tmp_path)
+    try:
+        (row,) = store.load_mailbox()
+        assert (row.id, row.actor, row.payload, row.attempts) == (7, "a", b"{}", 0)
+        assert store.dead_letters() == []
+    finally:
+        store.close()
+    assert dict(db_rows(path, "SELECT key, value FROM meta"))["schema_version"] == str(SCHEMA_VERSION)
 
 
 # ----------------------------------------------------------------------

@@ -1,0 +1,147 @@
+"""Loading actor modules and calling their handlers, inside a worker process.
+
+A handler's outcome is one of four, reported to the daemon as a plain map
+(see :func:`call_handler`):
+
+* ``ok``: it returned a value of the spec's shape; ``state`` is the new state,
+  ``value`` the reply (requests) and ``accepted``/``value`` the channel decision.
+* ``error``: it raised an ordinary exception.  ``error`` is ``"Type: message"``
+  and ``traceback`` holds the actor's own frames only.  The actor keeps serving.
+* ``crash``: it broke the contract (wrong return shape) or raised ``SystemExit``,
+  ``KeyboardInterrupt``, ``MemoryError`` or ``RecursionError``.  The daemon applies
+  the restart policy.
+* ``missing``: the module has no such handler.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import traceback
+from types import ModuleType, TracebackType
+from typing import Any
+
+from actors import message_server as ms
+
+HANDLER_NAMES = (
+    "init",
+    "handle_send",
+    "handle_request",
+    "handle_channel_open",
+    "handle_channel_message",
+    "handle_channel_close",
+)
+
+#: handlers whose result carries a second element (the reply or the channel decision)
+_WITH_VALUE = frozenset({"handle_request", "handle_channel_open"})
+
+_CRASHES = (SystemExit, KeyboardInterrupt, MemoryError, RecursionError)
+
+_code_cache: dict[bytes, Any] = {}
+
+
+class HandlerContractError(Exception):
+    """A handler returned something that does not fit the spec's signature: a crash."""
+
+
+def load_module(actor_id: str, path: str, source: bytes) -> ModuleType:
+    """A fresh module instance for one actor.
+
+    Actors of the same component share the compiled code (cached by the source's
+    hash), never their globals.  The module is in ``sys.modules`` only while its
+    top level runs (so that dataclasses and the like can find it).
+    """
+    key = hashlib.sha256(source).digest()
+    code = _code_cache.get(key)
+    if code is None:
+        code = _code_cache[key] = compile(source, path, "exec")
+    mod_name = f"theater_actor_{actor_id.replace('-', '')}"
+    module = ModuleType(mod_name)
+    module.__file__ = path
+    sys.modules[mod_name] = module
+    try:
+        exec(code, module.__dict__)  # noqa: S102 - running actor code is the job
+    finally:
+        sys.modules.pop(mod_name, None)
+    return module
+
+
+def handlers_of(module: Any) -> list[str]:
+    """The handler names ``module`` defines (callables only)."""
+    return [name for name in HANDLER_NAMES if callable(getattr(module, name, None))]
+
+
+def describe(exc: BaseException) -> str:
+    """One line naming the exception's type and its message: ``KeyError: 'zz'``."""
+    if isinstance(exc, ms.MessageServerError):
+        text = str(exc).strip()
+        return f"MessageServerError: {text.splitlines()[0]}" if text else "MessageServerError"
+    text = str(exc).strip()
+    name = type(exc).__name__
+    if not text:
+        return name
+    return f"{name}: {text.splitlines()[0]}"
+
+
+def actor_traceback(exc: BaseException, path: str) -> str:
+    """The traceback of ``exc`` keeping only frames of the actor's own file."""
+    tb: TracebackType | None = exc.__traceback__
+    frames = [f for f in traceback.extract_tb(tb) if f.filename == path]
+    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
+    lines.extend(traceback.format_exception_only(type(exc), exc))
+    return "".join(lines)
+
+
+def call_handler(module: Any, path: str, fn_name: str, state: bytes | None, params: Any) -> dict[str, Any]:
+    """Run one handler and report its outcome as a map for the daemon."""
+    fn = getattr(module, fn_name, None)
+    if fn is None or not callable(fn):
+        return {"outcome": "missing"}
+    try:
+        raw = fn(state) if params is None else fn(state, params)
+        return {"outcome": "ok", **unpack(raw, fn_name)}
+    except HandlerContractError as exc:
+        return {"outcome": "crash", "error": f"{fn_name} crashed: {exc}"}
+    except _CRASHES as exc:
+        return {"outcome": "crash", "error": f"{fn_name} crashed: {describe(exc)}",
+                "traceback": actor_traceback(exc, path)}
+    except BaseException as exc:  # noqa: BLE001 - actor code may raise anything
+        return {"outcome": "error", "error": describe(exc), "traceback": actor_traceback(exc, path)}
+
+
+def _as_state(value: Any, fn_name: str) -> bytes | None:
+    if value is None or type(value) is bytes:
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise HandlerContractError(f"{fn_name} returned a state of type {type(value).__name__}; expected bytes or None")
+
+
+def unpack(result: Any, fn_name: str) -> dict[str, Any]:
+    """Check a handler's return value against the spec's signature."""
+    if fn_name not in _WITH_VALUE:
+        if not isinstance(result, tuple) or len(result) != 1:
+            raise HandlerContractError(f"{fn_name} must return a 1-tuple (new_state,), got {_short(result)}")
+        return {"state": _as_state(result[0], fn_name)}
+    if not isinstance(result, tuple) or len(result) != 2 or not isinstance(result[1], tuple) or len(result[1]) != 1:
+        shape = "(new_state, (reply,))" if fn_name == "handle_request" else "(new_state, (ChannelAccept,))"
+        raise HandlerContractError(f"{fn_name} must return {shape}, got {_short(result)}")
+    state = _as_state(result[0], fn_name)
+    value = result[1][0]
+    if fn_name == "handle_request":
+        if isinstance(value, str):
+            value = value.encode()
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise HandlerContractError(f"{fn_name} returned a reply of type {type(value).__name__}; expected bytes")
+        return {"state": state, "value": bytes(value)}
+    if not isinstance(value, ms.ChannelAccept):
+        raise HandlerContractError(f"{fn_name} must return a ChannelAccept, got {type(value).__name__}")
+    message = value.message
+    if message is not None and not isinstance(message, bytes):
+        message = _as_state(message, fn_name)
+    return {"state": state, "accepted": bool(value.accepted), "value": message}
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,420 @@
+"""Worker processes: start, configure, place actors on, watch, kill and replace.
+
+Theory of operation
+-------------------
+Actor code never runs in the daemon.  A worker is ``python -m daemon.worker``
+started from a fresh interpreter with one end of a socketpair (its *link*)
+and nothing else inherited; its first act is to confine itself (Landlock,
+``no_new_privs``, ``RLIMIT_AS``) as the daemon's ``configure`` call says.
+
+* *Shared* workers (``theaterd --workers N``) host any number of actors with
+  the default limits, least loaded first; a *dedicated* worker hosts one actor
+  (manifest ``isolation = "dedicated"``, or limits or sandbox rules of its own)
+  and ends with it.
+* Every link is read by one task.  Answers to the daemon's calls wake their
+  caller; a ``host`` call from a handler is handed to :attr:`WorkerPool.on_host`
+  in a task of its own; printed output goes to :attr:`WorkerPool.on_log`.
+* A worker is *dead* once its process has exited or its link broke (whichever
+  is seen first); then every call waiting on it raises :class:`WorkerDied`
+  with the reason, its actors are unplaced, and a shared worker is replaced.
+  The daemon treats everything a worker sends as untrusted input.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from . import wire
+from .errors import ErrorCode, TheaterError, error_from_code
+
+log = logging.getLogger("theaterd.workers")
+
+LINK_MAX_FRAME = 64 << 20
+#: how long a new worker may take to start and confine itself
+START_TIMEOUT = 30.0
+_PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+class WorkerDied(Exception):
+    """The worker hosting the call is gone; ``str(err)`` says why (exit code or signal)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What a worker is confined to.  Actors share a worker only with equal profiles."""
+
+    memory_limit: int | None = None
+    read: tuple[str, ...] = ()
+    write: tuple[str, ...] = ()
+    network: bool = False
+
+
+@dataclass(eq=False, slots=True)
+class _Pending:
+    """One daemon -> worker call waiting for its answer (and, for ``run``, its pushes)."""
+
+    done: trio.Event = field(default_factory=trio.Event)
+    result: Any = None
+    error: BaseException | None = None
+    pushes: Callable[[Any], None] | None = None  # takes each ``done`` push, for ``run``
+
+
+@dataclass(eq=False)
+class Worker:
+    """One worker process and its link."""
+
+    index: int
+    profile: Profile
+    dedicated: bool
+    process: Any = None  # trio.Process
+    stream: trio.SocketStream | None = None
+    pid: int = 0
+    sandbox: str = "none"
+    actors: set[str] = field(default_factory=set)
+    dead: str | None = None
+    kill_reason: str | None = None
+    died: trio.Event = field(default_factory=trio.Event)
+    scratch: str = ""
+    _calls: dict[int, _Pending] = field(default_factory=dict)
+    _next_id: int = 0
+    _send_lock: trio.Lock = field(default_factory=trio.Lock)
+
+    @property
+    def alive(self) -> bool:
+        return self.dead is None
+
+    def label(self) -> str:
+        return f"worker {self.index} (pid {self.pid})"
+
+    async def send(self, frame: wire.Frame) -> None:
+        if self.stream is None or self.dead is not None:
+            raise WorkerDied(self.dead or "the worker is not running")
+        data = wire.encode(frame, LINK_MAX_FRAME)
+        async with self._send_lock:
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                raise WorkerDied(self.dead or "the link to the worker broke") from None
+
+    async def call(self, op: str, args: dict[str, Any], pushes: Any = None) -> Any:
+        """Call the worker and wait for its answer; raises :class:`WorkerDied` or the
+        worker's error (as a :class:`TheaterError`)."""
+        self._next_id += 1
+        call_id = self._next_id
+        pending = _Pending(pushes=pushes)
+        self._calls[call_id] = pending
+        try:
+            await self.send(wire.Call(call_id, op, args))
+            await pending.done.wait()
+        finally:
+            self._calls.pop(call_id, None)
+        if pending.error is not None:
+            raise pending.error
+        return pending.result
+
+    def _fail_calls(self, reason: str) -> None:
+        for pending in list(self._calls.values()):
+            if not pending.done.is_set():
+                pending.error = WorkerDied(reason)
+                pending.done.set()
+        self._calls.clear()
+
+
+HostHandler = Callable[[Worker, dict[str, Any]], Awaitable[Any]]
+LogHandler = Callable[[Worker, str, str, str], None]
+
+
+def default_worker_count() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+class WorkerPool:
+    """The daemon's workers.  ``await nursery.start(pool.run)`` before placing actors."""
+
+    def __init__(self, shared: int, on_host: HostHandler, on_log: LogHandler, *,
+                 default_profile: Profile | None = None, scratch_root: str | None = None) -> None:
+        self.shared_count = max(1, shared)
+        self.on_host = on_host
+        self.on_log = on_log
+        self.default_profile = default_profile or Profile()
+        self.workers: list[Worker] = []  # alive or starting
+        self._index = 0
+        self._nursery: trio.Nursery | None = None
+        self._scratch_root = scratch_root
+        self.started = 0  # worker processes started so far (for views and tests)
+
+    # -- lifecycle ------------------------------------------------------
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Start the shared workers, then keep watching them until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            async with trio.open_nursery() as starting:
+                for _ in range(self.shared_count):
+                    starting.start_soon(self.start_worker, self.default_profile, False)
+            task_status.started()
+            await trio.sleep_forever()
+
+    def pids(self) -> set[int]:
+        return {w.pid for w in self.workers if w.pid}
+
+    def is_worker_process(self, pid: int) -> bool:
+        """True for a worker or any process descended from one (read from /proc)."""
+        pids = self.pids()
+        seen = 0
+        while pid > 1 and seen < 64:
+            if pid in pids:
+                return True
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                return False
+            # the command name may hold spaces and parentheses: the ppid follows the last ')'
+            fields = stat[stat.rfind(b")") + 2:].split()
+            pid = int(fields[1]) if len(fields) > 1 else 0
+            seen += 1
+        return False
+
+    async def start_worker(self, profile: Profile, dedicated: bool) -> Worker:
+        assert self._nursery is not None, "the pool is not running"
+        self._index += 1
+        worker = Worker(self._index, profile, dedicated)
+        self.workers.append(worker)
+        try:
+            await self._launch(worker)
+        except BaseException:
+            self._forget(worker, "the worker failed to start")
+            raise
+        return worker
+
+    async def _launch(self, worker: Worker) -> None:
+        assert self._nursery is not None
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        worker.scratch = tempfile.mkdtemp(prefix=f"theater-worker-{worker.index}-", dir=self._scratch_root)
+        env = {
+            "PATH": os.environ.get("PATH", os.defpath),
+            "PYTHONPATH": _PROJECT_ROOT,
+            "MALLOC_ARENA_MAX": "2",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONUNBUFFERED": "1",
+            "HOME": worker.scratch,
+            "TMPDIR": worker.scratch,
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+        }
+        try:
+            worker.process = await trio.lowlevel.open_process(
+                [sys.executable, "-s", "-m", "daemon.worker", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd=worker.scratch, env=env, start_new_session=True,
+            )
+        finally:
+            theirs.close()
+        worker.pid = worker.process.pid
+        self.started += 1
+        worker.stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+        reader = wire.FrameReader(LINK_MAX_FRAME)
+        self._nursery.start_soon(self._watch, worker)
+        with trio.fail_after(START_TIMEOUT):
+            hello = await self._first_frame(worker, reader)
+            if not isinstance(hello, wire.Hello):
+                raise WorkerDied("the worker did not introduce itself")
+            self._nursery.start_soon(self._read, worker, reader)
+            profile = worker.profile
+            answer = await worker.call("configure", {
+                "memory_limit": profile.memory_limit,
+                "read": list(profile.read),
+                "write": [*profile.write, worker.scratch],
+                "network": profile.network,
+            })
+        worker.sandbox = str(answer.get("sandbox", "none")) if isinstance(answer, dict) else "none"
+        log.info("started %s (%s)", worker.label(), worker.sandbox)
+
+    async def _first_frame(self, worker: Worker, reader: wire.FrameReader) -> wire.Frame:
+        assert worker.stream is not None
+        while True:
+            frame = reader.next_frame()
+            if frame is not None:
+                return frame
+            data = await worker.stream.receive_some(1 << 16)
+            if not data:
+                await worker.died.wait()
+                raise WorkerDied(worker.dead or "the worker exited at start")
+            reader.feed(data)
+
+    async def _watch(self, worker: Worker) -> None:
+        """Wait for the process to exit; then the worker is dead (if the link was not first)."""
+        code = await worker.process.wait()
+        self._mark_dead(worker, worker.kill_reason or _exit_reason(code))
+
+    async def _read(self, worker: Worker, reader: wire.FrameReader) -> None:
+        assert worker.stream is not None and self._nursery is not None
+        try:
+            while True:
+                for frame in reader.frames():
+                    self._dispatch(worker, frame)
+                data = await worker.stream.receive_some(1 << 20)
+                if not data:
+                    break
+                reader.feed(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        except (wire.RemoteProtocolError, _BadFrame) as exc:
+            self.kill(worker, f"the worker broke the link protocol: {exc}")
+            return
+        if worker.alive:
+            # the link is gone: the process is gone or going; its exit code says why
+            with trio.move_on_after(2):
+                await worker.died.wait()
+            if worker.alive:
+                self.kill(worker, "the worker closed its link")
+
+    def _dispatch(self, worker: Worker, frame: wire.Frame) -> None:
+        if isinstance(frame, wire.Reply):
+            pending = worker._calls.get(frame.id)
+            if pending is not None:
+                pending.result = frame.result
+                pending.done.set()
+        elif isinstance(frame, wire.Error):
+            pending = worker._calls.get(frame.id) if frame.id is not None else None
+            if pending is not None:
+                pending.error = error_from_code(frame.code, frame.message)
+                pending.done.set()
+        elif isinstance(frame, wire.Push):
+            if frame.event == "log":
+                data = frame.data
+                actor, stream, text = data.get("actor"), data.get("stream"), data.get("text")
+                if isinstance(actor, str) and isinstance(stream, str) and isinstance(text, str):
+                    self.on_log(worker, actor, stream, text)
+                return
+            pending = worker._calls.get(frame.id)
+            if pending is None or pending.pushes is None or frame.event != "done":
+                raise _BadFrame(f"unexpected push {frame.event!r}")
+            try:
+                pending.pushes(frame.data)
+            except Exception as exc:  # noqa: BLE001 - a result the daemon cannot use
+                raise _BadFrame(f"bad result: {exc}") from None
+        elif isinstance(frame, wire.Call):
+            if frame.op != "host":
+                raise _BadFrame(f"unknown operation {frame.op!r}")
+            assert self._nursery is not None
+            self._nursery.start_soon(self._host_call, worker, frame)
+        else:
+            raise _BadFrame(f"unexpected {type(frame).__name__} frame")
+
+    async def _host_call(self, worker: Worker, call: wire.Call) -> None:
+        try:
+            result = await self.on_host(worker, call.args)
+            answer: wire.Frame = wire.Reply(call.id, result)
+        except TheaterError as exc:
+            answer = wire.Error(call.id, int(exc.code), str(exc))
+        except trio.Cancelled:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug here must not take the daemon down
+            log.exception("host call failed")
+            answer = wire.Error(call.id, int(ErrorCode.INTERNAL), f"internal error: {exc}")
+        try:
+            await worker.send(answer)
+        except WorkerDied:
+            pass
+
+    def _mark_dead(self, worker: Worker, reason: str) -> None:
+        if worker.dead is not None:
+            return
+        worker.dead = reason
+        log.warning("%s died: %s", worker.label(), reason)
+        worker._fail_calls(reason)
+        if worker.stream is not None:
+            stream, worker.stream = worker.stream, None
+            try:
+                stream.socket.close()
+            except OSError:
+                pass
+        worker.died.set()
+        self._forget(worker, reason)
+
+    def _forget(self, worker: Worker, reason: str) -> None:
+        if worker in self.workers:
+            self.workers.remove(worker)
+        if worker.scratch:
+            _remove_tree(worker.scratch)
+
+    def kill(self, worker: Worker, reason: str) -> None:
+        """SIGKILL the worker; its callers get :class:`WorkerDied` with ``reason``."""
+        if worker.dead is not None:
+            return
+        worker.kill_reason = worker.kill_reason or reason
+        if worker.process is not None and worker.process.returncode is None:
+            try:
+                os.killpg(worker.pid, signal.SIGKILL)
+            except OSError:
+                try:
+                    worker.process.kill()
+                except OSError:
+                    pass
+        else:
+            self._mark_dead(worker, reason)
+
+    async def close(self) -> None:
+        """Stop every worker (daemon shutdown)."""
+        for worker in list(self.workers):
+            self.kill(worker, "the daemon is shutting down")
+        for worker in list(self.workers):
+            with trio.move_on_after(5):
+                await worker.died.wait()
+
+    # -- placement ------------------------------------------------------
+
+    async def place(self, profile: Profile, dedicated: bool) -> Worker:
+        """A worker for a new actor: its own when dedicated or of a special profile,
+        else the least loaded shared one (started anew if none is alive)."""
+        if dedicated or profile != self.default_profile:
+            return await self.start_worker(profile, True)
+        shared = [w for w in self.workers if not w.dedicated and w.alive and w.stream is not None]
+        if len(shared) < self.shared_count:
+            # a shared worker died: its replacement takes the next actor
+            return await self.start_worker(self.default_profile, False)
+        return min(shared, key=lambda w: len(w.actors))
+
+
+class _BadFrame(Exception):
+    pass
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is None:
+        return "worker exited"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"worker was killed by {name}"
+    return f"worker exited with code {code}"
+
+
+def _remove_tree(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def finite_or_none(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+        return float(value)
+    return None
