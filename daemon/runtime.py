@@ -432,7 +432,7 @@ class Runtime:
         worker = actor.worker
         assert worker is not None
         results: list[Any] = []
-        limit = float(getattr(actor.manifest, "handler_timeout", None) or self.settings.handler_timeout)
+        limit = float(_setting(actor.manifest, "handler_timeout") or self.settings.handler_timeout)
         actor.current, actor.busy_since = "init", time.monotonic()
         try:
             with trio.move_on_after(limit) as scope:
@@ -587,7 +587,7 @@ class Runtime:
             return [], reason, functools.partial(self._fail_all, actor, batch, reason)
         job = Job(actor, worker, batch)
         actor.job = job
-        timeout = float(getattr(actor.manifest, "handler_timeout", None) or self.settings.handler_timeout)
+        timeout = float(_setting(actor.manifest, "handler_timeout") or self.settings.handler_timeout)
         items = [_item(env) for env in batch]
         try:
             with trio.CancelScope() as scope:
@@ -758,7 +758,7 @@ class Runtime:
         data: dict[str, Any] = {"reason": crash, "handler": HANDLERS[env.kind][0], "peer": env.sender}
         retry = dead = False
         if env.mail_id is not None:
-            limit = int(getattr(actor.manifest, "max_deliveries", None) or DEFAULT_MAX_DELIVERIES)
+            limit = int(_setting(actor.manifest, "max_deliveries") or DEFAULT_MAX_DELIVERIES)
             env.attempts += 1
             data["mail"], data["attempts"] = env.mail_id, env.attempts
             dead = env.attempts >= limit
@@ -833,12 +833,12 @@ class Runtime:
             self._nursery.start_soon(_unload, worker, actor.id)
 
     def _profile(self, manifest: Manifest) -> tuple[Profile, bool]:
-        dedicated = getattr(manifest, "isolation", "shared") == "dedicated"
-        limit = getattr(manifest, "memory_limit", None)
-        sandbox = getattr(manifest, "sandbox", None)
-        read = tuple(str(p) for p in getattr(sandbox, "read", ()) or ())
-        write = tuple(str(p) for p in getattr(sandbox, "write", ()) or ())
-        network = bool(getattr(sandbox, "network", False))
+        dedicated = _setting(manifest, "isolation") == "dedicated"
+        limit = _setting(manifest, "memory_limit")
+        sandbox = _setting(manifest, "sandbox") or {}
+        read = tuple(str(p) for p in _setting(sandbox, "read") or ())
+        write = tuple(str(p) for p in _setting(sandbox, "write") or ())
+        network = bool(_setting(sandbox, "network"))
         default = self.pool.default_profile
         profile = Profile(
             memory_limit=limit if isinstance(limit, int) and limit > 0 else default.memory_limit,
@@ -1335,3 +1335,13 @@ def read_component(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise BadInput(f"cannot read component {path}: {exc.strerror}") from None
+
+
+def _setting(owner: Any, key: str) -> Any:
+    """A manifest setting (an attribute, or a key of a table or of the manifest's extras)."""
+    if isinstance(owner, dict):
+        return owner.get(key)
+    value = getattr(owner, key, None)
+    if value is None:
+        value = (getattr(owner, "extra", None) or {}).get(key)
+    return value
