@@ -56,6 +56,8 @@ from .timers import Timers
 from .manifest import Manifest, check_name, load_manifest
 from .store import (
     DeadLetter,
+    DeadLetterDrop,
+    DeadLetterRetry,
     MailboxAttempt,
     MailboxClear,
     MailboxDelete,
@@ -187,6 +189,7 @@ class Actor:
     mailbox_tx: Any = None
     mailbox_rx: Any = None
     cancel_scope: trio.CancelScope | None = None
+    started: trio.Event = field(default_factory=trio.Event)  # its spawn finished (either way)
     done: trio.Event = field(default_factory=trio.Event)
     current: str | None = None  # handler being run
     busy_since: float = 0.0
@@ -388,44 +391,63 @@ class Runtime:
             status=STARTING,  # not reachable (live() refuses it) until its mailbox exists
         )
         self.names[name] = actor  # reserve the name while loading
+        self.actors[actor.id] = actor  # listed as starting; a stop cancels the start
         failure: str | None = None
         try:
-            await self._host_actor(actor)
-            if "init" in actor.handlers:
-                actor.state = await self._run_init(actor)
+            with trio.CancelScope() as scope:
+                actor.cancel_scope = scope
+                await self._host_actor(actor)
+                if "init" in actor.handlers:
+                    actor.state = await self._run_init(actor)
+            if scope.cancelled_caught:
+                failure = "stopped while starting"
         except trio.Cancelled:
-            if self.names.get(name) is actor:
-                del self.names[name]
-            self._unplace(actor)
+            self._forget_start(actor)
             raise
         except TheaterError as exc:
             failure = f"failed to start: {exc}"
+        finally:
+            actor.cancel_scope = None
+        if failure is not None:
             self._unplace(actor)
         actor.current = None
-        self.actors[actor.id] = actor
         h = state_hash(actor.state)
         data: dict[str, Any] = {"name": name, "manifest": str(manifest.path), "state_hash": _hex(h)}
         if failure is not None:
             data.update(outcome="error", error=failure)
             actor.status, actor.reason = FAILED, failure
+            if failure == "stopped while starting":
+                actor.status = STOPPED
+                if self.names.get(name) is actor:
+                    del self.names[name]
             actor.done.set()
         ev = self._event(actor, "runtime/spawn", data)
         with trio.CancelScope(shield=True):  # stored as running means it has a mailbox
             await self._commit([
-                PutActor(actor.id, name, str(manifest.path), FAILED if failure else RUNNING, actor.created_us,
-                         actor.reason),
+                PutActor(actor.id, name, str(manifest.path), actor.status if failure else RUNNING,
+                         actor.created_us, actor.reason),
                 PutEvent(ev),
                 PutState(actor.id, h, actor.state, 0),
             ])
             if failure is None:
                 self._start_mailbox(actor)
                 actor.status = RUNNING
+            actor.started.set()
         if failure is not None:
             raise ActorFailed(f"actor {name} {failure}")
         self._spawned += 1
         if self._spawned % 256 == 0:
             gc.freeze()  # thousands of idle actors must not make every full collection slower
         return actor
+
+    def _forget_start(self, actor: Actor) -> None:
+        """A spawn that was cancelled (its caller went away): nothing of it was stored."""
+        if self.names.get(actor.name) is actor:
+            del self.names[actor.name]
+        self.actors.pop(actor.id, None)
+        self._unplace(actor)
+        actor.done.set()
+        actor.started.set()
 
     async def _run_init(self, actor: Actor) -> bytes | None:
         """Run the module's ``init`` in its worker (under the handler timeout); the new state."""
@@ -444,6 +466,9 @@ class Runtime:
                 raise ActorFailed(reason)
         except WorkerDied as exc:
             raise ActorFailed(f"{exc} while running init") from None
+        except trio.Cancelled:  # stopped, or its caller went away: init may never return
+            self.pool.kill(worker, f"actor {actor.name} was stopped while init ran")
+            raise
         finally:
             actor.current = None
         try:
@@ -461,6 +486,14 @@ class Runtime:
 
     async def stop(self, ref: str) -> Actor:
         actor = self.resolve(ref)
+        if actor.status == STARTING:
+            # still loading or in init: cancel the start (a stuck init takes its worker with it)
+            if actor.cancel_scope is not None:
+                actor.cancel_scope.cancel()
+            with trio.CancelScope(shield=True):
+                await actor.started.wait()
+            if actor.status == STOPPED:
+                return actor
         if actor.status == STOPPED:
             raise NotFound(f"actor {actor.name} is already stopped")
         if actor.status == FAILED:
@@ -1249,6 +1282,46 @@ class Runtime:
             raise pending.timed_out() from None
 
     # ------------------------------------------------------------------
+    # dead letters
+
+    async def dead_letters(self, ref: str | None = None) -> list[dict[str, Any]]:
+        actor = self.resolve(ref) if ref is not None else None
+        await self._commit([])  # (every row submitted so far is stored)
+        rows = await trio.to_thread.run_sync(self.store.dead_letters, actor.id if actor else None)
+        views = []
+        for row in rows:
+            owner = self.actors.get(row.actor)
+            views.append({"id": row.id, "actor": row.actor, "actor_name": owner.name if owner else None,
+                          "sender": row.sender, "size": len(row.payload), "msg": row.payload,
+                          "attempts": row.attempts, "reason": row.reason, "time": chain.iso_timestamp(row.ts)})
+        return views
+
+    async def _dead_letter(self, letter_id: int) -> Any:
+        await self._commit([])
+        rows = await trio.to_thread.run_sync(self.store.dead_letters, None)
+        for row in rows:
+            if row.id == letter_id:
+                return row
+        raise NotFound(f"unknown dead letter {letter_id}")
+
+    async def retry_dead_letter(self, letter_id: int) -> dict[str, Any]:
+        """Deliver a dead letter again (as a new message, counted afresh)."""
+        row = await self._dead_letter(letter_id)
+        target = self.live(row.actor)
+        mail_id = next(self._mail_ids)
+        await self._wait_for_room(target, self.settings.default_timeout)
+        ev = self._event(target, "runtime/dead-letter-retry", {"mail": letter_id, "new_mail": mail_id,
+                                                              "peer": row.sender})
+        await self._commit([DeadLetterRetry(letter_id, mail_id), PutEvent(ev)])
+        self._deliver([(target, Envelope(SEND, row.sender, row.payload, mail_id=mail_id))])
+        return {"id": letter_id, "actor": target.id, "name": target.name, "mail": mail_id}
+
+    async def drop_dead_letter(self, letter_id: int) -> dict[str, Any]:
+        row = await self._dead_letter(letter_id)
+        await self._commit([DeadLetterDrop(letter_id)])
+        return {"id": letter_id, "actor": row.actor, "dropped": True}
+
+    # ------------------------------------------------------------------
     # views
 
     def actor_view(self, actor: Actor) -> dict[str, Any]:
@@ -1268,6 +1341,9 @@ class Runtime:
             view["busy"] = {"handler": actor.current, "seconds": round(time.monotonic() - actor.busy_since, 3)}
         if actor.reason:
             view["reason"] = actor.reason
+        worker = actor.worker
+        if worker is not None and worker.alive:
+            view["worker"] = {"pid": worker.pid, "dedicated": worker.dedicated, "sandbox": worker.sandbox}
         return view
 
     def list_view(self, include_stopped: bool = False) -> list[dict[str, Any]]:

@@ -546,6 +546,8 @@ class Connection:
             "actors": sum(1 for a in rt.actors.values() if a.status == "running"),
             "connections": self.server.connections,
             "durability": rt.store.durability,
+            "workers": rt.pool.views(),
+            "sandbox": rt.pool.sandbox_summary(),
         }))
 
     async def op_shutdown(self, call: wire.Call, args: dict[str, Any]) -> None:
@@ -639,6 +641,36 @@ class Connection:
             return {"id": actor.id, "name": actor.name, "status": actor.status, "dropped": actor.dropped}
 
         self._spawn(call, work)
+
+    async def op_dead_letters(self, call: wire.Call, args: dict[str, Any]) -> None:
+        async def work() -> Any:
+            return await self.runtime.dead_letters(args.get("actor"))
+
+        self._spawn(call, work)
+
+    async def op_dead_letter_retry(self, call: wire.Call, args: dict[str, Any]) -> None:
+        async def work() -> Any:
+            return await self.runtime.retry_dead_letter(args["id"])
+
+        self._spawn(call, work)
+
+    async def op_dead_letter_drop(self, call: wire.Call, args: dict[str, Any]) -> None:
+        async def work() -> Any:
+            return await self.runtime.drop_dead_letter(args["id"])
+
+        self._spawn(call, work)
+
+    async def op_logs(self, call: wire.Call, args: dict[str, Any]) -> None:
+        lines = args.get("lines")
+        ref = args.get("actor")
+        if ref is None:
+            self.write(wire.Reply(call.id, {"actor": None, "lines": _daemon_log(self.server.home, lines)}))
+            return
+        actor = self.runtime.resolve(ref)
+        kept = list(actor.log)
+        if lines is not None:
+            kept = kept[-lines:] if lines > 0 else []
+        self.write(wire.Reply(call.id, {"actor": actor.id, "name": actor.name, "lines": kept}))
 
     async def op_state(self, call: wire.Call, args: dict[str, Any]) -> None:
         actor = self.runtime.resolve(args["actor"])
@@ -772,6 +804,22 @@ class Connection:
 
 
 # every operation of the protocol, to the method that serves it (``channel-open`` -> ``op_channel_open``)
+def _daemon_log(home: str, lines: int | None) -> list[str]:
+    """The last ``lines`` lines of the daemon's log file (where ``daemon start`` puts it)."""
+    path = os.path.join(home, "theaterd.log") if home else ""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - (1 << 20)))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    kept = text.splitlines()
+    count = 200 if lines is None else lines
+    return kept[-count:] if count > 0 else []
+
+
 _HANDLERS: dict[str, Callable[[Connection, wire.Call, dict[str, Any]], Awaitable[None]]] = {
     op: getattr(Connection, "op_" + op.replace("-", "_")) for op in wire.OPS
 }

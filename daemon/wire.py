@@ -153,6 +153,10 @@ OPS: Final[dict[str, dict[str, _Opt]]] = {
     "channel-send": {"channel": (_STR, True), "msg": (_BYTES, True)},
     "channel-close": {"channel": (_STR, True)},
     "channels": {},
+    "dead-letters": {"actor": (_STR, False)},
+    "dead-letter-retry": {"id": (_INT, True)},
+    "dead-letter-drop": {"id": (_INT, True)},
+    "logs": {"actor": (_STR, False), "lines": (_INT, False)},
 }
 
 

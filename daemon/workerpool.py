@@ -104,9 +104,12 @@ class Worker:
             raise WorkerDied(self.dead or "the worker is not running")
         data = wire.encode(frame, LINK_MAX_FRAME)
         async with self._send_lock:
+            stream = self.stream
+            if stream is None:  # it died while this call waited for the link
+                raise WorkerDied(self.dead or "the worker is not running")
             try:
-                await self.stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 raise WorkerDied(self.dead or "the link to the worker broke") from None
 
     async def call(self, op: str, args: dict[str, Any], pushes: Any = None) -> Any:
@@ -170,6 +173,14 @@ class WorkerPool:
                     starting.start_soon(self.start_worker, self.default_profile, False)
             task_status.started()
             await trio.sleep_forever()
+
+    def views(self) -> list[dict[str, Any]]:
+        return [{"pid": w.pid, "index": w.index, "dedicated": w.dedicated, "actors": len(w.actors),
+                 "sandbox": w.sandbox} for w in self.workers if w.pid]
+
+    def sandbox_summary(self) -> str:
+        kinds = sorted({w.sandbox for w in self.workers if w.pid})
+        return kinds[0] if len(kinds) == 1 else ("; ".join(kinds) or "none (no worker running)")
 
     def pids(self) -> set[int]:
         return {w.pid for w in self.workers if w.pid}

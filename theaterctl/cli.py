@@ -44,6 +44,8 @@ COMMANDS = {
     "state": "state",
     "inspect": "inspect",
     "new": "new",
+    "dead-letters": "dead_letters",
+    "logs": "logs",
 }
 
 
