@@ -55,6 +55,7 @@ from .errors import ActorFailed, BadInput, Busy, InternalError, NotFound, Theate
 from .jsontext import check_json
 from .loopcalls import LoopCalls
 from .timers import Timers
+from .files import LIMITS, read_regular_file
 from .manifest import Manifest, check_name, load_manifest
 from .store import (
     MailboxClear,
@@ -260,7 +261,7 @@ class Runtime:
         for row in rows:
             reason: str | None
             try:
-                manifest = load_manifest(row.manifest)
+                manifest = await trio.to_thread.run_sync(load_manifest, row.manifest)
             except TheaterError as exc:
                 manifest = Manifest(Path(row.manifest), row.name, Path(row.manifest))
                 if row.status == RUNNING:
@@ -359,7 +360,7 @@ class Runtime:
     # spawn / stop
 
     async def spawn(self, manifest_path: str, name: str | None = None, state: bytes | None = None) -> Actor:
-        manifest = load_manifest(manifest_path)
+        manifest = await trio.to_thread.run_sync(load_manifest, manifest_path)
         name = check_name(name) if name else manifest.name
         existing = self.names.get(name)
         if existing is not None and existing.status in (STARTING, RUNNING, STOPPING):
@@ -1212,7 +1213,7 @@ def _component_code(path: Path) -> Any:
     with _CODE_LOCK:
         code = _CODE_CACHE.get(key)
     if code is None:
-        code = compile(path.read_bytes(), str(path), "exec")
+        code = compile(read_regular_file(path, LIMITS.component, "component"), str(path), "exec")
         with _CODE_LOCK:
             _CODE_CACHE[key] = code
     return code
