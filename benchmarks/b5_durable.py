@@ -71,7 +71,7 @@ def run(quick: bool) -> list[Figure]:
         with d.client() as c:
             for i in range(ACTORS):
                 spawn(c, SINK, f"sink{i}")
-        d.home.mkdir(exist_ok=True)
+        d.home.mkdir(exist_ok=True, mode=0o700)
         base = fsync_per_event(d.home, 0.3 if quick else 1.5)
         raw = raw_fdatasync(d.home, 0.2 if quick else 1.0)
         log(f"#5: {CLIENTS} clients x {count} acknowledged sends, durability full")

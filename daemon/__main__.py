@@ -52,13 +52,35 @@ class StartupError(Exception):
     pass
 
 
-def _take_lock(home: Path) -> Any:
+HOME_FILES = ("theater.db-wal", "theater.db-shm", "theaterd.log")  # narrowed to 0600 when present
+
+
+def _prepare_home(home: Path) -> None:
+    """Create the data directory 0700, or refuse one that others can enter; keep its files 0600."""
+    from .files import UnsafeDirError, check_private_dir, private_file
+    from .store import DB_NAME
+
     try:
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
         raise StartupError(f"cannot create the data directory {home}: {exc.strerror}") from None
+    try:
+        check_private_dir(home, "data directory", "use a directory of your own with --home")
+    except UnsafeDirError as exc:
+        raise StartupError(str(exc)) from None
+    # SQLite gives the WAL and shared-memory files the database file's mode
+    os.close(private_file(home / DB_NAME))
+    for name in HOME_FILES:
+        if (home / name).exists():
+            os.close(private_file(home / name, os.O_RDONLY))
+
+
+def _take_lock(home: Path) -> Any:
+    from .files import private_file
+
+    _prepare_home(home)
     lock_path = home / "theaterd.lock"
-    fh = open(lock_path, "a+")
+    fh = os.fdopen(private_file(lock_path), "r+")
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

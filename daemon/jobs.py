@@ -23,8 +23,6 @@ if TYPE_CHECKING:
     from .workerpool import Worker
 
 OUTCOMES = frozenset({"ok", "error", "crash", "missing"})
-#: how many times a stored message may crash its actor before it is dead-lettered
-DEFAULT_MAX_DELIVERIES = 3
 _TEXT_LIMIT = 64 << 10
 
 

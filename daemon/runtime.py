@@ -49,11 +49,12 @@ from . import chain
 from .chain import EXTERNAL, Head, StoredEvent
 from .errors import ActorFailed, BadInput, Busy, InternalError, NotFound, TheaterError, Timeout
 from .jsontext import check_json
-from .jobs import DEFAULT_MAX_DELIVERIES, BadResult, HandlerResult, Job, check_result
+from .jobs import BadResult, HandlerResult, Job, check_result
 from .jobs import item as _item
 from .loopcalls import LoopCalls
 from .timers import Timers
-from .manifest import Manifest, check_name, load_manifest
+from .files import LIMITS, read_regular_file
+from .manifest import DEFAULT_MEMORY_LIMIT, Manifest, check_name, load_manifest
 from .store import (
     DeadLetter,
     DeadLetterDrop,
@@ -105,7 +106,6 @@ class Settings:
     stop_grace: float = 5.0
     debug: bool = False
     workers: int = 0  # shared worker processes; 0: one per usable CPU
-    handler_timeout: float = 60.0  # a manifest's handler_timeout overrides it
     memory_limit: int | None = 1 << 30  # per worker (RLIMIT_AS); a manifest's memory_limit overrides it
     log_lines: int = 1000  # kept per actor for ``logs``
 
@@ -273,7 +273,7 @@ class Runtime:
         for row in rows:
             reason: str | None
             try:
-                manifest = load_manifest(row.manifest)
+                manifest = await trio.to_thread.run_sync(load_manifest, row.manifest)
             except TheaterError as exc:
                 manifest = Manifest(Path(row.manifest), row.name, Path(row.manifest))
                 if row.status == RUNNING:
@@ -375,7 +375,7 @@ class Runtime:
     # spawn / stop
 
     async def spawn(self, manifest_path: str, name: str | None = None, state: bytes | None = None) -> Actor:
-        manifest = load_manifest(manifest_path)
+        manifest = await trio.to_thread.run_sync(load_manifest, manifest_path)
         name = check_name(name) if name else manifest.name
         existing = self.names.get(name)
         if existing is not None and existing.status in (STARTING, RUNNING, STOPPING):
@@ -454,7 +454,7 @@ class Runtime:
         worker = actor.worker
         assert worker is not None
         results: list[Any] = []
-        limit = float(_setting(actor.manifest, "handler_timeout") or self.settings.handler_timeout)
+        limit = float(actor.manifest.handler_timeout)
         actor.current, actor.busy_since = "init", time.monotonic()
         try:
             with trio.move_on_after(limit) as scope:
@@ -620,7 +620,7 @@ class Runtime:
             return [], reason, functools.partial(self._fail_all, actor, batch, reason)
         job = Job(actor, worker, batch)
         actor.job = job
-        timeout = float(_setting(actor.manifest, "handler_timeout") or self.settings.handler_timeout)
+        timeout = float(actor.manifest.handler_timeout)
         items = [_item(env) for env in batch]
         try:
             with trio.CancelScope() as scope:
@@ -791,7 +791,7 @@ class Runtime:
         data: dict[str, Any] = {"reason": crash, "handler": HANDLERS[env.kind][0], "peer": env.sender}
         retry = dead = False
         if env.mail_id is not None:
-            limit = int(_setting(actor.manifest, "max_deliveries") or DEFAULT_MAX_DELIVERIES)
+            limit = actor.manifest.max_deliveries
             env.attempts += 1
             data["mail"], data["attempts"] = env.mail_id, env.attempts
             dead = env.attempts >= limit
@@ -866,15 +866,15 @@ class Runtime:
             self._nursery.start_soon(_unload, worker, actor.id)
 
     def _profile(self, manifest: Manifest) -> tuple[Profile, bool]:
-        dedicated = _setting(manifest, "isolation") == "dedicated"
-        limit = _setting(manifest, "memory_limit")
-        sandbox = _setting(manifest, "sandbox") or {}
-        read = tuple(str(p) for p in _setting(sandbox, "read") or ())
-        write = tuple(str(p) for p in _setting(sandbox, "write") or ())
-        network = bool(_setting(sandbox, "network"))
+        dedicated = manifest.isolation == "dedicated"
+        limit = manifest.memory_limit
+        sandbox = manifest.sandbox
+        read = tuple(str(p) for p in sandbox.read)
+        write = tuple(str(p) for p in sandbox.write)
+        network = sandbox.network
         default = self.pool.default_profile
         profile = Profile(
-            memory_limit=limit if isinstance(limit, int) and limit > 0 else default.memory_limit,
+            memory_limit=default.memory_limit if limit == DEFAULT_MEMORY_LIMIT else limit,
             read=default.read + read,
             write=default.write + write,
             network=network or default.network,
@@ -1406,18 +1406,5 @@ async def _unload(worker: Worker, actor_id: str) -> None:
 
 
 def read_component(path: Path) -> bytes:
-    """The component file's bytes (read off the event loop)."""
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise BadInput(f"cannot read component {path}: {exc.strerror}") from None
-
-
-def _setting(owner: Any, key: str) -> Any:
-    """A manifest setting (an attribute, or a key of a table or of the manifest's extras)."""
-    if isinstance(owner, dict):
-        return owner.get(key)
-    value = getattr(owner, key, None)
-    if value is None:
-        value = (getattr(owner, "extra", None) or {}).get(key)
-    return value
+    """The component file's bytes (read off the event loop; a regular file, capped)."""
+    return read_regular_file(path, LIMITS.component, "component")

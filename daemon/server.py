@@ -40,6 +40,7 @@ from .chain import EXTERNAL, event_view, export_line
 from .chainverify import verify_chain
 from .channels import ClientEnd
 from .errors import BadInput, ErrorCode, NotFound, ProtocolError, TheaterError
+from .files import UnsafeDirError, check_private_dir
 from .jsontext import check_json
 from .runtime import PendingRequest, ReplySlot, Runtime
 from .timers import Timer
@@ -67,7 +68,7 @@ class ServerSettings:
     check_peer: bool = True
 
 
-class SocketDirError(Exception):
+class SocketDirError(UnsafeDirError):
     """The socket's directory is unsafe or unusable."""
 
 
@@ -82,18 +83,11 @@ def prepare_socket_dir(path: Path) -> None:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise SocketDirError(f"cannot create {directory}: {exc.strerror}") from None
-    info = os.lstat(directory)
-    if stat.S_ISLNK(info.st_mode):
-        raise SocketDirError(f"refusing socket directory {directory}: it is a symlink"
-                             " (point --socket at a real directory you own)")
-    if info.st_uid != os.getuid():
-        raise SocketDirError(f"refusing socket directory {directory}: owned by uid {info.st_uid}, not you"
-                             " (use a directory of your own with --socket)")
-    if stat.S_IMODE(info.st_mode) & 0o077:
-        raise SocketDirError(
-            f"refusing socket directory {directory}: mode {stat.S_IMODE(info.st_mode):o} lets others in"
-            f" (run: chmod 700 {directory})"
-        )
+    try:
+        check_private_dir(directory, "socket directory", "use a directory of your own with --socket",
+                          follow_symlinks=False)
+    except UnsafeDirError as exc:
+        raise SocketDirError(str(exc)) from None
 
 
 async def open_unix_listener(path: Path, backlog: int = 512) -> trio.SocketListener:

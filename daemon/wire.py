@@ -29,6 +29,7 @@ Invariants this module keeps:
 from __future__ import annotations
 
 import io
+import math
 import struct
 import threading
 from collections.abc import Mapping
@@ -178,6 +179,8 @@ def check_args(op: str, args: Mapping[str, Any]) -> None:
             want = " or ".join(t.__name__ for t in types)
             raise RemoteProtocolError(f"{op}: argument {key!r} must be {want}")
         if isinstance(value, (int, float)) and not isinstance(value, bool) and not -_ARG_LIMIT < value < _ARG_LIMIT:
+            if isinstance(value, float) and not math.isfinite(value):
+                continue  # a well-formed frame: the operation refuses NaN and ±Inf as bad input (2)
             raise RemoteProtocolError(f"{op}: argument {key!r} is out of range")
     for key in args:
         if key not in schema:

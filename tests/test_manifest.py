@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from daemon.errors import BadInput, ErrorCode
-from daemon.manifest import HANDLER_TYPES, Manifest, check_name, load_manifest
+from daemon.files import LIMITS
+from daemon.manifest import HANDLER_TYPES, Manifest, Sandbox, Wasi, check_name, load_manifest
 from tests.helpers_runtime import EXAMPLES
 
 
@@ -34,7 +36,9 @@ def test_a_minimal_manifest(tmp_path: Path) -> None:
     assert m.init_state is None
     assert m.handlers == ("message-server",)  # added automatically
     assert (m.restart, m.max_restarts, m.restart_window, m.mailbox_size) == ("never", 3, 60.0, None)
-    assert m.extra == {}
+    assert (m.isolation, m.memory_limit, m.handler_timeout, m.max_deliveries) == ("shared", 1 << 30, 60.0, 3)
+    assert m.sandbox == Sandbox(read=(), write=(), network=False)
+    assert m.wasi == Wasi(stdout=False, stderr=False, clock=False, random=False)
 
 
 def test_a_full_manifest(tmp_path: Path) -> None:
@@ -45,17 +49,32 @@ restart = "on-failure"
 max_restarts = 5
 restart_window = 2.5
 mailbox_size = 16
-owner = "ops"
+isolation = "dedicated"
+memory_limit = 268435456
+handler_timeout = 2.5
+max_deliveries = 1
 init_state = { count = 0, tags = ["a", "b"], nested = { ok = true } }
 
 [[handlers]]
 type = "message-server"
 config = { verbose = true }
+
+[sandbox]
+read = ["data", "/etc/ssl/certs"]
+write = ["out/../scratch"]
+network = true
+
+[wasi]
+stdout = true
+clock = true
 """
     m = load_manifest(str(write(tmp_path, text)))  # a str path works too
     assert m.handlers == ("message-server",)  # listed once, not duplicated
     assert (m.restart, m.max_restarts, m.restart_window, m.mailbox_size) == ("on-failure", 5, 2.5, 16)
-    assert m.extra == {"owner": "ops"}  # unknown keys are kept; description and version are known
+    assert (m.isolation, m.memory_limit, m.handler_timeout, m.max_deliveries) == ("dedicated", 1 << 28, 2.5, 1)
+    base = tmp_path.resolve()
+    assert m.sandbox == Sandbox(read=(base / "data", Path("/etc/ssl/certs")), write=(base / "scratch",), network=True)
+    assert m.wasi == Wasi(stdout=True, stderr=False, clock=True, random=False)
     assert m.init_state is not None
     assert json.loads(m.init_state) == {"count": 0, "tags": ["a", "b"], "nested": {"ok": True}}
     assert b" " not in m.init_state  # compact JSON
@@ -111,7 +130,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_a_directory(tmp_path: Path) -> None:
-    with pytest.raises(BadInput, match=rf"^manifest {tmp_path} is a directory, not a TOML file$"):
+    with pytest.raises(BadInput, match=rf"^manifest {tmp_path} is a directory, not a regular file$"):
         load_manifest(tmp_path)
 
 
@@ -145,7 +164,7 @@ def test_not_toml(tmp_path: Path, text: str) -> None:
         ('name = "w"\n', r"'component' \(path to the actor's Python file\) is missing"),
         ('name = "w"\ncomponent = 3\n', r"'component' \(path to the actor's Python file\) is missing"),
         ('name = "w"\ncomponent = "gone.py"\n', r"component .*gone.py does not exist"),
-        ('name = "w"\ncomponent = "."\n', r"component .* does not exist"),
+        ('name = "w"\ncomponent = "."\n', r"component .* is a directory, not a regular file"),
         (BASIC + 'handlers = "message-server"\n', r"'handlers' must be an array of tables \(\[\[handlers\]\]\)"),
         (BASIC + "handlers = [1]\n", r"each \[\[handlers\]\] entry needs a string 'type'"),
         (BASIC + "[[handlers]]\nconfig = {}\n", r"each \[\[handlers\]\] entry needs a string 'type'"),
@@ -198,3 +217,106 @@ def test_valid_names(name: str) -> None:
 def test_invalid_names(name: str) -> None:
     with pytest.raises(BadInput, match=r"invalid actor name .*: use 1-64 letters, digits, '_', '.' or '-', starting with a letter"):
         check_name(name)
+
+
+# ----------------------------------------------------------------------
+# unknown keys, and the keys of isolation, limits, sandbox and wasi
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (BASIC + "mailbox_sise = 3\n", r": unknown key 'mailbox_sise'; did you mean mailbox_size\?$"),
+        (BASIC + "restart_windw = 3\n", r": unknown key 'restart_windw'; did you mean restart_window\?$"),
+        (BASIC + 'owner = "ops"\n', r": unknown key 'owner' \(known: name, component, .*, wasi\)$"),
+        (BASIC + "[sandbox]\nreads = []\n", r": unknown key in \[sandbox\] 'reads'; did you mean read\?$"),
+        (BASIC + "[wasi]\nstdot = true\n", r": unknown key in \[wasi\] 'stdot'; did you mean stdout\?$"),
+        (BASIC + '[[handlers]]\ntype = "message-server"\nconfg = {}\n',
+         r": unknown key in \[\[handlers\]\] 'confg'; did you mean config\?$"),
+    ],
+)
+def test_unknown_keys_are_errors_with_a_suggestion(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(BadInput, match=rf"^manifest {path}{message}") as info:
+        load_manifest(path)
+    assert info.value.code == ErrorCode.BAD_INPUT
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (BASIC + 'isolation = "private"\n', r"'isolation' must be \"shared\" or \"dedicated\""),
+        (BASIC + "memory_limit = 0\n", r"'memory_limit' must be a positive integer \(bytes\)"),
+        (BASIC + "memory_limit = 1.5\n", r"'memory_limit' must be a positive integer \(bytes\)"),
+        (BASIC + 'memory_limit = "1G"\n', r"'memory_limit' must be a positive integer \(bytes\)"),
+        (BASIC + "handler_timeout = 0\n", r"'handler_timeout' must be a positive number of seconds"),
+        (BASIC + "handler_timeout = inf\n", r"'handler_timeout' must be a positive number of seconds"),
+        (BASIC + "handler_timeout = nan\n", r"'handler_timeout' must be a positive number of seconds"),
+        (BASIC + "handler_timeout = true\n", r"'handler_timeout' must be a positive number of seconds"),
+        (BASIC + "max_deliveries = 0\n", r"'max_deliveries' must be an integer of at least 1"),
+        (BASIC + "max_deliveries = true\n", r"'max_deliveries' must be an integer of at least 1"),
+        (BASIC + 'sandbox = "none"\n', r"'sandbox' must be a table \(\[sandbox\]\)"),
+        (BASIC + '[sandbox]\nread = "data"\n', r"'sandbox.read' must be a list of paths \(strings\)"),
+        (BASIC + "[sandbox]\nwrite = [1]\n", r"'sandbox.write' must be a list of paths \(strings\)"),
+        (BASIC + '[sandbox]\nwrite = [""]\n', r"'sandbox.write' must be a list of paths \(strings\)"),
+        (BASIC + '[sandbox]\nnetwork = "yes"\n', r"'sandbox.network' must be true or false"),
+        (BASIC + "wasi = 1\n", r"'wasi' must be a table \(\[wasi\]\)"),
+        (BASIC + "[wasi]\nclock = 1\n", r"'wasi.clock' must be true or false"),
+    ],
+)
+def test_invalid_new_fields(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(BadInput, match=rf"^manifest {path}: {message}$"):
+        load_manifest(path)
+
+
+@pytest.mark.parametrize("name", ["abcdef01-2345-6789-abcd-ef0123456789", "ABCDEF01-2345-6789-ABCD-EF0123456789",
+                                  "deadbeefdeadbeefdeadbeefdeadbeef", "dEaDbEeF-dead-beef-dead-beefdeadbeef"])
+def test_a_name_that_looks_like_an_actor_id_is_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(BadInput, match=r"looks like an actor id \(a UUID\)"):
+        check_name(name)
+    path = write(tmp_path, f'name = "{name}"\ncomponent = "actor.py"\n')
+    with pytest.raises(BadInput, match=rf"^invalid actor name '{name}': it looks like an actor id"):
+        load_manifest(path)
+
+
+@pytest.mark.parametrize("name", ["abcdef01-2345", "deadbeef", "face-cafe", "abcdef01-2345-6789-abcd-ef012345678g"])
+def test_hex_names_that_are_not_ids_are_fine(name: str) -> None:
+    assert check_name(name) == name
+
+
+# ----------------------------------------------------------------------
+# what is read: regular files, bounded
+
+
+def test_a_fifo_manifest_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "manifest.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(BadInput, match=rf"^manifest {fifo} is a FIFO, not a regular file$"):
+        load_manifest(fifo)
+
+
+def test_a_device_manifest_is_refused() -> None:
+    with pytest.raises(BadInput, match=r"^manifest /dev/zero is a character device, not a regular file$"):
+        load_manifest("/dev/zero")
+
+
+def test_a_manifest_over_1_mib_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, BASIC + "#" * (1 << 20) + "\n")
+    with pytest.raises(BadInput, match=r"is too large: \d+ bytes, the limit is 1 MiB$"):
+        load_manifest(path)
+
+
+def test_a_fifo_component_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, 'name = "w"\ncomponent = "pipe.py"\n', component=None)
+    os.mkfifo(tmp_path / "pipe.py")
+    with pytest.raises(BadInput, match=rf"^manifest {path}: component .*pipe.py is a FIFO, not a regular file$"):
+        load_manifest(path)
+
+
+def test_a_component_over_the_limit_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(LIMITS, "component", 1000)
+    path = write(tmp_path, BASIC)
+    (tmp_path / "actor.py").write_text("#" * 1001)
+    with pytest.raises(BadInput, match=r": component .*actor.py is too large: 1001 bytes, the limit is 1000 bytes$"):
+        load_manifest(path)

@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from daemon.errors import ErrorCode, InternalError, TheaterError, Timeout, Unavailable
+from daemon.errors import BadInput, ErrorCode, InternalError, TheaterError, Timeout, Unavailable
+from daemon.files import UnsafeDirError, check_private_dir, private_file
 
 from ..app import App, json_option
 from ..client import Client
@@ -47,14 +48,13 @@ def start(app: App, durability: str | None, debug: bool) -> None:
         else:
             note(f"theaterd is already running (pid {pid}, socket {app.socket})")
         return
-    app.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    log_path = app.home / "theaterd.log"
+    log_path = _private_log(app.home)
     cmd = [sys.executable, "-m", "daemon", "--socket", str(app.socket), "--home", str(app.home)]
     if durability:
         cmd += ["--durability", durability]
     if debug:
         cmd.append("--debug")
-    with open(log_path, "ab") as log:
+    with os.fdopen(private_file(log_path, os.O_WRONLY | os.O_APPEND), "ab") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                                 close_fds=True)
     client = _wait_ready(app, proc, log_path)
@@ -64,6 +64,19 @@ def start(app: App, durability: str | None, debug: bool) -> None:
         emit_json({"running": True, "started": True, "pid": pid, "socket": str(app.socket), "log": str(log_path)})
     else:
         note(f"theaterd started (pid {pid}, socket {app.socket}, log {log_path})")
+
+
+def _private_log(home: Path) -> Path:
+    """The log's path in ``home``, once the home is known to be private (theaterd would refuse it too)."""
+    try:
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise BadInput(f"cannot create the data directory {home}: {exc.strerror}") from None
+    try:
+        check_private_dir(home, "data directory", "use a directory of your own with --home")
+    except UnsafeDirError as exc:
+        raise BadInput(str(exc)) from None
+    return home / "theaterd.log"
 
 
 def _wait_ready(app: App, proc: subprocess.Popen[bytes], log_path: Path) -> Client:
