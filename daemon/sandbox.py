@@ -6,7 +6,8 @@ fresh worker interpreter, and cannot be undone:
 1. It checks everything first (absolute, existing paths; one thread; a memory
    limit above the current size) and opens every path of the policy, so a bad
    policy raises :class:`SandboxError` before anything is restricted.
-2. ``RLIMIT_AS`` (soft and hard) caps the address space.
+2. ``RLIMIT_AS`` (soft and hard) caps the address space; glibc's malloc is
+   held to one arena, or every thread would reserve 64 MiB of it.
 3. ``PR_SET_NO_NEW_PRIVS``: no exec can gain privileges (setuid, file caps).
 4. Every capability is dropped (bounding, ambient, effective, permitted,
    inheritable): a worker started as root keeps uid 0 but none of root's
@@ -54,6 +55,7 @@ _PR_CAPBSET_DROP = 24
 _PR_CAP_AMBIENT = 47
 _PR_CAP_AMBIENT_CLEAR_ALL = 4
 _CAP_VERSION_3 = 0x20080522
+_M_ARENA_MAX = -8
 
 
 class SandboxError(Exception):
@@ -95,8 +97,6 @@ class SandboxReport:
     fs: bool  # file system rules enforced
     net: bool  # TCP bind/connect denied
     scope: bool  # abstract Unix sockets and signals scoped to the sandbox
-    no_new_privs: bool
-    capabilities_dropped: bool
     memory_limit: int | None
     missing: tuple[str, ...] = ()  # what the policy asked for and this kernel cannot do, with why
     seconds: float = field(default=0.0, compare=False)
@@ -183,6 +183,7 @@ def apply(policy: Policy, *, max_abi: int | None = None) -> SandboxReport:
         ruleset = _ruleset(abi, policy.read, write, handled_net, scoped)
     try:
         if policy.memory_limit is not None:
+            _one_malloc_arena()
             resource.setrlimit(resource.RLIMIT_AS, (policy.memory_limit, policy.memory_limit))
         if (err := _prctl(_PR_SET_NO_NEW_PRIVS, 1)) < 0:
             raise SandboxError(f"cannot set no_new_privs: {os.strerror(-err)}")
@@ -198,8 +199,8 @@ def apply(policy: Policy, *, max_abi: int | None = None) -> SandboxReport:
     if policy.scratch is not None:
         _use_as_tmpdir(policy.scratch)
     return SandboxReport(
-        abi=abi, fs=abi > 0, net=bool(handled_net), scope=bool(scoped), no_new_privs=True,
-        capabilities_dropped=True, memory_limit=policy.memory_limit, missing=tuple(missing),
+        abi=abi, fs=abi > 0, net=bool(handled_net), scope=bool(scoped), memory_limit=policy.memory_limit,
+        missing=tuple(missing),
         seconds=time.perf_counter() - started,
     )
 
@@ -320,6 +321,13 @@ def _drop_capabilities() -> None:
     empty = (_CapData * 2)()
     if _libc.capset(ctypes.byref(header), empty) != 0:
         raise SandboxError(f"cannot drop capabilities: {os.strerror(ctypes.get_errno())}")
+
+
+def _one_malloc_arena() -> None:
+    """Stop glibc reserving 64 MiB of address space per thread, which RLIMIT_AS would count as used."""
+    mallopt = getattr(_libc, "mallopt", None)  # glibc; other libcs have no per-thread arenas to cap
+    if mallopt is not None:
+        mallopt(ctypes.c_int(_M_ARENA_MAX), ctypes.c_int(1))
 
 
 def _use_as_tmpdir(scratch: Path) -> None:

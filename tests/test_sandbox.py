@@ -217,11 +217,25 @@ def test_tcp_is_allowed_with_network(scratch: Path, tcp_listener: int) -> None:
 @needs_landlock
 def test_memory_limit_raises_memoryerror_and_the_worker_survives(scratch: Path) -> None:
     out = run_sandboxed("""
+        import threading
         out["big"] = attempt(lambda: bytearray(512 * 1024 * 1024))
         out["small"] = len(bytearray(16 * 1024 * 1024))
+        # Threads reserve address space (an 8 MiB stack each, and a 64 MiB malloc arena unless apply() caps them).
+        release, sizes = threading.Event(), []
+        def work():
+            sizes.append(len(bytearray(1024 * 1024)))
+            release.wait()
+        threads = [threading.Thread(target=work, daemon=True) for _ in range(8)]
+        for t in threads:
+            t.start()
+        release.set()
+        for t in threads:
+            t.join()
+        out["threads"] = sum(sizes)
     """, scratch, memory_limit=256 * MiB)
     assert out["big"] == "MemoryError"
     assert out["small"] == 16 * MiB
+    assert out["threads"] == 8 * MiB
     assert out["report"].endswith(", memory 256 MiB")
 
 
