@@ -131,6 +131,14 @@ async def amain(config: Config) -> None:
     from .server import Server, ServerSettings, listener_from_fd, open_unix_listener
     from .store import Store
 
+    from . import sandbox
+
+    abi = sandbox.probe()
+    if abi == 0:
+        if config.require_sandbox:
+            raise StartupError("this kernel cannot confine worker processes (no Landlock);"
+                               " start without --require-sandbox to run actors unconfined")
+        log.warning("sandbox: none: this kernel has no Landlock; actor code can reach everything this user can")
     calls = LoopCalls(trio.lowlevel.current_trio_token())  # one wake-up path into the loop for all threads
     store = Store(config.home, config.durability)
     store.start(calls)

@@ -861,7 +861,7 @@ class Runtime:
             return
         worker.actors.discard(actor.id)
         if worker.dedicated:
-            self.pool.kill(worker, "its actor is gone")
+            self.pool.kill(worker, "its actor is gone", expected=True)
         elif worker.alive and self._nursery is not None:
             self._nursery.start_soon(_unload, worker, actor.id)
 

@@ -86,6 +86,7 @@ class Worker:
     actors: set[str] = field(default_factory=set)
     dead: str | None = None
     kill_reason: str | None = None
+    expected_end: bool = False  # retired or shut down on purpose: its end is no news
     died: trio.Event = field(default_factory=trio.Event)
     scratch: str = ""
     _calls: dict[int, _Pending] = field(default_factory=dict)
@@ -166,13 +167,17 @@ class WorkerPool:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Start the shared workers, then keep watching them until cancelled."""
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            async with trio.open_nursery() as starting:
-                for _ in range(self.shared_count):
-                    starting.start_soon(self.start_worker, self.default_profile, False)
-            task_status.started()
-            await trio.sleep_forever()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                async with trio.open_nursery() as starting:
+                    for _ in range(self.shared_count):
+                        starting.start_soon(self.start_worker, self.default_profile, False)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            for worker in list(self.workers):  # nothing of ours outlives the pool
+                self.kill(worker, "the daemon is shutting down", expected=True)
 
     def views(self) -> list[dict[str, Any]]:
         return [{"pid": w.pid, "index": w.index, "dedicated": w.dedicated, "actors": len(w.actors),
@@ -348,7 +353,10 @@ class WorkerPool:
         if worker.dead is not None:
             return
         worker.dead = reason
-        log.warning("%s died: %s", worker.label(), reason)
+        if worker.expected_end:
+            log.debug("%s ended: %s", worker.label(), reason)
+        else:
+            log.warning("%s died: %s", worker.label(), reason)
         worker._fail_calls(reason)
         if worker.stream is not None:
             stream, worker.stream = worker.stream, None
@@ -365,10 +373,13 @@ class WorkerPool:
         if worker.scratch:
             _remove_tree(worker.scratch)
 
-    def kill(self, worker: Worker, reason: str) -> None:
-        """SIGKILL the worker; its callers get :class:`WorkerDied` with ``reason``."""
+    def kill(self, worker: Worker, reason: str, *, expected: bool = False) -> None:
+        """SIGKILL the worker; its callers get :class:`WorkerDied` with ``reason``.
+
+        ``expected``: an end on purpose (shutdown, its last actor gone), logged quietly."""
         if worker.dead is not None:
             return
+        worker.expected_end = worker.expected_end or expected
         worker.kill_reason = worker.kill_reason or reason
         if worker.process is not None and worker.process.returncode is None:
             try:
@@ -384,7 +395,7 @@ class WorkerPool:
     async def close(self) -> None:
         """Stop every worker (daemon shutdown)."""
         for worker in list(self.workers):
-            self.kill(worker, "the daemon is shutting down")
+            self.kill(worker, "the daemon is shutting down", expected=True)
         for worker in list(self.workers):
             with trio.move_on_after(5):
                 await worker.died.wait()
