@@ -48,6 +48,10 @@ class Config:
     require_sandbox: bool = False
 
 
+#: free bytes under which theaterd warns at start that the store may soon refuse writes
+LOW_SPACE = 16 << 20
+
+
 class StartupError(Exception):
     pass
 
@@ -139,6 +143,12 @@ async def amain(config: Config) -> None:
             raise StartupError("this kernel cannot confine worker processes (no Landlock);"
                                " start without --require-sandbox to run actors unconfined")
         log.warning("sandbox: none: this kernel has no Landlock; actor code can reach everything this user can")
+    from .store import free_bytes
+
+    free = free_bytes(config.home)
+    if free < LOW_SPACE:
+        log.warning("the disk holding %s has only %d bytes free: writes may be refused (exit 75) until"
+                    " space is freed", config.home, free)
     calls = LoopCalls(trio.lowlevel.current_trio_token())  # one wake-up path into the loop for all threads
     store = Store(config.home, config.durability)
     store.start(calls)

@@ -82,6 +82,10 @@ class Busy(TheaterError):
     code = ErrorCode.BUSY
 
 
+class DiskFull(Busy):
+    """The store's file system is full (or failing): nothing is written until space is back."""
+
+
 class ProtocolError(TheaterError):
     code = ErrorCode.PROTOCOL
 

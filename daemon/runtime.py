@@ -47,7 +47,7 @@ from actors import message_server as ms
 
 from . import chain
 from .chain import EXTERNAL, Head, StoredEvent
-from .errors import ActorFailed, BadInput, Busy, InternalError, NotFound, TheaterError, Timeout
+from .errors import ActorFailed, BadInput, Busy, DiskFull, InternalError, NotFound, TheaterError, Timeout
 from .jsontext import check_json
 from .jobs import BadResult, HandlerResult, Job, check_result
 from .jobs import item as _item
@@ -158,6 +158,7 @@ class Envelope:
     mail_id: int | None = None  # durable mailbox row, for sends
     channel: Any = None  # channels.Channel, for channel envelopes
     attempts: int = 0  # deliveries that crashed the actor (stored sends)
+    void: bool = False  # dropped while the disk was full (its stored copy, if any, is queued again)
 
 
 @dataclass(slots=True)
@@ -205,6 +206,7 @@ class Actor:
     handlers: frozenset[str] = frozenset()  # the handler functions its module defines
     job: Job | None = None  # the batch its worker is running
     room: trio.Event | None = None  # set when its mailbox has room again (for waiting senders)
+    backlog: deque[Envelope] = field(default_factory=deque)  # taken from the mailbox, not handled yet
     log: deque[str] = field(default_factory=lambda: deque(maxlen=1000))  # printed output, errors, crashes
 
     @property
@@ -242,6 +244,9 @@ class Runtime:
         self.timers = Timers()  # request deadlines of client connections
         self._spawned = 0
         self._attempts: dict[int, int] = {}  # crashed deliveries of stored mail, at start-up
+        #: while the store's disk is full: why (every write is refused, no message is handled)
+        self.suspended: DiskFull | None = None
+        self._resumed = trio.Event()
         self.started_at = time.time()
 
     # ------------------------------------------------------------------
@@ -255,6 +260,10 @@ class Runtime:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self.timers.run)
+            self.store.on_full = self._store_full
+            self.store.on_space = self._space_back
+            if self.store.full is not None:
+                self._store_full(self.store.full)
             await nursery.start(self.pool.run)
             await self._restore()
             task_status.started()
@@ -320,9 +329,82 @@ class Runtime:
         log.info("restored %d actors", sum(a.status == RUNNING for a in self.actors.values()))
         gc.freeze()  # long-lived actor objects: keep them out of every full collection
 
+    # ------------------------------------------------------------------
+    # a full disk
+
+    def writable(self) -> None:
+        """Raise :class:`DiskFull` while the store refuses writes."""
+        if self.suspended is not None:
+            raise self.store._full_error() if self.store.full is not None else self.suspended
+
+    def _store_full(self, error: DiskFull) -> None:
+        """The store failed a group for lack of space: stop handling until it is back.
+
+        What was handled after the last stored group exists only in memory now; the
+        resync, once space is back, puts memory back in line with the store."""
+        if self.suspended is not None:
+            return
+        log.error("%s; handling stops until space is back", error)
+        self.suspended = error
+        self._resumed = trio.Event()
+        assert self._nursery is not None
+        self._nursery.start_soon(self.channels.close_everything, "the daemon's disk is full")
+
+    def _space_back(self) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(self._resync)
+
+    async def _resync(self) -> None:
+        """Space is back: reload every actor's chain head, state and mailbox from the store,
+        then accept writes again.  Handlings that were not stored are handled again."""
+        while any(a.job is not None for a in self.actors.values()):
+            await trio.sleep(0.02)  # running handlers finish (their writes are refused)
+        rows = {r.id: r for r in await trio.to_thread.run_sync(self.store.load_actors)}
+        mail: dict[str, list[Any]] = {}
+        for m in await trio.to_thread.run_sync(self.store.load_mailbox):
+            mail.setdefault(m.actor, []).append(m)
+        for actor in self.actors.values():
+            row = rows.get(actor.id)
+            if row is None:
+                continue
+            actor.head, actor.state, actor.handled = row.head, row.state, row.handled
+            if actor.status == RUNNING and actor.mailbox_tx is not None:
+                self._refill(actor, mail.get(actor.id, []))
+        self.store.resume()
+        fixes: list[Op] = [SetStatus(a.id, a.status, a.reason) for a in self.actors.values()
+                           if a.id in rows and rows[a.id].status != a.status and a.status == FAILED]
+        if fixes:
+            self.store.submit(fixes)
+        log.warning("the disk has room again: actors reloaded from the store, handling goes on")
+        self.suspended = None
+        self._resumed.set()
+
+    def _refill(self, actor: Actor, rows: list[Any]) -> None:
+        """The actor's mailbox as the store has it: its stored messages first (in order),
+        then what was waiting that is not stored (requests, channel messages)."""
+        waiting = list(actor.backlog)
+        actor.backlog.clear()
+        while (env := _take(actor.mailbox_rx, actor.backlog)) is not None:
+            waiting.append(env)
+        waiting.extend(actor.late)
+        actor.late.clear()
+        kept = [env for env in waiting if env.mail_id is None]
+        for env in waiting:
+            if env.mail_id is not None:
+                env.void = True
+        stored = [Envelope(SEND, m.sender, m.payload, mail_id=m.id, attempts=m.attempts) for m in rows]
+        queue = stored + kept
+        if queue:
+            actor.replaying = trio.Event()
+            assert self._nursery is not None
+            self._nursery.start_soon(self._replay, actor, queue)
+
     async def _replay(self, actor: Actor, mail: list[Any]) -> None:
         try:
             for m in mail:
+                if isinstance(m, Envelope):
+                    await actor.mailbox_tx.send(m)
+                    continue
                 await actor.mailbox_tx.send(Envelope(SEND, m.sender, m.payload, mail_id=m.id,
                                                      attempts=self._attempts.pop(m.id, 0)))
         except (trio.ClosedResourceError, trio.BrokenResourceError):
@@ -375,6 +457,7 @@ class Runtime:
     # spawn / stop
 
     async def spawn(self, manifest_path: str, name: str | None = None, state: bytes | None = None) -> Actor:
+        self.writable()
         manifest = await trio.to_thread.run_sync(load_manifest, manifest_path)
         name = check_name(name) if name else manifest.name
         existing = self.names.get(name)
@@ -485,6 +568,7 @@ class Runtime:
         raise ActorFailed(result.error)
 
     async def stop(self, ref: str) -> Actor:
+        self.writable()
         actor = self.resolve(ref)
         if actor.status == STARTING:
             # still loading or in init: cancel the start (a stuck init takes its worker with it)
@@ -560,17 +644,24 @@ class Runtime:
 
     async def _mailbox_loop(self, actor: Actor) -> None:
         rx = actor.mailbox_rx
-        backlog: deque[Envelope] = deque()  # taken from the mailbox but not handled yet
+        backlog = actor.backlog  # taken from the mailbox but not handled yet
         try:
             with trio.CancelScope() as scope:
                 actor.cancel_scope = scope
                 while True:
+                    while self.suspended is not None:  # the disk is full: handle nothing for now
+                        await self._resumed.wait()
                     env = _take(rx, backlog)
                     if env is None:
                         try:
                             env = await rx.receive()
                         except trio.EndOfChannel:
                             break
+                        if env.void:
+                            continue
+                        if self.suspended is not None:
+                            backlog.appendleft(env)
+                            continue
                     batch = [env]
                     if env.kind in (SEND, REQUEST):
                         # hand every queued send/request over in one worker call
@@ -585,6 +676,8 @@ class Runtime:
                     if crash is not None:
                         try:
                             await self._after_crash(actor, crash)
+                        except DiskFull as exc:  # recorded in memory only; the resync sets it right
+                            log.warning("actor %s: crash not recorded: %s", actor.name, exc)
                         finally:
                             settle()  # the caller hears of the crash once the policy has been applied
                     if actor.status in (FAILED, STOPPED):  # (failed, then stopped meanwhile)
@@ -995,8 +1088,10 @@ class Runtime:
             if target.replaying is not None:
                 await target.replaying.wait()
             while target.late:
-                await target.mailbox_tx.send(target.late[0])
-                target.late.popleft()
+                env = target.late[0]
+                await target.mailbox_tx.send(env)
+                if target.late and target.late[0] is env:
+                    target.late.popleft()
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             self._undeliverable(target, list(target.late))
             target.late.clear()
@@ -1112,7 +1207,7 @@ class Runtime:
         self.store.submit(ops, self.store.waiter(wake))
         await done.wait()
         if failure:
-            raise InternalError(f"cannot write the store: {failure[0]}")
+            raise store_error(failure[0])
 
     def record(self, actor: Actor | None, type: str, data: dict[str, Any], payload: bytes | None = None) -> list[Op]:
         """Ops recording a sender-side event (nothing for external senders)."""
@@ -1132,6 +1227,7 @@ class Runtime:
 
     async def enqueue(self, target: Actor, env: Envelope, timeout: float) -> None:
         """Put ``env`` in the mailbox; wait (backpressure) up to ``timeout`` when it is full."""
+        self.writable()
         if target.replaying is not None:
             with trio.move_on_after(timeout):
                 await target.replaying.wait()
@@ -1178,6 +1274,7 @@ class Runtime:
 
         Raises at once when the message cannot be accepted at all.
         """
+        self.writable()
         sender_id = sender.id if sender else EXTERNAL
         data: dict[str, Any] = {"peer": ref, "size": len(msg)}
         mail_id: int | None = None
@@ -1214,7 +1311,7 @@ class Runtime:
         data["outcome"] = "ok"
 
         def stored(w: Any) -> None:
-            finished(None if w.error is None else InternalError(f"cannot write the store: {w.error}"))
+            finished(None if w.error is None else store_error(w.error))
 
         # acknowledged once the row (in this batch, or submitted before it) is committed
         ops = self.record(sender, "message-server/send", data, msg)
@@ -1359,23 +1456,34 @@ _Outcome = tuple[list[Envelope], str | None, Callable[[], None]]  # (handle agai
 
 def _take(rx: Any, backlog: deque[Envelope]) -> Envelope | None:
     """The next envelope without waiting: the backlog first, then the mailbox."""
-    if backlog:
-        return backlog.popleft()
-    try:
-        return rx.receive_nowait()
-    except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-        return None
+    while True:
+        if backlog:
+            env = backlog.popleft()
+        else:
+            try:
+                env = rx.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                return None
+        if not env.void:
+            return env
 
 
 def _nothing() -> None:
     pass
 
 
+def store_error(error: BaseException) -> TheaterError:
+    """What a caller is told when its write did not reach the store."""
+    if isinstance(error, TheaterError):  # DiskFull: exit 75, says how much is free
+        return error
+    return InternalError(f"cannot write the store: {error}")
+
+
 def _settle_after(waiter: Any, reply: ReplySlot | None, settle: Callable[[], None]) -> None:
     if waiter.error is None:
         settle()
     elif reply is not None:  # the caller must not believe what was not stored
-        reply.fail(InternalError(f"cannot write the store: {waiter.error}"))
+        reply.fail(store_error(waiter.error))
 
 
 def _room(actor: Actor) -> None:

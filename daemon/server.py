@@ -36,6 +36,7 @@ from typing import Any
 import trio
 
 from . import __version__, wire
+from .store import free_bytes
 from .chain import EXTERNAL, event_view, export_line
 from .chainverify import verify_chain
 from .channels import ClientEnd
@@ -540,6 +541,8 @@ class Connection:
             "actors": sum(1 for a in rt.actors.values() if a.status == "running"),
             "connections": self.server.connections,
             "durability": rt.store.durability,
+            "store": "ok" if rt.suspended is None else str(rt.suspended),
+            "store_free": free_bytes(rt.store.path.parent),
             "workers": rt.pool.views(),
             "sandbox": rt.pool.sandbox_summary(),
         }))

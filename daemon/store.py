@@ -20,9 +20,11 @@ power loss.  Group commit keeps ``full`` fast: one fsync per group.
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import logging
+import os
 from collections import deque
 import sqlite3
 import threading
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from .chain import FORMAT_VERSION, HASH_ALG, Head, StoredEvent
+from .errors import DiskFull
 
 log = logging.getLogger("theaterd.store")
 
@@ -94,6 +97,30 @@ _MIGRATIONS: dict[str, list[str]] = {
 
 class StoreError(Exception):
     """The store cannot be opened or written; the message says what to do."""
+
+
+#: how often a full store checks whether it can write again
+FULL_PROBE_SECONDS: Final = 0.5
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """SQLITE_FULL, SQLITE_IOERR (how SQLite reports ENOSPC while writing the WAL), ENOSPC, EIO."""
+    if isinstance(exc, OSError):
+        return exc.errno in _FULL_ERRNOS
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        return ("full" in text or "disk i/o" in text or name.startswith(("SQLITE_FULL", "SQLITE_IOERR")))
+    return False
+
+
+def free_bytes(path: Path) -> int:
+    try:
+        info = os.statvfs(path)
+    except OSError:
+        return 0
+    return int(info.f_bavail * info.f_frsize)
 
 
 def state_hash(state: bytes | None) -> bytes | None:
@@ -312,6 +339,13 @@ class Store:
         self._batches = 0  # (how much they held)
         self._checkpoint_due = threading.Event()
         self._checkpointer: threading.Thread | None = None
+        #: set while the file system is full: every write is refused until a probe succeeds
+        #: and the owner calls :meth:`resume`
+        self.full: DiskFull | None = None
+        self._space_back = False  # a probe succeeded; waiting for :meth:`resume`
+        #: called on the event loop: when the store becomes full, and when space is back
+        self.on_full: Callable[[DiskFull], None] | None = None
+        self.on_space: Callable[[], None] | None = None
         self._check_and_init()
 
     # -- opening --------------------------------------------------------
@@ -362,6 +396,11 @@ class Store:
             finally:
                 db.close()
         except sqlite3.DatabaseError as exc:
+            if is_disk_full(exc) and self.path.exists():
+                # it opens, but cannot be written now: start refusing writes until space is back
+                self.full = self._full_error()
+                log.error("%s", self.full)
+                return
             raise StoreError(f"{self.path} is corrupt or not a database ({exc}); {fix}") from None
 
     # -- writer ---------------------------------------------------------
@@ -402,18 +441,30 @@ class Store:
                 self._db.close()
                 self._db = None
 
+    def _full_error(self) -> DiskFull:
+        return DiskFull(f"disk full: cannot write {self.path} ({free_bytes(self.path.parent)} bytes free);"
+                        " nothing is written until space is freed")
+
     def submit(self, ops: list[Op], waiter: _Waiter | None = None, inline: bool = False) -> None:
         """Queue ``ops`` to be committed together, after everything queued before.
 
-        ``inline=True`` (worker threads only, never the event loop): when no commit is
-        running, commit right here on the calling thread instead of handing over to the
-        writer thread: one thread hand-off less on the way to an acknowledgement.
+        While the store is full, nothing is queued: ``waiter`` (if any) is failed with
+        :class:`DiskFull` at once, on the event loop.
+
+        ``inline=True`` (not from the event loop): when no commit is running, commit
+        right here on the calling thread instead of handing over to the writer thread.
         Whoever holds the commit lock drains the queue in order, so order is kept.
         """
         if self.failure is not None:
             raise StoreError(f"the store failed earlier: {self.failure}")
         if self._closed:
             raise StoreError("the store is closed")
+        if self.full is not None:
+            if waiter is not None:
+                waiter.error = self._full_error()
+                if self._wake is not None:
+                    self._wake(functools.partial(_fire, [waiter]))
+            return
         self._items.append((ops, waiter))
         if inline and self._db is not None and self._lock.acquire(blocking=False):
             try:
@@ -432,12 +483,46 @@ class Store:
 
     def _writer(self) -> None:
         while True:
-            self._signal.wait()
+            self._signal.wait(FULL_PROBE_SECONDS if self.full is not None else None)
             self._signal.clear()
             with self._lock:
-                self._commit_pending()
+                if self.full is not None:
+                    self._probe_space()
+                else:
+                    self._commit_pending()
             if self._stopping and not self._items:
                 return
+
+    def _probe_space(self) -> None:
+        """While full: can a real write go through again?  (Call with the commit lock held.)"""
+        db = self._db
+        if db is None or self._space_back:
+            return
+        try:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # give back what the WAL holds
+        except sqlite3.Error:
+            pass
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('space_probe', hex(randomblob(32768)))")
+            db.execute("DELETE FROM meta WHERE key = 'space_probe'")
+            db.execute("COMMIT")
+        except sqlite3.Error:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            return
+        self._space_back = True
+        log.warning("the store can be written again (%d bytes free)", free_bytes(self.path.parent))
+        if self._wake is not None and self.on_space is not None:
+            getattr(self._wake, "now", self._wake)(self.on_space)
+
+    def resume(self) -> None:
+        """Accept writes again (after the owner has put its memory back in line with the store)."""
+        self.full = None
+        self._space_back = False
+        self._signal.set()
 
     def _commit_pending(self, limit: int | None = None, own: _Waiter | None = None) -> None:
         """Commit what is queued (at most ``limit`` batches), in order, in groups (call with
@@ -462,12 +547,23 @@ class Store:
                         _apply(db, op)
                 db.execute("COMMIT")
             except BaseException as exc:  # noqa: BLE001 - reported to every waiter
-                error = exc
-                self.failure = exc
                 try:
                     db.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
+                if is_disk_full(exc):
+                    # Nothing after a failed group may be committed (it may depend on it):
+                    # every batch queued behind it fails too, and writes stop until space is back.
+                    error = self.full = self._full_error()
+                    group.extend(items)
+                    items.clear()
+                    left = 0
+                    log.error("%s", error)
+                    if self._wake is not None and self.on_full is not None:
+                        getattr(self._wake, "now", self._wake)(functools.partial(self.on_full, error))
+                else:
+                    error = exc
+                    self.failure = exc
             waiters = [w for _, w in group if w is not None]
             if waiters and self._wake is not None:
                 for w in waiters:
