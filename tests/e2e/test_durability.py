@@ -172,7 +172,7 @@ def test_chain_follow_prints_new_events(theaterd: DaemonProcess) -> None:
 
 def test_corrupt_store_is_a_clear_startup_error(short_tmp: Path) -> None:
     home = short_tmp / "home"
-    home.mkdir()
+    home.mkdir(mode=0o700)
     (home / "theater.db").write_bytes(b"this is not a database" * 100)
     r = subprocess.run([bin_path("theaterd"), "--socket", str(short_tmp / "s.sock"), "--home", str(home)],
                        capture_output=True, text=True, timeout=60)
