@@ -44,12 +44,17 @@ class Config:
     max_frame: int = 1 << 20
     max_connections: int = 256
     idle_timeout: float = 600.0
+<<<<<<< HEAD
     workers: int = 0
     require_sandbox: bool = False
 
 
 #: free bytes under which theaterd warns at start that the store may soon refuse writes
 LOW_SPACE = 16 << 20
+=======
+    max_component_bytes: int = 16 << 20
+    max_inflight: int = 1024
+>>>>>>> data
 
 
 class StartupError(Exception):
@@ -157,7 +162,8 @@ async def amain(config: Config) -> None:
     runtime.call_soon = calls
     shutdown = trio.Event()
     server = Server(runtime, ServerSettings(max_frame=config.max_frame, max_connections=config.max_connections,
-                                            idle_timeout=config.idle_timeout), on_shutdown=shutdown.set)
+                                            idle_timeout=config.idle_timeout, max_inflight=config.max_inflight),
+                    on_shutdown=shutdown.set)
     server.socket_path, server.home = str(config.socket), str(config.home)
     fd = _inherited_fd()
     listener = listener_from_fd(fd) if fd is not None else await open_unix_listener(config.socket)
@@ -211,6 +217,9 @@ def run(config: Config) -> int:
         format="%(asctime)s theaterd[%(process)d] %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    from .files import LIMITS
+
+    LIMITS.component = config.max_component_bytes  # before any component is read
     try:
         lock = _take_lock(config.home)
         try:
@@ -260,6 +269,7 @@ def _first_known(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> 
               help="Concurrent client connections; more get a 'busy' error.")
 @click.option("--idle-timeout", type=click.FloatRange(min=0.1), default=600.0, show_default=True,
               help="Close client connections idle this many seconds.")
+<<<<<<< HEAD
 @click.option("--workers", type=click.IntRange(min=0), default=0,
               help="Shared worker processes for actor code [default: one per usable CPU].")
 @click.option("--require-sandbox", is_flag=True,
@@ -268,6 +278,16 @@ def _first_known(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> 
 @click.version_option(__version__, prog_name="theaterd")
 def cli(socket_path: Path | None, home: Path | None, durability: str, timeout: float, mailbox_size: int,
         max_frame: int, max_connections: int, idle_timeout: float, workers: int, require_sandbox: bool,
+=======
+@click.option("--max-component-bytes", type=click.IntRange(min=1), default=16 << 20, show_default=True,
+              help="Largest actor component (Python file) accepted, in bytes.")
+@click.option("--max-inflight", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Calls in flight per connection; beyond it the daemon stops reading that connection.")
+@click.option("--debug", is_flag=True, help="Verbose logs; handler errors include the exception type.")
+@click.version_option(__version__, prog_name="theaterd")
+def cli(socket_path: Path | None, home: Path | None, durability: str, timeout: float, mailbox_size: int,
+        max_frame: int, max_connections: int, idle_timeout: float, max_component_bytes: int, max_inflight: int,
+>>>>>>> data
         debug: bool) -> None:
     """Run the theater daemon in the foreground."""
     config = Config(
@@ -280,8 +300,13 @@ def cli(socket_path: Path | None, home: Path | None, durability: str, timeout: f
         max_frame=max_frame,
         max_connections=max_connections,
         idle_timeout=idle_timeout,
+<<<<<<< HEAD
         workers=workers,
         require_sandbox=require_sandbox,
+=======
+        max_component_bytes=max_component_bytes,
+        max_inflight=max_inflight,
+>>>>>>> data
     )
     sys.exit(run(config))
 

@@ -52,6 +52,9 @@ EXPORT_PAGE = 2000  # events per export page at most
 CHAIN_PAGE = 1000  # events per chain page at most
 PAGE_BYTES = 256 * 1024  # record bytes per page: keeps answers well under the frame cap
 RECEIVE_SIZE = 65536  # bytes per read
+WRITE_BATCH_BYTES = 1 << 20  # queued frames joined into one write by the writer task, at most (about)
+MAX_INFLIGHT = 1024  # calls read and not yet answered, per connection; beyond it the reader waits
+MAX_OUTGOING_BYTES = 64 << 20  # bytes queued for a client that does not read (at least 4 frames' worth)
 
 
 async def _first(work: Awaitable[tuple[Any, Any]]) -> Any:
@@ -66,6 +69,8 @@ class ServerSettings:
     partial_frame_timeout: float = 5.0
     idle_timeout: float = 600.0
     max_outgoing: int = 4096  # frames queued for a client that does not read
+    max_outgoing_bytes: int = MAX_OUTGOING_BYTES
+    max_inflight: int = MAX_INFLIGHT
     check_peer: bool = True
 
 
@@ -144,6 +149,8 @@ class Server:
         # handler threads settling replies): each is written once, when the pass ends
         self.dirty: list[Connection] = []
         self._hooked = False
+        self.calls_in_flight = 0  # calls read and not answered yet, over all connections
+        self.calls_in_flight_peak = 0  # the most one connection has had at once
 
     @property
     def corked(self) -> bool:
@@ -228,11 +235,24 @@ class Connection:
         self._dirty = False  # queued while the server is corked: written at the uncork
         self._writer_lot = trio.lowlevel.ParkingLot()
         self._drained = False  # the last read was short: wait for data before reading again
+        # flow control: the reader takes no new call while this connection has ``max_inflight``
+        # calls unanswered, or more than half of ``max_outgoing`` frames or a quarter of its
+        # byte limit queued, and resumes as answers go out; past the limits themselves (pushes
+        # can get there) the client is disconnected as one that does not read
+        self.unanswered: set[int] = set()  # ids of calls read and not answered yet
+        self._out_bytes = 0  # bytes in ``_out``
+        self._max_out_bytes = max(self.settings.max_outgoing_bytes, 4 * self.settings.max_frame)
+        self._reader_lot = trio.lowlevel.ParkingLot()
 
     # -- output -------------------------------------------------------------
 
     def write(self, frame: wire.Frame) -> None:
         """Send a frame; a client that stops reading is disconnected, never waited for."""
+        if isinstance(frame, (wire.Reply, wire.Error)) and frame.id in self.unanswered:
+            self.unanswered.discard(frame.id)
+            self.server.calls_in_flight -= 1
+            if self._reader_lot:
+                self._wake_reader()
         if self.closing or self._out_closed:
             return
         try:
@@ -241,8 +261,9 @@ class Connection:
             call_id = getattr(frame, "id", None)
             data = wire.encode(wire.Error(call_id, int(ErrorCode.INTERNAL), str(exc)))
         self._out.append(data)
+        self._out_bytes += len(data)
         if self._blocked:
-            if len(self._out) > self.settings.max_outgoing:
+            if len(self._out) > self.settings.max_outgoing or self._out_bytes > self._max_out_bytes:
                 log.warning("client is not reading its replies; disconnecting it")
                 self._abort()
         elif self.server.corked:
@@ -267,15 +288,20 @@ class Connection:
         except OSError:  # the peer went away
             self._abort()
             return
+        self._out_bytes = len(data) - sent
         if sent < len(data):
             out.append(memoryview(data)[sent:])
             self._blocked = True
             self._writer_lot.unpark()
+        elif self._reader_lot:
+            self._wake_reader()
 
     def _abort(self) -> None:
         """Give up on this connection now (the read loop ends too)."""
         self.closing = True
         self._out.clear()
+        self._out_bytes = 0
+        self._reader_lot.unpark_all()
         nursery = getattr(self, "nursery", None)
         if nursery is not None:
             nursery.cancel_scope.cancel()
@@ -297,7 +323,11 @@ class Connection:
                 continue
             await trio.lowlevel.wait_writable(self.stream.socket)
             while out and not self.closing:
-                parts = [out.popleft() for _ in range(min(len(out), 256))]
+                parts = [out.popleft()]
+                size = len(parts[0])
+                while out and len(parts) < 256 and size < WRITE_BATCH_BYTES:  # one copy of a few frames
+                    size += len(out[0])
+                    parts.append(out.popleft())
                 data = parts[0] if len(parts) == 1 else b"".join(parts)
                 try:
                     sent = os.write(self._fd, data)
@@ -306,11 +336,14 @@ class Connection:
                 except OSError:
                     self._abort()
                     return
+                self._out_bytes -= sent
                 if sent < len(data):
                     out.appendleft(memoryview(data)[sent:])
                     break
             else:
                 self._blocked = False
+            if self._reader_lot:
+                self._wake_reader()
 
     async def _fatal(self, code: ErrorCode, message: str) -> None:
         """Send one connection-level error frame directly, then give up on the stream."""
@@ -324,6 +357,23 @@ class Connection:
                     pass
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
+
+    # -- flow control -------------------------------------------------------
+
+    def _full(self) -> bool:
+        """True while the reader must not take another call (see ``unanswered``)."""
+        return (len(self.unanswered) >= self.settings.max_inflight
+                or len(self._out) > self.settings.max_outgoing // 2
+                or self._out_bytes > self._max_out_bytes // 4)
+
+    def _wake_reader(self) -> None:
+        if not self._full():
+            self._reader_lot.unpark_all()
+
+    async def _wait_for_room(self) -> None:
+        """Backpressure: stop reading this connection until it is below its limits again."""
+        while self._full() and not self.closing:
+            await self._reader_lot.park()
 
     # -- input --------------------------------------------------------------
 
@@ -443,6 +493,8 @@ class Connection:
         finally:
             with trio.CancelScope(shield=True):
                 self.closing = True
+                self.server.calls_in_flight -= len(self.unanswered)
+                self.unanswered.clear()
                 for slot, timer in self.waiting.items():  # replies nobody will read
                     slot.callback = None
                     self.runtime.timers.cancel(timer)
@@ -452,6 +504,9 @@ class Connection:
 
     async def _read_loop(self) -> None:
         while not self.closing:
+            if self._full():
+                await self._wait_for_room()
+                continue
             try:
                 frame = await self._next_frame()
             except _Closed:
@@ -469,7 +524,7 @@ class Connection:
     async def _room(self) -> None:
         """Wait until the outgoing queue is at most half full (flow control for pushes)."""
         while not self.closing:
-            if len(self._out) <= self.settings.max_outgoing // 2:
+            if len(self._out) <= self.settings.max_outgoing // 2 and self._out_bytes <= self._max_out_bytes // 2:
                 return
             await trio.sleep(0.01)
 
@@ -515,6 +570,11 @@ class Connection:
         self.nursery.start_soon(self._answer, call, work())
 
     async def _dispatch(self, call: wire.Call) -> None:
+        if call.id not in self.unanswered:  # answered by the first reply or error with its id
+            self.unanswered.add(call.id)
+            self.server.calls_in_flight += 1
+            if len(self.unanswered) > self.server.calls_in_flight_peak:
+                self.server.calls_in_flight_peak = len(self.unanswered)
         try:
             wire.check_args(call.op, call.args)
         except ProtocolError as exc:
@@ -541,10 +601,15 @@ class Connection:
             "actors": sum(1 for a in rt.actors.values() if a.status == "running"),
             "connections": self.server.connections,
             "durability": rt.store.durability,
+<<<<<<< HEAD
             "store": "ok" if rt.suspended is None else str(rt.suspended),
             "store_free": free_bytes(rt.store.path.parent),
             "workers": rt.pool.views(),
             "sandbox": rt.pool.sandbox_summary(),
+=======
+            "calls_in_flight": self.server.calls_in_flight,
+            "calls_in_flight_peak": self.server.calls_in_flight_peak,
+>>>>>>> data
         }))
 
     async def op_shutdown(self, call: wire.Call, args: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -189,42 +190,84 @@ def test_daemon_refuses_unsafe_socket_directory(short_tmp: Path, problem: str) -
     assert len([ln for ln in r.stderr.splitlines() if "error" in ln]) == 1
 
 
-def _other_user() -> str | None:
+OTHER_UID = 65534  # nobody
+# interpreters another user can normally run; the one running the tests may live under a
+# private directory (a clone in a 0700 home, pyenv under /root), so it is tried last
+_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3", "/bin/python3")
+# the hello frame, written out by hand: the other user runs no project code and no cbor2
+_HELLO_BYTES = bytes.fromhex("00000024" "a3" "6174" "6568656c6c6f" "6776657273696f6e" "01" "66636c69656e74"
+                             "6a6f746865722d75736572")
+# connect, send the hello, print every byte the daemon sends until it closes, as hex
+_PEER_SCRIPT = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(10)
+s.connect(sys.argv[1])
+try:
+    s.sendall(bytes.fromhex(sys.argv[2]))
+except OSError:
+    pass
+data = b""
+while True:
+    try:
+        chunk = s.recv(65536)
+    except OSError:
+        break
+    if not chunk:
+        break
+    data += chunk
+print(data.hex())
+"""
+
+
+def _as_other_user(*argv: str) -> list[str]:
+    return ["setpriv", f"--reuid={OTHER_UID}", f"--regid={OTHER_UID}", "--clear-groups", *argv]
+
+
+def _other_users_python() -> str | None:
+    """An interpreter the other uid can run (None: it cannot run Python at all)."""
     if os.getuid() != 0 or shutil.which("setpriv") is None:
         return None
-    return "nobody"
+    for candidate in (*_PYTHONS, shutil.which("python3") or "", sys.executable):
+        if not candidate or not os.path.exists(candidate):
+            continue
+        try:
+            r = subprocess.run(_as_other_user(candidate, "-I", "-c", "import socket"), capture_output=True,
+                               timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if r.returncode == 0:
+            return candidate
+    return None
 
 
-@pytest.mark.skipif(_other_user() is None, reason="needs root and setpriv to act as another user")
+def test_the_hand_built_hello_is_a_hello() -> None:
+    reader = wire.FrameReader()
+    reader.feed(_HELLO_BYTES)
+    assert list(reader.frames()) == [wire.Hello(1, "other-user")]
+
+
+@pytest.mark.skipif(os.getuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root and setpriv to act as another user")
 def test_peer_with_another_uid_is_refused(theaterd: DaemonProcess) -> None:
+    python = _other_users_python()
+    if python is None:
+        pytest.skip(f"uid {OTHER_UID} cannot run any Python interpreter here")
     # open the filesystem permissions so only SO_PEERCRED stands in the way
     os.chmod(theaterd.socket.parent, 0o711)
     os.chmod(theaterd.socket, 0o666)
     try:
-        script = (
-            "import socket, struct, cbor2, sys\n"
-            f"s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect({str(theaterd.socket)!r})\n"
-            "b = cbor2.dumps({'t': 'hello', 'version': 1})\n"
-            "try:\n"
-            "    s.sendall(struct.pack('>I', len(b)) + b)\n"
-            "except OSError:\n"
-            "    pass\n"
-            "data = b''\n"
-            "while True:\n"
-            "    chunk = s.recv(65536)\n"
-            "    if not chunk: break\n"
-            "    data += chunk\n"
-            "print(cbor2.loads(data[4:]))\n"
-        )
-        import sys as _sys
-
-        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", _sys.executable, "-c",
-                            script], capture_output=True, text=True, timeout=60)
+        r = subprocess.run(_as_other_user(python, "-I", "-c", _PEER_SCRIPT, str(theaterd.socket),
+                                          _HELLO_BYTES.hex()), capture_output=True, text=True, timeout=60)
     finally:
         os.chmod(theaterd.socket.parent, 0o700)
         os.chmod(theaterd.socket, 0o600)
     assert r.returncode == 0, r.stderr
-    assert "permission denied" in r.stdout and "'code': 69" in r.stdout
+    reader = wire.FrameReader()
+    reader.feed(bytes.fromhex(r.stdout.strip()))
+    frames = list(reader.frames())
+    assert len(frames) == 1 and isinstance(frames[0], wire.Error), frames
+    assert frames[0].id is None and frames[0].code == 69 and "permission denied" in frames[0].message
     assert theaterd.ctl("daemon", "status").returncode == 0
 
 
