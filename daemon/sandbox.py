@@ -166,6 +166,8 @@ def apply(policy: Policy, *, max_abi: int | None = None) -> SandboxReport:
     for path in (*policy.read, *write):
         if not path.is_absolute():
             raise SandboxError(f"sandbox paths must be absolute: {str(path)!r}")
+        if not path.exists():
+            raise SandboxError(f"sandbox path does not exist: {str(path)!r}")
     if policy.memory_limit is not None:
         _check_memory_limit(policy.memory_limit)
 

@@ -352,7 +352,7 @@ def test_a_bad_policy_raises_one_line_before_restricting_anything(tmp_path: Path
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     message, nnp, etc_readable = json.loads(proc.stdout)
-    assert message == f"cannot open sandbox path {str(tmp_path / 'missing')!r}: No such file or directory"
+    assert message == f"sandbox path does not exist: {str(tmp_path / 'missing')!r}"
     assert (nnp, etc_readable) == (0, True)
 
 
