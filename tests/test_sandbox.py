@@ -59,13 +59,15 @@ out = {"report": str(report), "abi": report.abi, "canary": attempt(lambda: open(
 
 
 def run_sandboxed(body: str, scratch: Path, *, network: bool = False, memory_limit: int | None = None,
-                  max_abi: int | None = None, fs_enforced: bool = True, **args: Any) -> dict[str, Any]:
+                  max_abi: int | None = None, fs_enforced: bool = True, pass_fds: tuple[int, ...] = (),
+                  **args: Any) -> dict[str, Any]:
     """Run ``body`` in a fresh interpreter after ``apply(Policy.for_worker(scratch, ...))``; return its ``out``."""
     scratch.mkdir(exist_ok=True)
     argv = json.dumps({"scratch": str(scratch), "network": network, "memory_limit": memory_limit,
                        "max_abi": max_abi, **args})
     code = _PRELUDE + textwrap.dedent(body) + "\nprint(json.dumps(out))\n"
-    proc = subprocess.run([sys.executable, "-c", code, argv], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", code, argv], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          pass_fds=pass_fds)
     assert proc.returncode == 0, proc.stderr
     out: dict[str, Any] = json.loads(proc.stdout.splitlines()[-1])
     assert out["canary"] == ("EACCES" if fs_enforced else "ok"), out
@@ -276,6 +278,24 @@ def test_pathname_unix_socket_connect_is_not_covered(tmp_path: Path, scratch: Pa
         """, scratch, path=str(path))
     assert out["connect"] == "ok"
     assert out["read_dir"] == "EACCES"
+
+
+@needs_landlock
+def test_descriptors_open_before_apply_stay_usable(tmp_path: Path, scratch: Path) -> None:
+    """Landlock checks opening, not using: the worker must inherit only the descriptors it may use."""
+    secret = tmp_path / "secret"
+    secret.write_text("inherited")
+    fd = os.open(secret, os.O_RDONLY)
+    try:
+        out = run_sandboxed("""
+            out["by_fd"] = os.read(ARGS["fd"], 100).decode()
+            out["by_path"] = attempt(lambda: open(ARGS["path"]).read())
+            out["reopen_via_proc"] = attempt(lambda: open(f"/proc/self/fd/{ARGS['fd']}").read())
+        """, scratch, pass_fds=(fd,), fd=fd, path=str(secret))
+    finally:
+        os.close(fd)
+    assert out["by_fd"] == "inherited"
+    assert out["by_path"] == out["reopen_via_proc"] == "EACCES"
 
 
 _PRIVILEGES = """
