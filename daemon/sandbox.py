@@ -233,9 +233,9 @@ def _probe() -> tuple[int, str]:
         return ll.abi_version(), ""
     except OSError as e:
         if e.errno == errno.EOPNOTSUPP:
-            return 0, "Landlock is disabled in this kernel (not in the lsm= boot list)"
+            return 0, "Landlock is disabled in this kernel: not in the lsm= boot list"
         if e.errno == errno.ENOSYS:
-            return 0, f"this kernel has no Landlock ({e.strerror})"
+            return 0, f"no Landlock: {e.strerror}"
         return 0, f"Landlock probe failed: {e.strerror}"
 
 
