@@ -184,9 +184,8 @@ def apply(policy: Policy, *, max_abi: int | None = None) -> SandboxReport:
         _check_memory_limit(policy.memory_limit)
 
     missing: list[str] = []
-    filter_ = _seccomp_filter()
-    deny_unix = not policy.unix_sockets and filter_ is not None
-    if not policy.unix_sockets and filter_ is None:
+    program = None if policy.unix_sockets else _seccomp_filter()
+    if not policy.unix_sockets and program is None:
         missing.append(f"no seccomp filter for {os.uname().machine}")
     ruleset = -1
     handled_net = ll.net_rights(abi) if not policy.network else 0
@@ -202,12 +201,15 @@ def apply(policy: Policy, *, max_abi: int | None = None) -> SandboxReport:
     try:
         if policy.memory_limit is not None:
             _one_malloc_arena()
-            resource.setrlimit(resource.RLIMIT_AS, (policy.memory_limit, policy.memory_limit))
+            try:
+                resource.setrlimit(resource.RLIMIT_AS, (policy.memory_limit, policy.memory_limit))
+            except (ValueError, OSError) as e:  # ValueError: above a hard limit set before
+                raise SandboxError(f"cannot set RLIMIT_AS to {_size(policy.memory_limit)}: {e}") from None
         if (err := _prctl(_PR_SET_NO_NEW_PRIVS, 1)) < 0:
             raise SandboxError(f"cannot set no_new_privs: {os.strerror(-err)}")
         _drop_capabilities()
-        if deny_unix and filter_ is not None:
-            _deny_unix_sockets(filter_)
+        if program is not None:
+            _deny_unix_sockets(program)
         if ruleset >= 0:
             try:
                 ll.restrict_self(ruleset)
@@ -219,10 +221,8 @@ def apply(policy: Policy, *, max_abi: int | None = None) -> SandboxReport:
     if policy.scratch is not None:
         _use_as_tmpdir(policy.scratch)
     return SandboxReport(
-        abi=abi, fs=abi > 0, net=bool(handled_net), scope=bool(scoped), unix=deny_unix,
-        memory_limit=policy.memory_limit,
-        missing=tuple(missing),
-        seconds=time.perf_counter() - started,
+        abi=abi, fs=abi > 0, net=bool(handled_net), scope=bool(scoped), unix=program is not None,
+        memory_limit=policy.memory_limit, missing=tuple(missing), seconds=time.perf_counter() - started,
     )
 
 
