@@ -17,7 +17,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 
 # The three syscalls were added after the syscall tables were unified, so they
 # have the same numbers on x86_64 and aarch64 (and most others; alpha differs).
@@ -106,9 +105,10 @@ def _call(number: int, *args: object) -> int:
 
 
 def _numbers() -> tuple[int, int, int]:
-    numbers = _SYSCALLS.get(platform.machine())
+    machine = os.uname().machine
+    numbers = _SYSCALLS.get(machine)
     if numbers is None:
-        raise OSError(errno.ENOSYS, f"no Landlock syscall numbers known for {platform.machine()}")
+        raise OSError(errno.ENOSYS, f"no Landlock syscall numbers known for {machine}")
     return numbers
 
 

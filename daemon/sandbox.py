@@ -12,7 +12,11 @@ fresh worker interpreter, and cannot be undone:
 4. Every capability is dropped (bounding, ambient, effective, permitted,
    inheritable): a worker started as root keeps uid 0 but none of root's
    powers (no reboot, module loading, clock setting, DAC override, ...).
-5. Landlock enforces the ruleset: the file system is denied except what the
+5. Unless ``unix_sockets``, a seccomp filter denies creating Unix sockets
+   (``socketpair()`` still works) and io_uring: Landlock does not check
+   connect() to a socket file, and root services listen on those (D-Bus,
+   systemd, docker, this daemon).
+6. Landlock enforces the ruleset: the file system is denied except what the
    policy lists (read+execute, or read+write); with ``network=False`` every TCP
    bind and connect is denied; abstract Unix sockets and signals cannot reach
    outside the sandbox.
@@ -20,8 +24,9 @@ fresh worker interpreter, and cannot be undone:
 Landlock is best effort: the ruleset handles only the rights the running
 kernel's ABI knows, and the :class:`SandboxReport` says what was enforced and
 what the kernel could not do.  Landlock does not cover connect() to a
-*pathname* Unix socket, UDP, stat()/readlink() of paths, or mmap of files it
-may read; docs/sandbox.md lists what is and is not reached.
+*pathname* Unix socket (hence the seccomp filter), UDP, stat()/readlink() of
+paths, descriptors opened before ``apply``, or mmap of files it may read;
+docs/sandbox.md lists what is and is not reached.
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ _PR_CAP_AMBIENT = 47
 _PR_CAP_AMBIENT_CLEAR_ALL = 4
 _CAP_VERSION_3 = 0x20080522
 _M_ARENA_MAX = -8
+_PR_SET_SECCOMP = 22
+_SECCOMP_MODE_FILTER = 2
 
 
 class SandboxError(Exception):
@@ -72,7 +79,8 @@ class Policy:
     directory, added to ``write``; ``apply`` also points ``TMPDIR`` at it.
     ``network``: False denies every TCP bind and connect (ABI 4 and later).
     ``memory_limit``: bytes of address space (``RLIMIT_AS``), None for no limit.
-    Paths must be absolute and exist.
+    ``unix_sockets``: False denies creating Unix sockets (inherited ones and
+    ``socketpair()`` still work).  Paths must be absolute and exist.
     """
 
     read: tuple[Path, ...] = ()
@@ -80,6 +88,7 @@ class Policy:
     network: bool = False
     memory_limit: int | None = None
     scratch: Path | None = None
+    unix_sockets: bool = False
 
     @classmethod
     def for_worker(cls, scratch: Path, *, read: Iterable[Path] = (), network: bool = False,
@@ -97,6 +106,7 @@ class SandboxReport:
     fs: bool  # file system rules enforced
     net: bool  # TCP bind/connect denied
     scope: bool  # abstract Unix sockets and signals scoped to the sandbox
+    unix: bool  # creating Unix sockets denied (seccomp)
     memory_limit: int | None
     missing: tuple[str, ...] = ()  # what the policy asked for and this kernel cannot do, with why
     seconds: float = field(default=0.0, compare=False)
@@ -110,6 +120,8 @@ class SandboxReport:
             if self.missing:
                 inner += "; not enforced: " + "; ".join(self.missing)
             text = f"landlock v{self.abi} ({inner})"
+        if self.unix:
+            text += ", no unix sockets"
         if self.memory_limit is not None:
             text += f", memory {_size(self.memory_limit)}"
         return text
@@ -166,10 +178,15 @@ def apply(policy: Policy, *, max_abi: int | None = None) -> SandboxReport:
     for path in (*policy.read, *write):
         if not path.is_absolute():
             raise SandboxError(f"sandbox paths must be absolute: {str(path)!r}")
+        if not path.exists():
+            raise SandboxError(f"sandbox path does not exist: {str(path)!r}")
     if policy.memory_limit is not None:
         _check_memory_limit(policy.memory_limit)
 
     missing: list[str] = []
+    program = None if policy.unix_sockets else _seccomp_filter()
+    if not policy.unix_sockets and program is None:
+        missing.append(f"no seccomp filter for {os.uname().machine}")
     ruleset = -1
     handled_net = ll.net_rights(abi) if not policy.network else 0
     scoped = ll.scopes(abi)
@@ -184,10 +201,15 @@ def apply(policy: Policy, *, max_abi: int | None = None) -> SandboxReport:
     try:
         if policy.memory_limit is not None:
             _one_malloc_arena()
-            resource.setrlimit(resource.RLIMIT_AS, (policy.memory_limit, policy.memory_limit))
+            try:
+                resource.setrlimit(resource.RLIMIT_AS, (policy.memory_limit, policy.memory_limit))
+            except (ValueError, OSError) as e:  # ValueError: above a hard limit set before
+                raise SandboxError(f"cannot set RLIMIT_AS to {_size(policy.memory_limit)}: {e}") from None
         if (err := _prctl(_PR_SET_NO_NEW_PRIVS, 1)) < 0:
             raise SandboxError(f"cannot set no_new_privs: {os.strerror(-err)}")
         _drop_capabilities()
+        if program is not None:
+            _deny_unix_sockets(program)
         if ruleset >= 0:
             try:
                 ll.restrict_self(ruleset)
@@ -199,9 +221,8 @@ def apply(policy: Policy, *, max_abi: int | None = None) -> SandboxReport:
     if policy.scratch is not None:
         _use_as_tmpdir(policy.scratch)
     return SandboxReport(
-        abi=abi, fs=abi > 0, net=bool(handled_net), scope=bool(scoped), memory_limit=policy.memory_limit,
-        missing=tuple(missing),
-        seconds=time.perf_counter() - started,
+        abi=abi, fs=abi > 0, net=bool(handled_net), scope=bool(scoped), unix=program is not None,
+        memory_limit=policy.memory_limit, missing=tuple(missing), seconds=time.perf_counter() - started,
     )
 
 
@@ -212,9 +233,9 @@ def _probe() -> tuple[int, str]:
         return ll.abi_version(), ""
     except OSError as e:
         if e.errno == errno.EOPNOTSUPP:
-            return 0, "Landlock is disabled in this kernel (not in the lsm= boot list)"
+            return 0, "Landlock is disabled in this kernel: not in the lsm= boot list"
         if e.errno == errno.ENOSYS:
-            return 0, f"this kernel has no Landlock ({e.strerror})"
+            return 0, f"no Landlock: {e.strerror}"
         return 0, f"Landlock probe failed: {e.strerror}"
 
 
@@ -321,6 +342,54 @@ def _drop_capabilities() -> None:
     empty = (_CapData * 2)()
     if _libc.capset(ctypes.byref(header), empty) != 0:
         raise SandboxError(f"cannot drop capabilities: {os.strerror(ctypes.get_errno())}")
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+# machine: (AUDIT_ARCH_*, __NR_socket); io_uring_setup is 425 on both.
+_SECCOMP_ARCH = {"x86_64": (0xC000003E, 41), "aarch64": (0xC00000B7, 198), "arm64": (0xC00000B7, 198)}
+_LD_W_ABS, _JEQ_K, _JGE_K, _RET_K = 0x20, 0x15, 0x35, 0x06
+_RET_ALLOW, _RET_EPERM = 0x7FFF0000, 0x00050000 | errno.EPERM
+
+
+def _seccomp_filter() -> list[tuple[int, int, int, int]] | None:
+    """A classic BPF program: socket(AF_UNIX, ...) and io_uring_setup fail with EPERM; all else is allowed.
+
+    Reads struct seccomp_data: nr at offset 0, arch at 4, the low half of
+    args[0] at 16 (both machines are little-endian).  Another arch (i386
+    compat calls, whose socketcall() hides its arguments) and x32 numbers
+    (at or above 0x40000000) fail with EPERM.  Jumps count from the next line.
+    """
+    known = _SECCOMP_ARCH.get(os.uname().machine)
+    if known is None:
+        return None
+    arch, socket_nr = known
+    return [
+        (_LD_W_ABS, 0, 0, 4),  # 0: arch
+        (_JEQ_K, 0, 7, arch),  # 1: another arch -> 9
+        (_LD_W_ABS, 0, 0, 0),  # 2: syscall number
+        (_JGE_K, 5, 0, 0x40000000),  # 3: x32 -> 9
+        (_JEQ_K, 4, 0, 425),  # 4: io_uring_setup -> 9
+        (_JEQ_K, 0, 2, socket_nr),  # 5: not socket -> 8
+        (_LD_W_ABS, 0, 0, 16),  # 6: socket's domain
+        (_JEQ_K, 1, 0, 1),  # 7: AF_UNIX -> 9
+        (_RET_K, 0, 0, _RET_ALLOW),  # 8
+        (_RET_K, 0, 0, _RET_EPERM),  # 9
+    ]
+
+
+def _deny_unix_sockets(program: list[tuple[int, int, int, int]]) -> None:
+    code = (_SockFilter * len(program))(*(_SockFilter(*line) for line in program))
+    prog = _SockFprog(len(program), code)
+    if _libc.prctl(ctypes.c_int(_PR_SET_SECCOMP), ctypes.c_ulong(_SECCOMP_MODE_FILTER), ctypes.byref(prog),
+                   ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
+        raise SandboxError(f"cannot install the seccomp filter: {os.strerror(ctypes.get_errno())}")
 
 
 def _one_malloc_arena() -> None:
