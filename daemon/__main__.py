@@ -44,17 +44,14 @@ class Config:
     max_frame: int = 1 << 20
     max_connections: int = 256
     idle_timeout: float = 600.0
-<<<<<<< HEAD
+    max_component_bytes: int = 16 << 20
+    max_inflight: int = 1024
     workers: int = 0
     require_sandbox: bool = False
 
 
 #: free bytes under which theaterd warns at start that the store may soon refuse writes
 LOW_SPACE = 16 << 20
-=======
-    max_component_bytes: int = 16 << 20
-    max_inflight: int = 1024
->>>>>>> data
 
 
 class StartupError(Exception):
@@ -269,7 +266,10 @@ def _first_known(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> 
               help="Concurrent client connections; more get a 'busy' error.")
 @click.option("--idle-timeout", type=click.FloatRange(min=0.1), default=600.0, show_default=True,
               help="Close client connections idle this many seconds.")
-<<<<<<< HEAD
+@click.option("--max-component-bytes", type=click.IntRange(min=1), default=16 << 20, show_default=True,
+              help="Largest actor component (Python file) accepted, in bytes.")
+@click.option("--max-inflight", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Calls in flight per connection; beyond it the daemon stops reading that connection.")
 @click.option("--workers", type=click.IntRange(min=0), default=0,
               help="Shared worker processes for actor code [default: one per usable CPU].")
 @click.option("--require-sandbox", is_flag=True,
@@ -277,18 +277,8 @@ def _first_known(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> 
 @click.option("--debug", is_flag=True, help="Verbose logs, including what actors print.")
 @click.version_option(__version__, prog_name="theaterd")
 def cli(socket_path: Path | None, home: Path | None, durability: str, timeout: float, mailbox_size: int,
-        max_frame: int, max_connections: int, idle_timeout: float, workers: int, require_sandbox: bool,
-=======
-@click.option("--max-component-bytes", type=click.IntRange(min=1), default=16 << 20, show_default=True,
-              help="Largest actor component (Python file) accepted, in bytes.")
-@click.option("--max-inflight", type=click.IntRange(min=1), default=1024, show_default=True,
-              help="Calls in flight per connection; beyond it the daemon stops reading that connection.")
-@click.option("--debug", is_flag=True, help="Verbose logs; handler errors include the exception type.")
-@click.version_option(__version__, prog_name="theaterd")
-def cli(socket_path: Path | None, home: Path | None, durability: str, timeout: float, mailbox_size: int,
         max_frame: int, max_connections: int, idle_timeout: float, max_component_bytes: int, max_inflight: int,
->>>>>>> data
-        debug: bool) -> None:
+        workers: int, require_sandbox: bool, debug: bool) -> None:
     """Run the theater daemon in the foreground."""
     config = Config(
         socket=socket_path or Path(default_socket()),
@@ -300,13 +290,10 @@ def cli(socket_path: Path | None, home: Path | None, durability: str, timeout: f
         max_frame=max_frame,
         max_connections=max_connections,
         idle_timeout=idle_timeout,
-<<<<<<< HEAD
         workers=workers,
         require_sandbox=require_sandbox,
-=======
         max_component_bytes=max_component_bytes,
         max_inflight=max_inflight,
->>>>>>> data
     )
     sys.exit(run(config))
 

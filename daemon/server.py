@@ -601,15 +601,12 @@ class Connection:
             "actors": sum(1 for a in rt.actors.values() if a.status == "running"),
             "connections": self.server.connections,
             "durability": rt.store.durability,
-<<<<<<< HEAD
             "store": "ok" if rt.suspended is None else str(rt.suspended),
             "store_free": free_bytes(rt.store.path.parent),
             "workers": rt.pool.views(),
             "sandbox": rt.pool.sandbox_summary(),
-=======
             "calls_in_flight": self.server.calls_in_flight,
             "calls_in_flight_peak": self.server.calls_in_flight_peak,
->>>>>>> data
         }))
 
     async def op_shutdown(self, call: wire.Call, args: dict[str, Any]) -> None:
