@@ -35,7 +35,7 @@ def handle_send(state, params):
     if msg.get("poison"):
         os._exit(1)
     if "relay" in msg:
-        message_server.send(msg["relay"], json.dumps({"id": msg.get("id")}).encode())
+        message_server.send(msg["relay"], json.dumps({"id": msg.get("id"), "sleep": msg.get("then_sleep", 0)}).encode())
     s = _load(state)
     s.setdefault("ids", []).append(msg.get("id"))
     return (json.dumps(s).encode(),)
@@ -151,6 +151,9 @@ def handle_request(state, params):
     elif do == "spin":
         while True:
             pass
+    elif do == "hold-the-gil":
+        import re
+        re.match(r"(a+)+$", "a" * 64 + "b")  # catastrophic backtracking: never releases the GIL
     elif do == "alloc":
         block = bytearray(msg["bytes"])
         reply = {"allocated": len(block)}
