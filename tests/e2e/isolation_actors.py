@@ -34,6 +34,10 @@ def handle_send(state, params):
     time.sleep(msg.get("sleep", 0))
     if msg.get("poison"):
         os._exit(1)
+    if "exit_while_asking" in msg:  # the process dies while this handler waits in a host call
+        import threading
+        threading.Timer(0.3, os._exit, (1,)).start()
+        message_server.request(msg["exit_while_asking"], b'{"do": "pid", "after": 2}')
     if "relay" in msg:
         message_server.send(msg["relay"], json.dumps({"id": msg.get("id"), "sleep": msg.get("then_sleep", 0)}).encode())
     s = _load(state)
@@ -122,6 +126,27 @@ def _connect_detached(path):
     return text
 
 
+def _detached_child():
+    """A grandchild in a session of its own that sleeps for ten minutes; its pid."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        os.setsid()
+        child = os.fork()
+        if child != 0:
+            os.write(w, str(child).encode())
+            os._exit(0)
+        os.close(w)
+        time.sleep(600)
+        os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    text = os.read(r, 64).decode()
+    os.close(r)
+    return int(text)
+
+
 def _store(home):
     from pathlib import Path
     from daemon.store import Store
@@ -151,6 +176,29 @@ def handle_request(state, params):
     elif do == "spin":
         while True:
             pass
+    elif do == "huge-state":
+        return b'"' + b"x" * msg["bytes"] + b'"', (b'{"ok": true}',)
+    elif do == "detached-child":
+        return state, (json.dumps({"pid": _detached_child()}).encode(),)
+    elif do == "fds":
+        reply = {}
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                reply[fd] = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                pass
+    elif do == "write-fd":
+        reply = _try(lambda: os.write(msg["fd"], msg["text"].encode()))
+    elif do == "flood-log":
+        import sys, threading
+
+        def flood():
+            line = "x" * 8000 + "\n"
+            for _ in range(msg["lines"]):
+                sys.stdout.write(line)
+
+        threading.Thread(target=flood).start()  # printed outside any handler: no actor to bill
+        reply = {"started": True}
     elif do == "hold-the-gil":
         import re
         re.match(r"(a+)+$", "a" * 64 + "b")  # catastrophic backtracking: never releases the GIL

@@ -311,3 +311,43 @@ def test_a_handler_cannot_kill_another_worker(stage: Stage) -> None:
     got = ask(d, "victim", {"do": "kill", "pid": loner})
     assert not got["ok"], f"a handler killed another actor's worker (pid {loner})"
     stage.check_everyone()
+
+
+def test_a_worker_inherits_no_descriptor_but_its_link(stage: Stage) -> None:
+    """Only the link (a socket) and /dev/null: not the daemon's log, store or listener."""
+    got = ask(stage.d, "victim", {"do": "fds"})
+    sockets = [fd for fd, target in got.items() if target.startswith("socket:")]
+    files = {fd: target for fd, target in got.items()
+             if not target.startswith(("socket:", "pipe:", "anon_inode:")) and target != "/dev/null"
+             and not target.startswith("/proc/")}
+    assert len(sockets) == 1, f"sockets other than the link: {got}"
+    assert not files, f"the worker holds files the daemon opened: {files}"
+
+
+def test_a_handler_cannot_write_into_the_daemon_log(stage: Stage) -> None:
+    """fd 2 of a worker must not be the daemon's own stderr (its log, or the journal)."""
+    forged = "theaterd[1] WARNING forged by an actor"
+    got = ask(stage.d, "victim", {"do": "write-fd", "fd": 2, "text": forged + "\n"})
+    time.sleep(0.2)
+    assert forged not in stage.d.log(), f"an actor wrote into the daemon's log (write said {got})"
+    stage.check_everyone()
+
+
+def test_a_handler_cannot_flood_the_daemon_log(stage: Stage) -> None:
+    """What an actor prints is kept per actor, bounded; printed from a thread of its own it
+    belongs to no actor and went to the daemon's log, without a bound."""
+    log = stage.d.log_path
+    before = log.stat().st_size
+    ask(stage.d, "victim", {"do": "flood-log", "lines": 2500})  # 20 MB
+    stage.check_everyone()  # (by then the worker has sent every line)
+    grown = log.stat().st_size - before
+    assert grown < 2 << 20, f"an actor grew the daemon's log by {grown} bytes"
+
+
+def test_inspect_names_the_worker_and_status_the_sandbox(stage: Stage) -> None:
+    """issue 12: inspect shows which worker (pid) hosts an actor; status shows the sandbox."""
+    d = stage.d
+    view = json.loads(d.ctl("--json", "inspect", "victim").stdout)
+    assert str(stage.pid_of("victim")) in json.dumps(view, default=str) and "worker" in view, view
+    status = json.loads(d.ctl("--json", "daemon", "status").stdout)
+    assert "sandbox" in status, status

@@ -127,6 +127,26 @@ def test_poison_attempts_survive_a_daemon_kill_between_deliveries(
     assert_verifies(d, "poisoned")
 
 
+def test_poison_that_kills_its_worker_while_waiting_in_a_host_call_is_dead_lettered(
+        daemon: Callable[..., DaemonProcess], short_tmp: Path) -> None:
+    """A dedicated worker dies while its only actor waits in ``request``: nobody else can have
+    done it, yet "it was waiting in a host call" spares the message its delivery count."""
+    d = daemon()
+    spawn(d, short_tmp / "a", "helper")
+    spawn(d, short_tmp / "a", "poisoned", ON_FAILURE + 'isolation = "dedicated"\nmax_restarts = 100\n')
+    _send_all(d, "poisoned", ["poison"], exit_while_asking="helper")
+    _send_all(d, "poisoned", ["ok-0"])
+    try:
+        dead = wait_for("the dead letter", lambda: of_type(d, "poisoned", "runtime/dead-letter"), 15, every=0.5)
+    except AssertionError as exc:
+        deaths = d.log().count("died: worker exited with code 1")
+        raise AssertionError(f"{exc}; its worker died {deaths} times meanwhile, crashes recorded:"
+                             f" {_crashes_of_mail(d, 'poisoned')}") from None
+    assert dead[0]["data"]["attempts"] == 3
+    assert ids_of(d, "poisoned") == ["ok-0"]
+    assert_verifies(d, "poisoned", "helper")
+
+
 def test_dead_letters_are_listed_by_the_cli(daemon: Callable[..., DaemonProcess], short_tmp: Path) -> None:
     """issue 11, item 3: ``theaterctl dead-letters [ACTOR]`` lists them."""
     d = daemon()
@@ -282,6 +302,7 @@ def test_relay_into_a_nearly_full_mailbox_survives_20_kills(
     spawn(d, short_tmp / "a", "relay")
     spawn(d, short_tmp / "a", "sink", "mailbox_size = 8\n")
     acked: list[str] = []
+    depth: list[int] = []
     counter = iter(range(1 << 30))
     started = time.monotonic()
     for trial in range(20):
@@ -301,7 +322,16 @@ def test_relay_into_a_nearly_full_mailbox_survives_20_kills(
                         return
                     acked.append(mid)
 
-        threads = [threading.Thread(target=load) for _ in range(2)]
+        def watch() -> None:  # the sink's mailbox must get past half full: the backpressure path
+            try:
+                with Client.connect(d.socket) as c:
+                    while not stop.is_set():
+                        depth.append(next(a["mailbox"] for a in c.list() if a["name"] == "sink"))
+                        time.sleep(0.01)
+            except (TheaterError, OSError):
+                return
+
+        threads = [threading.Thread(target=load) for _ in range(2)] + [threading.Thread(target=watch)]
         for t in threads:
             t.start()
         time.sleep(rng.uniform(0.2, 0.6))
@@ -312,7 +342,8 @@ def test_relay_into_a_nearly_full_mailbox_survives_20_kills(
         d.start()
     assert time.monotonic() - started < 90, "the trials took too long (did something hang?)"
     assert acked
-    relayed = ids_of(d, "relay", )  # queued behind every replayed send: all are relayed now
+    assert max(depth, default=0) >= 4, f"the sink's mailbox (8) never got half full: {max(depth, default=0)}"
+    relayed = ids_of(d, "relay")  # queued behind every replayed send: all are relayed now
     arrived = ids_of(d, "sink")  # and the sink's request queues behind every delivered send
     relay_counts, sink_counts = Counter(relayed), Counter(arrived)
     assert not [m for m in acked if relay_counts[m] == 0], "acknowledged sends the relay never handled"
@@ -324,3 +355,65 @@ def test_relay_into_a_nearly_full_mailbox_survives_20_kills(
     sends = [e for e in events(d, "relay") if e["type"] == "message-server/send" and e["data"].get("outcome") == "ok"]
     assert len(sends) == len(relayed)
     assert_verifies(d, "relay", "sink")
+
+
+# -- results the link cannot carry, init, processes a handler starts -------------
+
+
+def test_a_state_too_big_for_the_link_is_one_clear_failure_not_a_retry_loop(
+        daemon: Callable[..., DaemonProcess], short_tmp: Path) -> None:
+    """A worker that cannot encode a result (over the link's 64 MiB frame limit) answers the
+    ``run`` call with an error; the daemon must not read that as "run the batch again"."""
+    d = daemon("--workers", "1")
+    spawn(d, short_tmp / "a", "big", ON_FAILURE)
+    _send_all(d, "big", ["b-0"])
+    r = d.ctl("--timeout", "15", "request", "big", json.dumps({"do": "huge-state", "bytes": 70 << 20}), timeout=60)
+    assert r.returncode == 1, (r.returncode, r.stderr)  # not 4: it was not slow, it failed
+    assert "bytes" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert busy_in(d, "big") is None, "the actor is still busy with the failed message"
+    _send_all(d, "big", ["b-1"])
+    assert ids_of(d, "big") == ["b-0", "b-1"]
+    assert handled_ids(d, "big") == ["b-0", "b-1"]
+    assert_verifies(d, "big")
+
+
+def test_init_that_spins_is_stopped_by_handler_timeout_and_frees_the_name(
+        daemon: Callable[..., DaemonProcess], short_tmp: Path) -> None:
+    """issue 11, item 7: ``init`` runs under ``handler_timeout``; the name is not held.
+    Five rounds: the shared worker killed under an actor being unplaced must not take the
+    daemon down (a race: about one round in five hit it)."""
+    d = daemon("--workers", "1")
+    folder = short_tmp / "a"
+    spawn(d, folder, "buddy")
+    (folder / "spin_init.py").write_text("def init(state):\n    while True:\n        pass\n")
+    (folder / "spinner.toml").write_text('name = "spinner"\ncomponent = "spin_init.py"\nhandler_timeout = 1\n')
+    for round in range(5):
+        started = time.monotonic()
+        r = d.ctl("spawn", str(folder / "spinner.toml"), "--name", f"spinner-{round}", timeout=30)
+        assert time.monotonic() - started < 15
+        assert r.returncode == 1 and "handler_timeout of 1 s" in r.stderr, r.stderr
+        r = d.ctl("spawn", str(folder / "buddy.toml"), "--name", f"spinner-{round}")
+        assert r.returncode == 0, f"round {round}: {r.stderr}{d.log()}"
+        _send_all(d, "buddy", [f"b-{round}"])
+    assert ids_of(d, "buddy") == [f"b-{i}" for i in range(5)]
+    assert_verifies(d, "buddy", *(f"spinner-{i}" for i in range(5)))
+
+
+def test_a_process_started_by_a_handler_does_not_outlive_its_actor(
+        daemon: Callable[..., DaemonProcess], short_tmp: Path) -> None:
+    """Killing a worker's process group misses a child that made a session of its own;
+    after its dedicated worker is gone (actor stopped) nothing of the actor may run."""
+    d = daemon()
+    spawn(d, short_tmp / "a", "forker", 'isolation = "dedicated"\n')
+    worker = int(ask(d, "forker", {"do": "pid"})["pid"])
+    child = int(ask(d, "forker", {"do": "detached-child"})["pid"])
+    try:
+        assert alive(child)
+        assert d.ctl("stop", "forker").returncode == 0
+        wait_for(f"worker {worker} to exit", lambda: not alive(worker), 10)
+        deadline = time.monotonic() + 5
+        while alive(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(child), f"process {child}, started by the actor's handler, still runs after its worker ended"
+    finally:
+        kill_leftovers({child})
