@@ -140,7 +140,7 @@ def test_poison_that_kills_its_worker_while_waiting_in_a_host_call_is_dead_lette
         dead = wait_for("the dead letter", lambda: of_type(d, "poisoned", "runtime/dead-letter"), 15, every=0.5)
     except AssertionError as exc:
         deaths = d.log().count("died: worker exited with code 1")
-        raise AssertionError(f"{exc}; its worker died {deaths} times meanwhile, crashes recorded:"
+        raise AssertionError(f"{exc}; its worker died at least {deaths} times meanwhile (log tail), crashes recorded:"
                              f" {_crashes_of_mail(d, 'poisoned')}") from None
     assert dead[0]["data"]["attempts"] == 3
     assert ids_of(d, "poisoned") == ["ok-0"]
