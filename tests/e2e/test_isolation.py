@@ -48,7 +48,7 @@ from theaterctl.client import Client
 
 pytestmark = pytest.mark.e2e
 
-ON_FAILURE = 'restart = "on-failure"\n'
+ON_FAILURE = 'restart = "on-failure"\n'  # the victim's; buddy and loner have the default, "never"
 
 
 @dataclass
@@ -95,8 +95,8 @@ def staged(daemon_factory: Callable[..., DaemonProcess], short_tmp: Path) -> Ite
         d.start()
         actors = short_tmp / "actors"
         spawn(d, actors, "victim", ON_FAILURE + extra)
-        spawn(d, actors, "buddy", ON_FAILURE)
-        spawn(d, actors, "loner", ON_FAILURE + 'isolation = "dedicated"\n')
+        spawn(d, actors, "buddy")  # restart = "never": an idle neighbour just moves
+        spawn(d, actors, "loner", 'isolation = "dedicated"\n')
         made.append((d, worker_pids(d)))
         return Stage(d, short_tmp, actors)
 

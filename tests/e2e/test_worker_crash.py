@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -417,3 +418,59 @@ def test_a_process_started_by_a_handler_does_not_outlive_its_actor(
         assert not alive(child), f"process {child}, started by the actor's handler, still runs after its worker ended"
     finally:
         kill_leftovers({child})
+
+
+SPIN_AT_IMPORT = """
+import os
+if os.path.exists(os.path.join(os.path.dirname(__file__), "spin-at-import")):
+    while True:
+        pass
+
+def handle_request(state, params):
+    return state, (b'{"ok": true}',)
+"""
+
+
+def test_a_module_that_spins_at_import_does_not_hang_spawn(
+        daemon: Callable[..., DaemonProcess], short_tmp: Path) -> None:
+    """Loading a module runs its top level in the worker, with no time limit at all."""
+    d = daemon("--workers", "1")
+    folder = short_tmp / "m"
+    spawn(d, short_tmp / "a", "buddy")
+    folder.mkdir()
+    (folder / "mutant.py").write_text(SPIN_AT_IMPORT)
+    (folder / "spin-at-import").write_text("")
+    (folder / "mutant.toml").write_text('name = "mutant"\ncomponent = "mutant.py"\nhandler_timeout = 1\n')
+    try:
+        r = d.ctl("--timeout", "60", "spawn", str(folder / "mutant.toml"), timeout=15)
+    except subprocess.TimeoutExpired:
+        d.stop_timeout = 5
+        raise AssertionError("theaterctl spawn of a module that spins at import still waits after 15 s") from None
+    assert r.returncode == 1 and "mutant" in r.stderr, (r.returncode, r.stderr)
+    _send_all(d, "buddy", ["b-0"])
+    assert ids_of(d, "buddy") == ["b-0"]
+
+
+def test_a_module_that_spins_at_import_does_not_hang_the_daemon_start(
+        daemon: Callable[..., DaemonProcess], short_tmp: Path) -> None:
+    """The component is read again at every start: one edited into an endless loop (or an
+    actor that changes its own file) must fail alone, not keep theaterd from ever starting."""
+    d = daemon("--workers", "1")
+    folder = short_tmp / "m"
+    folder.mkdir()
+    (folder / "mutant.py").write_text(SPIN_AT_IMPORT)
+    (folder / "mutant.toml").write_text('name = "mutant"\ncomponent = "mutant.py"\nhandler_timeout = 1\n')
+    assert d.ctl("spawn", str(folder / "mutant.toml")).returncode == 0
+    spawn(d, short_tmp / "a", "buddy")
+    _send_all(d, "buddy", ["b-0"])
+    (folder / "spin-at-import").write_text("")
+    workers = worker_pids(d)
+    d.kill()
+    wait_for("the old workers to exit", lambda: not any(alive(p) for p in workers), 10)
+    d.stop_timeout = 5
+    try:
+        d.start(timeout=15)
+    except RuntimeError as exc:
+        raise AssertionError(f"theaterd did not start with a spinning module to restore: {exc}") from None
+    assert ids_of(d, "buddy") == ["b-0"]
+    assert _status(d, "mutant") == "failed"
