@@ -1,0 +1,354 @@
+"""The hostile actor used by the worker-isolation tests, and helpers to stage it.
+
+``HOSTILE`` is the source of one actor module.  Its ``handle_send`` records the
+``id`` of every message in its state (so a test can count deliveries), sleeps,
+relays or kills its own process on request; its ``handle_request`` does one
+hostile thing named by ``do`` and reports what happened instead of raising, so
+that a test can assert what the actor could *not* do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import DaemonProcess
+from theaterctl.client import Client
+
+HOSTILE = r'''
+import ctypes, json, os, signal, socket, time
+from actors import message_server
+
+
+def _load(state):
+    return json.loads(state) if state else {}
+
+
+def handle_send(state, params):
+    msg = json.loads(params[0])
+    time.sleep(msg.get("sleep", 0))
+    if msg.get("poison"):
+        os._exit(1)
+    if "exit_while_asking" in msg:  # the process dies while this handler waits in a host call
+        import threading
+        threading.Timer(0.3, os._exit, (1,)).start()
+        message_server.request(msg["exit_while_asking"], b'{"do": "pid", "after": 2}')
+    if "relay" in msg:
+        message_server.send(msg["relay"], json.dumps({"id": msg.get("id"), "sleep": msg.get("then_sleep", 0)}).encode())
+    s = _load(state)
+    s.setdefault("ids", []).append(msg.get("id"))
+    return (json.dumps(s).encode(),)
+
+
+def _try(fn):
+    try:
+        return {"ok": True, "result": fn()}
+    except BaseException as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read(64).hex()
+
+
+def _write(path):
+    with open(path, "wb") as f:
+        f.write(b"written by an actor")
+    return path
+
+
+def _hello_frame():
+    # {"t": "hello", "version": 1}, hand-encoded CBOR behind a 4-byte big-endian length
+    body = bytes([0xa2, 0x61]) + b"t" + bytes([0x65]) + b"hello" + bytes([0x67]) + b"version" + bytes([0x01])
+    return len(body).to_bytes(4, "big") + body
+
+
+def _connect(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(path)
+    s.sendall(_hello_frame())
+    got = b""
+    try:
+        while len(got) < 1 << 16:
+            data = s.recv(1 << 16)
+            if not data:
+                break
+            got += data
+            if len(got) >= 4 and len(got) >= 4 + int.from_bytes(got[:4], "big"):
+                break
+    except OSError:
+        pass
+    s.close()
+    return got.hex()
+
+
+def _connect_detached(path):
+    """Connect from a grandchild that has left the worker's process tree (double fork)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            parent = os.getppid()
+            for _ in range(200):
+                if os.getppid() != parent:
+                    break
+                time.sleep(0.01)
+            try:
+                out = _connect(path).encode()
+            except BaseException as exc:
+                out = f"error {type(exc).__name__}: {exc}".encode()
+            os.write(w, out)
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    chunks = []
+    while True:
+        data = os.read(r, 1 << 16)
+        if not data:
+            break
+        chunks.append(data)
+    os.close(r)
+    text = b"".join(chunks).decode()
+    if text.startswith("error "):
+        raise OSError(text[6:])
+    return text
+
+
+def _detached_child():
+    """A grandchild in a session of its own that sleeps for ten minutes; its pid."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        os.setsid()
+        child = os.fork()
+        if child != 0:
+            os.write(w, str(child).encode())
+            os._exit(0)
+        os.close(w)
+        time.sleep(600)
+        os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    text = os.read(r, 64).decode()
+    os.close(r)
+    return int(text)
+
+
+def _store(home):
+    from pathlib import Path
+    from daemon.store import Store
+    store = Store(Path(home))
+    return [row.name for row in store.load_actors()]
+
+
+def _lift_and_allocate(size):
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    block = bytearray(size)
+    return len(block)
+
+
+def handle_request(state, params):
+    msg = json.loads(params[0])
+    do = msg.get("do")
+    time.sleep(msg.get("after", 0))
+    if do == "pid":
+        reply = {"pid": os.getpid()}
+    elif do == "state":
+        reply = _load(state)
+    elif do == "exit":
+        os._exit(msg["code"])
+    elif do == "segv":
+        ctypes.string_at(0)
+    elif do == "spin":
+        while True:
+            pass
+    elif do == "huge-state":
+        return b'"' + b"x" * msg["bytes"] + b'"', (b'{"ok": true}',)
+    elif do == "detached-child":
+        return state, (json.dumps({"pid": _detached_child()}).encode(),)
+    elif do == "fds":
+        reply = {}
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                reply[fd] = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                pass
+    elif do == "write-fd":
+        reply = _try(lambda: os.write(msg["fd"], msg["text"].encode()))
+    elif do == "flood-log":
+        import sys, threading
+
+        def flood():
+            line = "x" * 8000 + "\n"
+            for _ in range(msg["lines"]):
+                sys.stdout.write(line)
+
+        threading.Thread(target=flood).start()  # printed outside any handler: no actor to bill
+        reply = {"started": True}
+    elif do == "hold-the-gil":
+        import re
+        re.match(r"(a+)+$", "a" * 64 + "b")  # catastrophic backtracking: never releases the GIL
+    elif do == "alloc":
+        block = bytearray(msg["bytes"])
+        reply = {"allocated": len(block)}
+    elif do == "read":
+        reply = _try(lambda: _read(msg["path"]))
+    elif do == "write":
+        reply = _try(lambda: _write(msg["path"]))
+    elif do == "connect":
+        reply = _try(lambda: _connect(msg["path"]))
+    elif do == "connect-detached":
+        reply = _try(lambda: _connect_detached(msg["path"]))
+    elif do == "store":
+        reply = _try(lambda: _store(msg["home"]))
+    elif do == "kill":
+        reply = _try(lambda: os.kill(msg["pid"], signal.SIGKILL))
+    elif do == "lift-memory-limit":
+        reply = _try(lambda: _lift_and_allocate(msg["bytes"]))
+    else:
+        reply = {"unknown": do}
+    return state, (json.dumps(reply).encode(),)
+'''
+
+
+def write_actor(folder: Path, name: str, extra: str = "") -> str:
+    """A manifest for the hostile actor named ``name`` in ``folder``; its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "hostile.py").write_text(HOSTILE)
+    manifest = folder / f"{name}.toml"
+    manifest.write_text(f'name = "{name}"\ncomponent = "hostile.py"\ninit_state = {{ ids = [] }}\n{extra}')
+    return str(manifest)
+
+
+def spawn(d: DaemonProcess, folder: Path, name: str, extra: str = "") -> None:
+    r = d.ctl("spawn", write_actor(folder, name, extra))
+    assert r.returncode == 0, r.stderr
+
+
+def ask(d: DaemonProcess, actor: str, message: dict[str, Any], timeout: float = 30.0) -> Any:
+    with Client.connect(d.socket) as c:
+        return c.request(actor, message, timeout=timeout)
+
+
+def ids_of(d: DaemonProcess, actor: str) -> list[Any]:
+    """The ids the actor's state recorded (the request queues behind every accepted send)."""
+    state = ask(d, actor, {"do": "state"})
+    return list(state.get("ids", []))
+
+
+def events(d: DaemonProcess, actor: str) -> list[dict[str, Any]]:
+    """The actor's whole chain, with payloads (as ``chain export`` writes it)."""
+    with Client.connect(d.socket) as c:
+        return [json.loads(line) for line in c.export_lines(actor)]
+
+
+def handled_ids(d: DaemonProcess, actor: str) -> list[Any]:
+    """The ids of the sends the chain says were handled (outcome ok)."""
+    return [e["payload"].get("id") for e in events(d, actor)
+            if e["type"] == "message-server/handle-send" and e["data"].get("outcome") == "ok"
+            and isinstance(e.get("payload"), dict)]
+
+
+def of_type(d: DaemonProcess, actor: str, etype: str) -> list[dict[str, Any]]:
+    return [e for e in events(d, actor) if e["type"] == etype]
+
+
+def assert_verifies(d: DaemonProcess, *actors: str) -> None:
+    for actor in actors:
+        r = d.ctl("chain", "verify", actor)
+        assert r.returncode == 0, f"chain of {actor}: {r.stderr}"
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 15.0, every: float = 0.05) -> Any:
+    """Poll ``check`` until it returns something true; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(every)
+
+
+def busy_in(d: DaemonProcess, actor: str) -> str | None:
+    with Client.connect(d.socket) as c:
+        for view in c.list():
+            if view["name"] == actor:
+                busy = view.get("busy")
+                return busy["handler"] if busy else None
+    return None
+
+
+# -- processes, read from /proc -------------------------------------------
+
+
+def children(pid: int) -> set[int]:
+    found: set[int] = set()
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found.update(int(p) for p in f.read().split())
+        except OSError:
+            pass
+    return found
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2:].split()[0] != b"Z"
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of ``pid`` in clock ticks (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return 0
+    fields = stat[stat.rfind(b")") + 2:].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def worker_pids(d: DaemonProcess) -> set[int]:
+    return children(d.pid)
+
+
+def kill_leftovers(pids: set[int]) -> None:
+    """Cleanup for tests that expect workers to be gone: never leave one running."""
+    for pid in pids:
+        if alive(pid):
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+
+
+def ctl_async(d: DaemonProcess, *args: str) -> subprocess.Popen[str]:
+    from tests.daemonproc import command
+
+    return subprocess.Popen([*command("theaterctl"), *args], env=d.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)

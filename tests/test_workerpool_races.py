@@ -1,0 +1,51 @@
+"""Races in the worker pool that a hostile actor can provoke, made deterministic.
+
+The e2e test ``test_init_that_spins_is_stopped_by_handler_timeout_and_frees_the_name``
+hits the first one about one round in five: a shared worker killed (init over its
+``handler_timeout``) while the actor is being unloaded from it.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import trio
+import trio.testing
+
+from daemon.workerpool import Profile, Worker, WorkerDied, WorkerPool
+
+
+async def _nothing(*args: object) -> None:
+    return None
+
+
+async def test_a_call_to_a_worker_that_dies_while_the_call_waits_for_the_send_lock_is_worker_died() -> None:
+    """``Worker.send`` checks ``stream`` before ``async with _send_lock`` and uses it after:
+    a worker marked dead meanwhile (``stream = None``) gave ``AttributeError``, which ended
+    the runtime's nursery (``_unload`` catches only WorkerDied/TheaterError): the daemon exited."""
+    pool = WorkerPool(1, _nothing, lambda *a: None)
+    ours, theirs = socket.socketpair()
+    worker = Worker(1, Profile(), False)
+    worker.stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+    pool.workers.append(worker)
+    outcome: list[str] = []
+
+    async def unload() -> None:
+        try:
+            await worker.call("unload", {"actor": "a"})
+        except WorkerDied as exc:
+            outcome.append(f"died: {exc}")
+        except Exception as exc:  # noqa: BLE001 - what the test is about
+            outcome.append(f"{type(exc).__name__}: {exc}")
+
+    try:
+        async with trio.open_nursery() as nursery:
+            await worker._send_lock.acquire()  # another frame is being written
+            nursery.start_soon(unload)
+            await trio.testing.wait_all_tasks_blocked()
+            pool._mark_dead(worker, "worker was killed by SIGKILL")  # its process was reaped
+            worker._send_lock.release()
+    finally:
+        theirs.close()
+    assert outcome == ["died: worker was killed by SIGKILL"]
+
