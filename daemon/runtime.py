@@ -233,6 +233,7 @@ class Runtime:
         self.settings = settings or Settings()
         self.pool = WorkerPool(self.settings.workers or default_worker_count(), self._host_call, self._worker_log,
                                default_profile=Profile(memory_limit=self.settings.memory_limit))
+        self.pool.on_death = self._worker_gone
         self.actors: dict[str, Actor] = {}  # by id: every actor known (running, stopped, failed)
         self.names: dict[str, Actor] = {}  # by name: the live (running or failed) one
         self.waiting_on: dict[Actor, Actor] = {}
@@ -279,17 +280,21 @@ class Runtime:
             pending.setdefault(m.actor, []).append(m)
         for m in mail:
             self._attempts[m.id] = m.attempts
-        for row in rows:
+        # every manifest first (off the loop, in one go): no actor may start handling before
+        # every other one is known again, or its sends to them would fail
+        manifests = await trio.to_thread.run_sync(_load_manifests, [row.manifest for row in rows])
+        starting: list[Actor] = []
+        for row, loaded in zip(rows, manifests):
             reason: str | None
-            try:
-                manifest = await trio.to_thread.run_sync(load_manifest, row.manifest)
-            except TheaterError as exc:
+            if isinstance(loaded, TheaterError):
+                exc = loaded
                 manifest = Manifest(Path(row.manifest), row.name, Path(row.manifest))
                 if row.status == RUNNING:
                     row_status, reason = FAILED, f"cannot restore: {exc}"
                 else:
                     row_status, reason = row.status, row.reason
             else:
+                manifest = loaded
                 row_status, reason = row.status, row.reason
             actor = Actor(
                 id=row.id,
@@ -304,28 +309,22 @@ class Runtime:
             )
             self.actors[actor.id] = actor
             if row_status == RUNNING:
-                try:
-                    await self._host_actor(actor)
-                except TheaterError as exc:
-                    actor.status, actor.reason = FAILED, str(exc)
-                    self.store.submit([SetStatus(actor.id, FAILED, actor.reason)])
-                    self.names[actor.name] = actor
-                    actor.done.set()
-                    continue
                 self.names[actor.name] = actor
-                self._start_mailbox(actor)
-                queued = pending.get(actor.id)
-                if queued:
-                    # accepted before the restart: handled first, in order, even past the mailbox size
-                    actor.replaying = trio.Event()
-                    assert self._nursery is not None
-                    self._nursery.start_soon(self._replay, actor, queued)
+                starting.append(actor)
             elif row_status == FAILED:
                 self.names[actor.name] = actor
                 if row.status != row_status:
                     self.store.submit([SetStatus(actor.id, FAILED, reason)])
             if row_status != RUNNING:
                 actor.done.set()
+        for actor in starting:
+            self._start_mailbox(actor)
+            queued = pending.get(actor.id)
+            if queued:
+                # accepted before the restart: handled first, in order, even past the mailbox size
+                actor.replaying = trio.Event()
+                assert self._nursery is not None
+                self._nursery.start_soon(self._replay, actor, queued)
         log.info("restored %d actors", sum(a.status == RUNNING for a in self.actors.values()))
         gc.freeze()  # long-lived actor objects: keep them out of every full collection
 
@@ -545,12 +544,12 @@ class Runtime:
                                           "items": [{"fn": "init", "params": None}]}, pushes=results.append)
             if scope.cancelled_caught:
                 reason = f"init ran longer than its handler_timeout of {limit:g} s"
-                self.pool.kill(worker, reason)
+                self.pool.kill(worker, reason, culprit=actor.id)
                 raise ActorFailed(reason)
         except WorkerDied as exc:
             raise ActorFailed(f"{exc} while running init") from None
         except trio.Cancelled:  # stopped, or its caller went away: init may never return
-            self.pool.kill(worker, f"actor {actor.name} was stopped while init ran")
+            self.pool.kill(worker, f"actor {actor.name} was stopped while init ran", culprit=actor.id)
             raise
         finally:
             actor.current = None
@@ -648,6 +647,14 @@ class Runtime:
         try:
             with trio.CancelScope() as scope:
                 actor.cancel_scope = scope
+                if actor.worker is None:  # restored: its module is loaded here, in its own task
+                    try:
+                        await self._host_actor(actor)
+                    except TheaterError as exc:
+                        ops: list[Op] = []
+                        self._fail_actor(actor, str(exc), ops)
+                        self.store.submit(ops)
+                        return
                 while True:
                     while self.suspended is not None:  # the disk is full: handle nothing for now
                         await self._resumed.wait()
@@ -724,19 +731,24 @@ class Runtime:
                                   pushes=functools.partial(self._result, job))
             if scope.cancelled_caught:
                 fn = HANDLERS[batch[job.done].kind][0] if job.done < len(batch) else "a handler"
-                self.pool.kill(worker, f"{fn} ran longer than its handler_timeout of {timeout:g} s")
+                self.pool.kill(worker, f"{fn} ran longer than its handler_timeout of {timeout:g} s",
+                               culprit=actor.id)
                 await worker.died.wait()
                 raise WorkerDied(worker.kill_reason or worker.dead or "killed")
         except WorkerDied as exc:
             return self._worker_died(job, str(exc))
-        except TheaterError as exc:  # the worker refused the batch (it lost the module): run it again
+        except NotFound as exc:  # the worker no longer has the module: load it again, run the rest
             log.warning("actor %s: %s", actor.name, exc)
-            actor.worker = None
+            self._unplace(actor, worker)
             return batch[job.done:], None, _nothing
+        except TheaterError as exc:  # the worker failed the batch itself: it cannot be trusted
+            self.pool.kill(worker, f"the worker failed a batch: {exc}", culprit=actor.id)
+            await worker.died.wait()
+            return self._worker_died(job, f"its worker failed: {exc}")
         except trio.Cancelled:
             # stopped while a handler runs past the grace period: the worker goes, with it
             if job.done < len(batch):
-                self.pool.kill(worker, f"actor {actor.name} was stopped while its handler ran")
+                self.pool.kill(worker, f"actor {actor.name} was stopped while its handler ran", culprit=actor.id)
                 for env in batch[job.done:]:
                     if env.reply is not None:
                         env.reply.fail(NotFound(f"actor {actor.name} was stopped while handling the message"))
@@ -868,12 +880,27 @@ class Runtime:
         rest = batch[job.done:]
         if not rest:
             return [], None, _nothing
-        if job.in_host:  # it was waiting in a host call: another actor took the worker down
+        if not job.blamed:  # another actor took the worker down: this one just moves
             return rest, None, _nothing
         env = rest[0]
         crash = f"{reason} while handling {HANDLERS[env.kind][0]}"
         retry, settle = self._crashed(job, env, crash)
         return ([env] if retry else []) + rest[1:], crash, settle
+
+    def _worker_gone(self, worker: Worker) -> None:
+        """A worker died: decide, as things stand at this moment, whose handler is to blame.
+
+        The actor the daemon killed it for, if that is why; else the actors whose handlers
+        were running (not waiting in a host call); else, when every handler there was
+        waiting, all of them (one of them, not the daemon, ended the worker)."""
+        jobs = [a.job for a in self.actors.values() if a.job is not None and a.job.worker is worker]
+        if worker.culprit is not None:
+            for job in jobs:
+                job.blamed = job.actor.id == worker.culprit
+            return
+        running = [job for job in jobs if not job.in_host]
+        for job in jobs:
+            job.blamed = not job.in_host or not running
 
     def _crashed(self, job: Job, env: Envelope, crash: str) -> tuple[bool, Callable[[], None]]:
         """The handler of ``env`` crashed: record it, count the delivery of a stored send.
@@ -925,9 +952,16 @@ class Runtime:
         for attempt in range(3):
             placed = worker = await self.pool.place(profile, dedicated)
             worker.actors.add(actor.id)
+            limit = manifest.handler_timeout
             try:
-                answer = await worker.call("load", {"actor": actor.id, "path": str(manifest.component),
-                                                    "source": source})
+                with trio.move_on_after(limit) as scope:
+                    answer = await worker.call("load", {"actor": actor.id, "path": str(manifest.component),
+                                                        "source": source})
+                if scope.cancelled_caught:
+                    reason = f"loading {manifest.component} took longer than its handler_timeout of {limit:g} s"
+                    self.pool.kill(worker, reason, culprit=actor.id)
+                    worker.actors.discard(actor.id)
+                    raise ActorFailed(reason)
             except WorkerDied as exc:
                 worker.actors.discard(actor.id)
                 if attempt == 2:
@@ -990,6 +1024,10 @@ class Runtime:
             raise BadInput("msg must be bytes")
         timeout = args.get("timeout")
         job.in_host += 1
+        scope = job.scope
+        left = scope.deadline - trio.current_time() if scope is not None else 0.0
+        if scope is not None:
+            scope.deadline = math.inf  # waiting on the daemon is not the handler's time
         try:
             if op == "send":
                 await self._outbox_send(job, _text(args, "target"), msg, timeout)
@@ -1008,6 +1046,8 @@ class Runtime:
             raise BadInput(f"unknown host operation {op!r}")
         finally:
             job.in_host -= 1
+            if scope is not None and actor.job is job:
+                scope.deadline = trio.current_time() + left
 
     async def _outbox_send(self, job: Job, ref: str, msg: bytes, timeout: float | None) -> None:
         """A handler's send: part of its handling's transaction (a transactional outbox).
@@ -1053,17 +1093,22 @@ class Runtime:
     def actor_log(self, actor: Actor, stream: str, text: str) -> None:
         """Keep what an actor printed (or its handler errors), bounded, for ``logs``/``inspect``."""
         lines = actor.log
+        stamp = chain.iso_timestamp(chain.now_us())
         for line in text.splitlines():
-            lines.append(f"{chain.iso_timestamp(chain.now_us())} {stream}: {line}")
-        if self.settings.debug:
-            log.info("actor %s %s: %s", actor.name, stream, text.rstrip())
+            lines.append(f"{stamp} {stream}: {line[:2000]}")
 
     def _worker_log(self, worker: Worker, actor_id: str, stream: str, text: str) -> None:
+        """Output of a worker: an actor's (printed in its handler), or the worker's own
+        (another thread, the interpreter, fd 2), which goes to every actor it hosts.
+        Never to the daemon's log, which a worker must not be able to write into."""
         actor = self.actors.get(actor_id)
-        if actor is None or actor.id not in worker.actors:
-            log.info("%s %s: %s", worker.label(), stream, text.rstrip())
+        if actor is not None and actor.id in worker.actors:
+            self.actor_log(actor, stream, text)
             return
-        self.actor_log(actor, stream, text)
+        for hosted in worker.actors:
+            other = self.actors.get(hosted)
+            if other is not None:
+                self.actor_log(other, f"worker {stream}", text)
 
     def _deliver(self, deliveries: list[tuple[Actor, Envelope]]) -> None:
         """Hand outbox sends to their mailboxes, in order; a full one keeps them in ``late``."""
@@ -1511,6 +1556,17 @@ async def _unload(worker: Worker, actor_id: str) -> None:
         await worker.call("unload", {"actor": actor_id})
     except (WorkerDied, TheaterError):
         pass
+
+
+def _load_manifests(paths: list[str]) -> list[Manifest | TheaterError]:
+    """Each manifest, or why it cannot be loaded (runs on a thread)."""
+    loaded: list[Manifest | TheaterError] = []
+    for path in paths:
+        try:
+            loaded.append(load_manifest(path))
+        except TheaterError as exc:
+            loaded.append(exc)
+    return loaded
 
 
 def read_component(path: Path) -> bytes:

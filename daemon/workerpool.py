@@ -22,8 +22,10 @@ and nothing else inherited; its first act is to confine itself (Landlock,
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import shutil
 import os
 import signal
 import socket
@@ -43,6 +45,8 @@ from .errors import ErrorCode, TheaterError, error_from_code
 log = logging.getLogger("theaterd.workers")
 
 LINK_MAX_FRAME = 64 << 20
+#: longest line of a worker's standard error kept
+MAX_LINE = 2000
 #: how long a new worker may take to start and confine itself
 START_TIMEOUT = 30.0
 _PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
@@ -87,6 +91,7 @@ class Worker:
     dead: str | None = None
     kill_reason: str | None = None
     expected_end: bool = False  # retired or shut down on purpose: its end is no news
+    culprit: str | None = None  # the actor whose handler made the daemon kill it, if any
     died: trio.Event = field(default_factory=trio.Event)
     scratch: str = ""
     _calls: dict[int, _Pending] = field(default_factory=dict)
@@ -162,6 +167,8 @@ class WorkerPool:
         self._nursery: trio.Nursery | None = None
         self._scratch_root = scratch_root
         self.started = 0  # worker processes started so far (for views and tests)
+        #: called (on the event loop) the moment a worker is known dead, before its callers wake
+        self.on_death: Callable[[Worker], None] | None = None
 
     # -- lifecycle ------------------------------------------------------
 
@@ -236,13 +243,15 @@ class WorkerPool:
         }
         try:
             worker.process = await trio.lowlevel.open_process(
-                [sys.executable, "-s", "-m", "daemon.worker", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd=worker.scratch, env=env, start_new_session=True,
+                [*_wrapper(), sys.executable, "-s", "-m", "daemon.worker", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, cwd=worker.scratch, env=env, start_new_session=True,
             )
         finally:
             theirs.close()
         worker.pid = worker.process.pid
         self.started += 1
+        self._nursery.start_soon(self._read_stderr, worker)
         worker.stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
         reader = wire.FrameReader(LINK_MAX_FRAME)
         self._nursery.start_soon(self._watch, worker)
@@ -260,6 +269,27 @@ class WorkerPool:
             })
         worker.sandbox = str(answer.get("sandbox", "none")) if isinstance(answer, dict) else "none"
         log.info("started %s (%s)", worker.label(), worker.sandbox)
+
+    async def _read_stderr(self, worker: Worker) -> None:
+        """What the worker writes to its standard error (the interpreter's own reports, or
+        actor code writing to fd 2): handed on line by line, bounded, as the worker's output.
+        It never reaches the daemon's log as it is: a worker must not forge log lines."""
+        stream = worker.process.stderr
+        pending = b""
+        try:
+            while True:
+                data = await stream.receive_some(1 << 16)
+                if not data:
+                    break
+                pending += data
+                *lines, pending = pending.split(b"\n")
+                if len(pending) > MAX_LINE:
+                    lines.append(pending)
+                    pending = b""
+                for line in lines:
+                    self.on_log(worker, "", "stderr", line[:MAX_LINE].decode("utf-8", "replace"))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
 
     async def _first_frame(self, worker: Worker, reader: wire.FrameReader) -> wire.Frame:
         assert worker.stream is not None
@@ -353,6 +383,8 @@ class WorkerPool:
         if worker.dead is not None:
             return
         worker.dead = reason
+        if self.on_death is not None:
+            self.on_death(worker)  # (before any waiting call hears of it)
         if worker.expected_end:
             log.debug("%s ended: %s", worker.label(), reason)
         else:
@@ -373,13 +405,16 @@ class WorkerPool:
         if worker.scratch:
             _remove_tree(worker.scratch)
 
-    def kill(self, worker: Worker, reason: str, *, expected: bool = False) -> None:
+    def kill(self, worker: Worker, reason: str, *, expected: bool = False, culprit: str | None = None) -> None:
         """SIGKILL the worker; its callers get :class:`WorkerDied` with ``reason``.
 
-        ``expected``: an end on purpose (shutdown, its last actor gone), logged quietly."""
+        ``expected``: an end on purpose (shutdown, its last actor gone), logged quietly.
+        ``culprit``: the actor whose handler is the reason (the others are not to blame)."""
         if worker.dead is not None:
             return
         worker.expected_end = worker.expected_end or expected
+        if worker.kill_reason is None:
+            worker.culprit = culprit
         worker.kill_reason = worker.kill_reason or reason
         if worker.process is not None and worker.process.returncode is None:
             try:
@@ -418,6 +453,32 @@ class _BadFrame(Exception):
     pass
 
 
+@functools.lru_cache(maxsize=1)
+def _wrapper() -> tuple[str, ...]:
+    """What a worker's command runs under, where the system allows it:
+
+    * ``setpriv --pdeathsig KILL``: the worker's process goes when the daemon dies, even
+      killed (-9), even while a handler holds the worker's GIL;
+    * ``unshare --pid --fork --kill-child``: the worker is PID 1 of a PID namespace of its
+      own, so that every process it starts (even one that called setsid or forked twice)
+      ends with it.
+    Each is used only if it works here (unshare --pid needs root or user namespaces)."""
+    prefix: list[str] = []
+    setpriv, unshare = shutil.which("setpriv"), shutil.which("unshare")
+    if setpriv and _works([setpriv, "--pdeathsig", "KILL", "--", "true"]):
+        prefix += [setpriv, "--pdeathsig", "KILL", "--"]
+    if unshare and _works([unshare, "--pid", "--fork", "--kill-child", "--", "true"]):
+        prefix += [unshare, "--pid", "--fork", "--kill-child", "--"]
+    return tuple(prefix)
+
+
+def _works(command: list[str]) -> bool:
+    try:
+        return subprocess.run(command, capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
 def _exit_reason(code: int | None) -> str:
     if code is None:
         return "worker exited"
@@ -431,8 +492,6 @@ def _exit_reason(code: int | None) -> str:
 
 
 def _remove_tree(path: str) -> None:
-    import shutil
-
     shutil.rmtree(path, ignore_errors=True)
 
 

@@ -12,6 +12,7 @@ import trio
 from daemon.chain import verify
 from daemon.errors import ActorFailed, BadInput
 from daemon.runtime import FAILED, RUNNING, STARTING, STOPPED, Runtime
+from daemon.store import MailboxPut
 from tests.helpers_runtime import (
     chain_events,
     default_settings,
@@ -176,3 +177,39 @@ def _zombie(pid: int) -> bool:
             return any(line.startswith("State:") and "Z" in line for line in f)
     except OSError:
         return True
+
+
+RELAY = '''
+import json
+from actors import message_server
+def handle_send(state, params):
+    message_server.send("zsink", params[0])
+    s = json.loads(state or b'{"n": 0}')
+    s["n"] += 1
+    return (json.dumps(s).encode(),)
+'''
+
+SINK = '''
+import json
+def handle_send(state, params):
+    s = json.loads(state or b'{"n": 0}')
+    s["n"] += 1
+    return (json.dumps(s).encode(),)
+'''
+
+
+async def test_restored_mail_is_handled_only_once_every_actor_is_known_again(tmp_path: Path) -> None:
+    # the relay (restored first: created first) forwards stored mail to zsink (restored after
+    # it): before the fix the relay could run while zsink was not known yet, and its sends failed
+    home = tmp_path / "home"
+    async with hosted_runtime(home, shutdown=False) as rt:
+        relay = await rt.spawn(str(write_actor(tmp_path, "relay", RELAY)))
+        await rt.spawn(str(write_actor(tmp_path, "zsink", SINK)))
+        # mail accepted for the relay just before a crash (stored, never handled)
+        await flush(rt.store, [MailboxPut(10_000 + i, relay.id, "external", b"{}") for i in range(20)])
+    async with hosted_runtime(home) as rt:
+        relay, sink = rt.resolve("relay"), rt.resolve("zsink")
+        await wait_until(lambda: sink.handled >= 20, what="all 20 relayed")
+        events = await chain_events(rt, "relay")
+        assert [e for e in of_type(events, "message-server/handle-send") if e["data"]["outcome"] != "ok"] == []
+        assert json.loads(relay.state or b"{}") == {"n": 20}

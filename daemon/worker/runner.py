@@ -31,6 +31,8 @@ LINK_MAX_FRAME = 64 << 20
 MAX_THREADS = 1024
 #: bytes of one actor's printed output forwarded per write at most
 MAX_LOG_CHUNK = 8192
+#: the largest state or reply a handler may return
+MAX_VALUE = 16 << 20
 
 
 class Link:
@@ -218,15 +220,30 @@ class Worker:
                                                    None if params is None else tuple(params))
                 finally:
                     ms._bind_host(None)
+                result = _bounded(result, item["fn"])
+                try:
+                    self.link.write(wire.Push(call.id, "done", result))
+                except wire.LocalProtocolError as exc:  # a value the link cannot carry
+                    result = {"outcome": "error", "error": f"{item['fn']} returned a result the daemon cannot take: {exc}"}
+                    self.link.write(wire.Push(call.id, "done", result))
                 if result["outcome"] == "ok":
                     state = result["state"]
-                self.link.write(wire.Push(call.id, "done", result))
                 count += 1
                 if result["outcome"] == "crash":
                     break  # the daemon applies the restart policy before anything else
         finally:
             self.current.actor = None
         return {"count": count}
+
+
+def _bounded(result: dict[str, Any], fn: str) -> dict[str, Any]:
+    """A handler's result, or an error when a state or reply is larger than allowed."""
+    for key, noun in (("state", "a state"), ("value", "a reply")):
+        value = result.get(key)
+        if isinstance(value, bytes) and len(value) > MAX_VALUE:
+            return {"outcome": "error",
+                    "error": f"{fn} returned {noun} of {len(value)} bytes; the largest allowed is {MAX_VALUE >> 20} MiB"}
+    return result
 
 
 class _Refused(Exception):

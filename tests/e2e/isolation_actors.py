@@ -21,7 +21,7 @@ from tests.conftest import DaemonProcess
 from theaterctl.client import Client
 
 HOSTILE = r'''
-import ctypes, json, os, signal, socket, time
+import ctypes, json, os, signal, socket, sys, time
 from actors import message_server
 
 
@@ -138,7 +138,7 @@ def _detached_child():
             os.write(w, str(child).encode())
             os._exit(0)
         os.close(w)
-        time.sleep(600)
+        os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(600)", "theater-detached-child"])
         os._exit(0)
     os.close(w)
     os.waitpid(pid, 0)
@@ -334,7 +334,51 @@ def cpu_ticks(pid: int) -> int:
 
 
 def worker_pids(d: DaemonProcess) -> set[int]:
+    """The daemon's worker processes (as the daemon knows them: its children)."""
     return children(d.pid)
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (a worker may run under a wrapper, in a PID namespace)."""
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children(todo.pop()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def worker_pid(d: DaemonProcess, actor: str) -> int:
+    """The pid of the worker hosting ``actor``, from ``inspect`` (the daemon's view)."""
+    view = json.loads(d.ctl("--json", "inspect", actor).stdout)
+    return int(view["worker"]["pid"])
+
+
+def worker_python(d: DaemonProcess, actor: str) -> int:
+    """The Python process of the worker hosting ``actor`` (below its wrapper, if any)."""
+    pid = worker_pid(d, actor)
+    pythons = [p for p in {pid, *descendants(pid)} if _cmdline(p).find(b"daemon.worker") >= 0
+               and not _cmdline(p).startswith((b"unshare", b"/usr/bin/unshare", b"setpriv", b"/usr/bin/setpriv"))]
+    return min(pythons) if pythons else pid
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def tagged(tag: str) -> set[int]:
+    """Processes whose command line holds ``tag``."""
+    found = set()
+    for name in os.listdir("/proc"):
+        if name.isdigit() and tag.encode() in _cmdline(int(name)):
+            found.add(int(name))
+    return found
 
 
 def kill_leftovers(pids: set[int]) -> None:

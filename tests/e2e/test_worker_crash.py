@@ -35,6 +35,8 @@ from tests.e2e.isolation_actors import (
     of_type,
     spawn,
     wait_for,
+    tagged,
+    worker_pid,
     worker_pids,
 )
 from theaterctl.client import Client
@@ -189,8 +191,8 @@ def test_kill_9_of_a_worker_while_it_handles(daemon: Callable[..., DaemonProcess
     d = daemon("--workers", "1")
     spawn(d, short_tmp / "a", "target", ON_FAILURE)
     spawn(d, short_tmp / "a", "alone", ON_FAILURE + 'isolation = "dedicated"\n')
-    pid = int(ask(d, "target", {"do": "pid"})["pid"])
-    alone_pid = int(ask(d, "alone", {"do": "pid"})["pid"])
+    pid = worker_pid(d, "target")
+    alone_pid = worker_pid(d, "alone")
     assert pid in worker_pids(d) and alone_pid in worker_pids(d)
     sent = {name: [f"{name}-{i}" for i in range(10)] for name in ("target", "alone")}
     for name, ids in sent.items():
@@ -202,7 +204,7 @@ def test_kill_9_of_a_worker_while_it_handles(daemon: Callable[..., DaemonProcess
         assert handled_ids(d, name) == ids
     crashes = of_type(d, "target", "runtime/crash")
     assert len(crashes) == 1 and "killed by SIGKILL while handling handle_send" in crashes[0]["data"]["reason"]
-    assert int(ask(d, "alone", {"do": "pid"})["pid"]) == alone_pid
+    assert worker_pid(d, "alone") == alone_pid
     assert of_type(d, "alone", "runtime/crash") == []
     assert_verifies(d, "target", "alone")
 
@@ -213,7 +215,7 @@ def test_a_worker_stuck_holding_the_gil_does_not_outlive_a_killed_daemon(
     the GIL: a handler that never releases it leaves an orphan burning a CPU forever."""
     d = daemon("--workers", "1")
     spawn(d, short_tmp / "a", "stuck")
-    pid = int(ask(d, "stuck", {"do": "pid"})["pid"])
+    pid = worker_pid(d, "stuck")
     proc = ctl_async(d, "request", "stuck", '{"do": "hold-the-gil"}')
     try:
         wait_for("the handler to run", lambda: busy_in(d, "stuck") == "handle_request")
@@ -237,8 +239,8 @@ def _neighbour_busy_while(d: DaemonProcess, short_tmp: Path, kill: Callable[[], 
     """``buddy`` (restart never) is in a handler in the shared worker when ``kill`` makes
     the daemon kill that worker for ``victim``'s sake: buddy is not to blame."""
     spawn(d, short_tmp / "a", "buddy")
-    pid = int(ask(d, "buddy", {"do": "pid"})["pid"])
-    assert int(ask(d, "victim", {"do": "pid"})["pid"]) == pid
+    pid = worker_pid(d, "buddy")
+    assert worker_pid(d, "victim") == pid
     _send_all(d, "buddy", ["b-0"], sleep=sleep)
     wait_for("buddy to be busy", lambda: busy_in(d, "buddy") == "handle_send")
     kill()
@@ -406,8 +408,11 @@ def test_a_process_started_by_a_handler_does_not_outlive_its_actor(
     after its dedicated worker is gone (actor stopped) nothing of the actor may run."""
     d = daemon()
     spawn(d, short_tmp / "a", "forker", 'isolation = "dedicated"\n')
-    worker = int(ask(d, "forker", {"do": "pid"})["pid"])
-    child = int(ask(d, "forker", {"do": "detached-child"})["pid"])
+    worker = worker_pid(d, "forker")
+    ask(d, "forker", {"do": "detached-child"})
+    # (its pid inside the worker's namespace means nothing here: find it by its command line)
+    wait_for("the detached child to run", lambda: bool(tagged("theater-detached-child")), 10)
+    (child,) = tagged("theater-detached-child")
     try:
         assert alive(child)
         assert d.ctl("stop", "forker").returncode == 0
@@ -473,4 +478,4 @@ def test_a_module_that_spins_at_import_does_not_hang_the_daemon_start(
     except RuntimeError as exc:
         raise AssertionError(f"theaterd did not start with a spinning module to restore: {exc}") from None
     assert ids_of(d, "buddy") == ["b-0"]
-    assert _status(d, "mutant") == "failed"
+    wait_for("mutant to fail loading", lambda: _status(d, "mutant") == "failed", 15)
