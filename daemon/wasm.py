@@ -1,0 +1,607 @@
+"""WebAssembly component actors, loaded to look exactly like a Python actor module.
+
+    actor = load_component(Path("actors/examples/wasm-counter/counter.wasm"),
+                           fuel=10_000_000, memory_limit=64 << 20, timeout=5.0, wasi=WasiGrants())
+    (state,) = actor.init(None)
+    state, (reply,) = actor.handle_request(state, (b'{"type": "get"}',))
+
+Theory of operation.
+
+* A component implements the world ``message-server-actor`` of
+  ``wit/message-server.wit``: it may export ``theater:simple/actor`` (``init``)
+  and ``theater:simple/message-server-client`` (the five handlers; any subset
+  is accepted) and may import ``theater:simple/message-server-host``.
+  A :class:`ComponentActor` has an attribute for each handler the component
+  exports, with the Python actors' signature and return shape, so the daemon
+  (``getattr(module, "handle_request", None)``) and ``actors.testing`` use it
+  unchanged.  ``init(state)`` passes ``message_server.current_actor()`` (or
+  ``""`` with no host bound) as the WIT ``init``'s actor id.
+* Compilation is per file and cached in-process by (path, mtime, size); with a
+  ``cache_dir`` the compiled code is also kept on disk, keyed by the file's
+  hash and wasmtime's version.  One process-wide :class:`wasmtime.Engine`
+  serves every actor (fuel metering and epoch interruption are always on, so
+  one compilation serves every limit).
+* Each ComponentActor owns one Store and one instance.  A trap poisons a
+  Store, so after a trap the actor drops it and instantiates afresh before
+  its next call; nothing is lost because the state is a parameter of every
+  call.  Linear memory does not outlive a trap.
+* Host imports call the thread-bound host of :mod:`actors.message_server`.  A
+  :class:`~actors.message_server.MessageServerError` becomes the WIT
+  ``err`` value; any other exception traps the guest and is re-raised to
+  the caller of the handler unchanged (so the daemon's own control-flow
+  exceptions keep working).
+* Values cross in bulk (:mod:`daemon.wasmabi`), not through wasmtime-py's
+  per-byte generic conversion.
+
+Thread safety: an Engine and a compiled Component may be shared by threads;
+a Store may not.  A ComponentActor serialises its calls with a lock (the
+daemon runs one handler per actor at a time anyway).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import wasmtime
+from wasmtime import _ffi as ffi
+from wasmtime import component as wc
+
+from actors import message_server as ms
+
+from . import wasmabi as abi
+from . import wasmmem
+
+__all__ = [
+    "ComponentActor",
+    "ComponentError",
+    "ComponentFailed",
+    "ComponentTrap",
+    "HANDLERS",
+    "WasiGrants",
+    "load_component",
+]
+
+PACKAGE = "theater:simple"
+HOST_INTERFACE = f"{PACKAGE}/message-server-host"
+TYPES_INTERFACE = f"{PACKAGE}/types"
+CLIENT_INTERFACE = f"{PACKAGE}/message-server-client"
+ACTOR_INTERFACE = f"{PACKAGE}/actor"
+
+# attribute name -> (exported interface, WIT function name, WIT parameter names)
+HANDLERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "init": (ACTOR_INTERFACE, "init", ("state", "params")),
+    "handle_send": (CLIENT_INTERFACE, "handle-send", ("state", "params")),
+    "handle_request": (CLIENT_INTERFACE, "handle-request", ("state", "params")),
+    "handle_channel_open": (CLIENT_INTERFACE, "handle-channel-open", ("state", "params")),
+    "handle_channel_message": (CLIENT_INTERFACE, "handle-channel-message", ("state", "params")),
+    "handle_channel_close": (CLIENT_INTERFACE, "handle-channel-close", ("state", "params")),
+}
+
+EPOCH_TICK = 0.01  # seconds between engine epoch ticks while an actor has a time limit
+UNLIMITED_FUEL = (1 << 63) - 1
+
+
+class ComponentError(Exception):
+    """The file cannot be used as a component actor (not a component, unmet import, no handlers)."""
+
+
+class ComponentTrap(Exception):
+    """A handler trapped (fuel, memory, time limit, or a fault); the actor's instance is rebuilt."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class WasiGrants:
+    """What of WASI a component may use; nothing by default.
+
+    Any grant links wasmtime's WASI preview 2 with no preopened directory,
+    no environment, no arguments and no network (wasmtime denies every
+    socket address by default), so the file system and the network stay out
+    of reach.  stdout/stderr are forwarded to Python's ``sys.stdout`` /
+    ``sys.stderr`` when granted and discarded otherwise.  wasmtime-py links
+    WASI as one block, so with any grant the clocks and random are
+    reachable too; ``clock`` and ``random`` are the grants that ask for just that.
+    """
+
+    stdout: bool = False
+    stderr: bool = False
+    clock: bool = False
+    random: bool = False
+
+    @property
+    def any(self) -> bool:
+        return self.stdout or self.stderr or self.clock or self.random
+
+
+# ---- engine and compilation cache --------------------------------------------
+
+_lock = threading.Lock()
+_engine: wasmtime.Engine | None = None
+_compiled: dict[tuple[str, int, int], wc.Component] = {}
+_linkers: dict[bool, wc.Linker] = {}
+_ticker: threading.Thread | None = None
+
+
+def _get_engine() -> wasmtime.Engine:
+    global _engine
+    with _lock:
+        if _engine is None:
+            config = wasmtime.Config()
+            config.consume_fuel = True
+            config.epoch_interruption = True
+            config.memory_init_cow = False  # required with a host memory creator
+            wasmmem.install(config)  # linear memories whose refused growth we can see
+            _engine = wasmtime.Engine(config)
+        return _engine
+
+
+def _start_ticker(engine: wasmtime.Engine) -> None:
+    """One daemon thread ticks the engine's epoch for every actor with a time limit."""
+    global _ticker
+    with _lock:
+        if _ticker is not None:
+            return
+
+        def tick() -> None:
+            while True:
+                time.sleep(EPOCH_TICK)
+                engine.increment_epoch()
+
+        _ticker = threading.Thread(target=tick, name="wasm-epoch", daemon=True)
+        _ticker.start()
+
+
+def _compile(path: Path, engine: wasmtime.Engine, cache_dir: Path | None) -> wc.Component:
+    try:
+        st = path.stat()
+        key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    except OSError as exc:
+        raise ComponentError(f"cannot read {path}: {exc.strerror}") from None
+    with _lock:
+        cached = _compiled.get(key)
+    if cached is not None:
+        return cached
+    data = path.read_bytes()
+    if data[:4] != b"\0asm":
+        raise ComponentError(f"{path} is not a WebAssembly component: not a WebAssembly binary")
+    if data[4:8] == b"\x01\0\0\0":
+        raise ComponentError(f"{path} is not a WebAssembly component: it is a core module "
+                             "(wrap it with `wasm-tools component new`)")
+    component = _from_disk_cache(data, engine, cache_dir)
+    if component is None:
+        try:
+            component = wc.Component(engine, data)
+        except wasmtime.WasmtimeError as exc:
+            raise ComponentError(f"{path} is not a WebAssembly component: {_first_line(exc)}") from None
+        _to_disk_cache(data, component, cache_dir)
+    with _lock:
+        _compiled[key] = component
+    return component
+
+
+def _cache_file(data: bytes, cache_dir: Path) -> Path:
+    version = getattr(wasmtime, "__version__", "unknown")
+    digest = hashlib.sha256(data).hexdigest()
+    return cache_dir / f"{digest}-wasmtime{version}-{sys.implementation.cache_tag}.cwasm"
+
+
+def _from_disk_cache(data: bytes, engine: wasmtime.Engine, cache_dir: Path | None) -> wc.Component | None:
+    if cache_dir is None:
+        return None
+    try:
+        blob = _cache_file(data, cache_dir).read_bytes()
+        return wc.Component.deserialize(engine, blob)
+    except (OSError, wasmtime.WasmtimeError):
+        return None  # absent, unreadable or from another configuration: compile instead
+
+
+def _to_disk_cache(data: bytes, component: wc.Component, cache_dir: Path | None) -> None:
+    if cache_dir is None:
+        return
+    target = _cache_file(data, cache_dir)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_bytes(bytes(component.serialize()))
+        os.replace(tmp, target)
+    except OSError:
+        pass  # a read-only cache is only slower
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# ---- host imports --------------------------------------------------------------
+
+_HostFn = Callable[[Any, Any], None]  # (args array, result slot) -> None
+_host_fns: dict[int, _HostFn] = {}
+_pending = threading.local()  # a non-message-server exception raised by a host function
+
+
+def _ok(slot: Any, fill: Any = None, value: Any = None) -> None:
+    abi.lower_result(slot, True, fill, value)
+
+
+def _err(slot: Any, message: str) -> None:
+    abi.lower_result(slot, False, abi.lower_string, message or "failed")
+
+
+def _host_send(args: Any, slot: Any) -> None:
+    try:
+        ms.send(abi.lift_string(args[0]), abi.lift_bytes(args[1]))
+    except ms.MessageServerError as exc:
+        return _err(slot, str(exc))
+    _ok(slot)
+
+
+def _host_request(args: Any, slot: Any) -> None:
+    try:
+        reply = ms.request(abi.lift_string(args[0]), abi.lift_bytes(args[1]))
+    except ms.MessageServerError as exc:
+        return _err(slot, str(exc))
+    _ok(slot, abi.lower_bytes, reply)
+
+
+def _host_open_channel(args: Any, slot: Any) -> None:
+    try:
+        channel_id = ms.open_channel(abi.lift_string(args[0]), abi.lift_bytes(args[1]))
+    except ms.MessageServerError as exc:
+        return _err(slot, str(exc))
+    _ok(slot, abi.lower_string, channel_id)
+
+
+def _host_send_on_channel(args: Any, slot: Any) -> None:
+    try:
+        ms.send_on_channel(abi.lift_string(args[0]), abi.lift_bytes(args[1]))
+    except ms.MessageServerError as exc:
+        return _err(slot, str(exc))
+    _ok(slot)
+
+
+def _host_close_channel(args: Any, slot: Any) -> None:
+    try:
+        ms.close_channel(abi.lift_string(args[0]))
+    except ms.MessageServerError as exc:
+        return _err(slot, str(exc))
+    _ok(slot)
+
+
+HOST_FUNCTIONS: dict[str, _HostFn] = {
+    "send": _host_send,
+    "request": _host_request,
+    "open-channel": _host_open_channel,
+    "send-on-channel": _host_send_on_channel,
+    "close-channel": _host_close_channel,
+}
+
+
+@ffi.wasmtime_component_func_callback_t
+def _host_entry(data: int | None, context: Any, ty: Any, args: Any, nargs: int, results: Any, nresults: int) -> int:
+    """Every host import enters here; ``data`` says which one."""
+    try:
+        _host_fns[data or 0](args, results[0])
+        # Time spent in the host (a request waiting for its reply) is not the guest's.
+        _extend_deadline(context)
+        return 0
+    except BaseException as exc:  # noqa: BLE001 - re-raised by the caller of the handler
+        _pending.exc = exc
+        err = ffi.wasmtime_error_new(f"host function failed: {_first_line(exc)}".encode())
+        return ctypes.cast(err, ctypes.c_void_p).value or 0
+
+
+@ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+def _host_finalize(data: int | None) -> None:
+    """Host functions live as long as the process; nothing to free."""
+
+
+def _extend_deadline(context: Any) -> None:
+    limit = getattr(_pending, "deadline", None)
+    if limit is not None:
+        remaining, started = limit
+        used = time.monotonic() - started
+        ffi.wasmtime_context_set_epoch_deadline(context, max(1, int((remaining - used) / EPOCH_TICK) + 1))
+
+
+def _get_linker(engine: wasmtime.Engine, wasi: bool) -> wc.Linker:
+    with _lock:
+        linker = _linkers.get(wasi)
+        if linker is not None:
+            return linker
+        linker = wc.Linker(engine)
+        if wasi:
+            linker.add_wasip2()
+        with linker.root() as root:
+            with root.add_instance(TYPES_INTERFACE):
+                pass
+            with root.add_instance(HOST_INTERFACE) as host:
+                for name, fn in HOST_FUNCTIONS.items():
+                    index = len(_host_fns) + 1
+                    _host_fns[index] = fn
+                    encoded = name.encode()
+                    error = ffi.wasmtime_component_linker_instance_add_func(
+                        host.ptr(), ctypes.create_string_buffer(encoded), len(encoded),
+                        _host_entry, index, _host_finalize)
+                    if error:
+                        raise wasmtime.WasmtimeError._from_ptr(error)
+        _linkers[wasi] = linker
+        return linker
+
+
+# ---- the actor -----------------------------------------------------------------
+
+def load_component(path: Path, *, fuel: int | None, memory_limit: int, timeout: float | None,
+                   wasi: WasiGrants = WasiGrants(), cache_dir: Path | None = None) -> ComponentActor:
+    """Compile (once per file) and instantiate a component actor; raises ComponentError."""
+    path = Path(path)
+    if fuel is not None and fuel <= 0:
+        raise ValueError("fuel must be positive (or None for no fuel limit)")
+    if memory_limit <= 0:
+        raise ValueError("memory_limit must be a positive number of bytes")
+    if timeout is not None and timeout <= 0:
+        raise ValueError("timeout must be positive (or None for no time limit)")
+    engine = _get_engine()
+    component = _compile(path, engine, cache_dir)
+    _check_imports(path, component, engine, wasi)
+    linker = _get_linker(engine, wasi.any)
+    if timeout is not None:
+        _start_ticker(engine)
+    return ComponentActor(path, engine, component, linker, fuel=fuel, memory_limit=memory_limit,
+                          timeout=timeout, wasi=wasi)
+
+
+def _check_imports(path: Path, component: wc.Component, engine: wasmtime.Engine, wasi: WasiGrants) -> None:
+    for name in component.type.imports(engine):
+        if name in (TYPES_INTERFACE, HOST_INTERFACE):
+            continue
+        if name.startswith("wasi:"):
+            if wasi.any:
+                continue
+            raise ComponentError(f"{path} imports {name}, which needs a WASI grant (none given)")
+        raise ComponentError(f"{path} imports {name}, which the host does not provide "
+                             f"(it provides {HOST_INTERFACE} and, with a grant, WASI)")
+
+
+class ComponentActor:
+    """One instance of a component, with the handler attributes of a Python actor module."""
+
+    init: Callable[[bytes | None], tuple[bytes | None]]
+    handle_send: Callable[[bytes | None, tuple[bytes]], tuple[bytes | None]]
+    handle_request: Callable[[bytes | None, tuple[bytes]], tuple[bytes | None, tuple[bytes]]]
+    handle_channel_open: Callable[[bytes | None, tuple[bytes]], tuple[bytes | None, tuple[ms.ChannelAccept]]]
+    handle_channel_message: Callable[[bytes | None, tuple[str, bytes]], tuple[bytes | None]]
+    handle_channel_close: Callable[[bytes | None, tuple[str]], tuple[bytes | None]]
+
+    def __init__(self, path: Path, engine: wasmtime.Engine, component: wc.Component, linker: wc.Linker, *,
+                 fuel: int | None, memory_limit: int, timeout: float | None, wasi: WasiGrants) -> None:
+        self.path = path
+        self.fuel = fuel
+        self.memory_limit = memory_limit
+        self.timeout = timeout
+        self.wasi = wasi
+        self.traps = 0  # how many times a handler trapped (and the instance was rebuilt)
+        self._engine = engine
+        self._component = component
+        self._linker = linker
+        self._lock = threading.Lock()
+        self._store: wasmtime.Store | None = None
+        self._funcs: dict[str, wc.Func] = {}
+        self.exports = self._instantiate()
+        if not self.exports - {"init"}:
+            raise ComponentError(f"{path} exports no handler interface (expected {CLIENT_INTERFACE})")
+        for attr in self.exports:
+            setattr(self, attr, getattr(self, f"_{attr}"))
+
+    def __repr__(self) -> str:
+        return f"<ComponentActor {self.path} exports={sorted(self.exports)}>"
+
+    # -- instance lifecycle --
+
+    def _instantiate(self) -> frozenset[str]:
+        store = wasmtime.Store(self._engine)
+        if self.wasi.any:
+            store.set_wasi(self._wasi_config())
+        store.set_fuel(UNLIMITED_FUEL)  # start-up code (a component's own init) is not a handler
+        store.set_epoch_deadline(1 << 40)
+        try:
+            with wasmmem.limit_memories(self.memory_limit, self):
+                instance = self._linker.instantiate(store, self._component)
+        except wasmtime.WasmtimeError as exc:
+            wasmmem.take_refusal()
+            raise ComponentError(f"{self.path} cannot be instantiated: {_first_line(exc)}") from None
+        funcs: dict[str, wc.Func] = {}
+        for attr, (interface, name, params) in HANDLERS.items():
+            parent = instance.get_export_index(store, interface)
+            index = instance.get_export_index(store, name, parent) if parent is not None else None
+            func = instance.get_func(store, index) if index is not None else None
+            if func is None:
+                continue
+            got = tuple(pname for pname, _ in func.type(store).params)
+            if got != params:
+                raise ComponentError(f"{self.path} exports {interface}#{name} with parameters "
+                                     f"({', '.join(got)}), not ({', '.join(params)})")
+            funcs[attr] = func
+        self._store, self._funcs = store, funcs
+        return frozenset(funcs)
+
+    def _wasi_config(self) -> wasmtime.WasiConfig:
+        config = wasmtime.WasiConfig()
+        config.stdout_custom = _forward("stdout") if self.wasi.stdout else _discard
+        config.stderr_custom = _forward("stderr") if self.wasi.stderr else _discard
+        return config
+
+    def _discard_instance(self) -> None:
+        self._store, self._funcs = None, {}
+        self.traps += 1
+
+    # -- calls --
+
+    def _call(self, attr: str, params: list[tuple[Any, Any]], lift: Callable[[Any], Any]) -> Any:
+        with self._lock:
+            if self._store is None:
+                self._instantiate()
+            store, func = self._store, self._funcs[attr]
+            assert store is not None
+            store.set_fuel(self.fuel if self.fuel is not None else UNLIMITED_FUEL)
+            if self.timeout is not None:
+                store.set_epoch_deadline(int(self.timeout / EPOCH_TICK) + 1)
+                _pending.deadline = (self.timeout, time.monotonic())
+            else:
+                store.set_epoch_deadline(1 << 40)
+                _pending.deadline = None
+            _pending.exc = None
+            args = (ffi.wasmtime_component_val_t * len(params))()
+            result = ffi.wasmtime_component_val_t()
+            try:
+                for i, (fill, value) in enumerate(params):
+                    args[i].kind = abi._K_BOOL
+                    fill(args[i], value)
+                wasmmem.take_refusal()
+                with wasmmem.limit_memories(self.memory_limit, self):
+                    error = ffi.wasmtime_component_func_call(
+                        ctypes.byref(func._func), store._context(), args, len(params), ctypes.byref(result), 1)
+                if error:
+                    raise self._trapped(wasmtime.WasmtimeError._from_ptr(error))
+                try:
+                    return lift(result)
+                finally:
+                    abi.delete(result)
+            except abi.ShapeError as exc:
+                raise TypeError(f"{attr}: {exc}") from None
+            finally:
+                _pending.deadline = None
+                for i in range(len(params)):
+                    abi.delete(args[i])
+
+    # -- the handlers, in the Python actors' shapes --
+
+    def _init(self, state: bytes | None) -> tuple[bytes | None]:
+        try:
+            actor_id = ms.current_actor()
+        except ms.MessageServerError:
+            actor_id = ""  # no host bound (a unit test calling init directly)
+        return self._call("init", [(abi.lower_option_bytes, state), (_lower_strings, (actor_id,))], _lift_state)
+
+    def _handle_send(self, state: bytes | None, params: tuple[bytes]) -> tuple[bytes | None]:
+        (msg,) = params
+        return self._call("handle_send", [(abi.lower_option_bytes, state), (_lower_json1, msg)], _lift_state)
+
+    def _handle_request(self, state: bytes | None, params: tuple[bytes]) -> tuple[bytes | None, tuple[bytes]]:
+        (msg,) = params
+        return self._call("handle_request", [(abi.lower_option_bytes, state), (_lower_json1, msg)], _lift_reply)
+
+    def _handle_channel_open(self, state: bytes | None,
+                             params: tuple[bytes]) -> tuple[bytes | None, tuple[ms.ChannelAccept]]:
+        (msg,) = params
+        return self._call("handle_channel_open", [(abi.lower_option_bytes, state), (_lower_json1, msg)],
+                          _lift_accept)
+
+    def _handle_channel_message(self, state: bytes | None, params: tuple[str, bytes]) -> tuple[bytes | None]:
+        channel_id, msg = params
+        return self._call("handle_channel_message",
+                          [(abi.lower_option_bytes, state), (_lower_channel_message, (channel_id, msg))], _lift_state)
+
+    def _handle_channel_close(self, state: bytes | None, params: tuple[str]) -> tuple[bytes | None]:
+        return self._call("handle_channel_close", [(abi.lower_option_bytes, state), (_lower_strings, tuple(params))],
+                          _lift_state)
+
+    def _trapped(self, error: wasmtime.WasmtimeError) -> BaseException:
+        """The exception for a failed call; the instance is dropped either way."""
+        self._discard_instance()
+        host_exc: BaseException | None = getattr(_pending, "exc", None)
+        _pending.exc = None
+        if host_exc is not None:
+            return host_exc
+        return ComponentTrap(self._trap_reason(str(error)))
+
+    def _trap_reason(self, message: str) -> str:
+        refused = wasmmem.take_refusal()
+        text = message.strip()
+        if "all fuel consumed" in text:
+            return "handler ran out of fuel"
+        if "wasm trap: interrupt" in text:
+            return f"handler exceeded its time limit of {self.timeout:g} s"
+        if refused is not None:
+            # The guest learnt of the refusal (memory.grow gave -1) and aborted, or
+            # the host could not lower a value into it.
+            return f"memory limit of {refused} bytes exceeded"
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        trap = next((line for line in lines if "wasm trap" in line or "error" in line.lower()), lines[0] if lines else "")
+        return f"handler trapped: {trap or 'unknown trap'}"
+
+    @property
+    def memory_bytes(self) -> int:
+        """Linear memory this actor's instance holds now (committed bytes)."""
+        return wasmmem.owned_bytes(self)
+
+
+class ComponentFailed(Exception):
+    """Raised for a handler's ``err``: an ordinary handler failure, like a Python actor's exception."""
+
+
+def _lower_json1(val: Any, msg: bytes) -> None:
+    abi.lower_tuple(val, [(abi.lower_bytes, msg)])
+
+
+def _lower_strings(val: Any, texts: tuple[str, ...]) -> None:
+    abi.lower_tuple(val, [(abi.lower_string, t) for t in texts])
+
+
+def _lower_channel_message(val: Any, params: tuple[str, bytes]) -> None:
+    abi.lower_tuple(val, [(abi.lower_string, params[0]), (abi.lower_bytes, params[1])])
+
+
+def _ok_payload(result: Any) -> Any:
+    ok, payload = abi.lift_result(result)
+    if not ok:
+        raise ComponentFailed(abi.lift_string(payload) if payload is not None else "failed")
+    return payload
+
+
+def _lift_state(result: Any) -> tuple[bytes | None]:
+    (state,) = abi.tuple_items(_ok_payload(result), 1)
+    return (abi.lift_option_bytes(state),)
+
+
+def _lift_reply(result: Any) -> tuple[bytes | None, tuple[bytes]]:
+    state, rest = abi.tuple_items(_ok_payload(result), 2)
+    (reply,) = abi.tuple_items(rest, 1)
+    return abi.lift_option_bytes(state), (abi.lift_bytes(reply),)
+
+
+def _lift_accept(result: Any) -> tuple[bytes | None, tuple[ms.ChannelAccept]]:
+    state, rest = abi.tuple_items(_ok_payload(result), 2)
+    (accept,) = abi.tuple_items(rest, 1)
+    fields = abi.record_fields(accept)
+    return abi.lift_option_bytes(state), (ms.ChannelAccept(abi.lift_bool(fields["accepted"]),
+                                                           abi.lift_option_bytes(fields["message"])),)
+
+
+def _forward(stream: str) -> Callable[[bytes], None]:
+    def write(data: bytes) -> None:
+        target = getattr(sys, stream)
+        buffer = getattr(target, "buffer", None)
+        if buffer is not None:
+            target.flush()
+            buffer.write(data)
+            buffer.flush()
+        else:
+            target.write(data.decode("utf-8", "replace"))
+    return write
+
+
+def _discard(data: bytes) -> None:
+    """Output a component may not show."""
