@@ -76,14 +76,36 @@ TYPES_INTERFACE = f"{PACKAGE}/types"
 CLIENT_INTERFACE = f"{PACKAGE}/message-server-client"
 ACTOR_INTERFACE = f"{PACKAGE}/actor"
 
-# attribute name -> (exported interface, WIT function name, WIT parameter names)
-HANDLERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "init": (ACTOR_INTERFACE, "init", ("state", "params")),
-    "handle_send": (CLIENT_INTERFACE, "handle-send", ("state", "params")),
-    "handle_request": (CLIENT_INTERFACE, "handle-request", ("state", "params")),
-    "handle_channel_open": (CLIENT_INTERFACE, "handle-channel-open", ("state", "params")),
-    "handle_channel_message": (CLIENT_INTERFACE, "handle-channel-message", ("state", "params")),
-    "handle_channel_close": (CLIENT_INTERFACE, "handle-channel-close", ("state", "params")),
+_JSON = "list<u8>"
+_STATE = f"option<{_JSON}>"
+_ACCEPT = f"record {{ accepted: bool, message: option<{_JSON}> }}"
+
+# attribute name -> (exported interface, WIT function name, its signature as WIT text)
+HANDLERS: dict[str, tuple[str, str, str]] = {
+    "init": (ACTOR_INTERFACE, "init",
+             f"func(state: {_STATE}, params: tuple<string>) -> result<tuple<{_STATE}>, string>"),
+    "handle_send": (CLIENT_INTERFACE, "handle-send",
+                    f"func(state: {_STATE}, params: tuple<{_JSON}>) -> result<tuple<{_STATE}>, string>"),
+    "handle_request": (CLIENT_INTERFACE, "handle-request",
+                       f"func(state: {_STATE}, params: tuple<{_JSON}>) "
+                       f"-> result<tuple<{_STATE}, tuple<{_JSON}>>, string>"),
+    "handle_channel_open": (CLIENT_INTERFACE, "handle-channel-open",
+                            f"func(state: {_STATE}, params: tuple<{_JSON}>) "
+                            f"-> result<tuple<{_STATE}, tuple<{_ACCEPT}>>, string>"),
+    "handle_channel_message": (CLIENT_INTERFACE, "handle-channel-message",
+                               f"func(state: {_STATE}, params: tuple<string, {_JSON}>) "
+                               f"-> result<tuple<{_STATE}>, string>"),
+    "handle_channel_close": (CLIENT_INTERFACE, "handle-channel-close",
+                             f"func(state: {_STATE}, params: tuple<string>) -> result<tuple<{_STATE}>, string>"),
+}
+
+# host function -> its signature as WIT text
+HOST_SIGNATURES: dict[str, str] = {
+    "send": f"func(actor-id: string, msg: {_JSON}) -> result<_, string>",
+    "request": f"func(actor-id: string, msg: {_JSON}) -> result<{_JSON}, string>",
+    "open-channel": f"func(actor-id: string, initial-msg: {_JSON}) -> result<string, string>",
+    "send-on-channel": f"func(channel-id: string, msg: {_JSON}) -> result<_, string>",
+    "close-channel": "func(channel-id: string) -> result<_, string>",
 }
 
 EPOCH_TICK = 0.01  # seconds between engine epoch ticks while an actor has a time limit
@@ -356,16 +378,29 @@ def load_component(path: Path, *, fuel: int | None, memory_limit: int, timeout: 
     engine = _get_engine()
     component = _compile(path, engine, cache_dir)
     _check_imports(path, component, engine, wasi)
+    exports = _check_exports(path, component, engine)
     linker = _get_linker(engine, wasi.any)
     if timeout is not None:
         _start_ticker(engine)
-    return ComponentActor(path, engine, component, linker, fuel=fuel, memory_limit=memory_limit,
+    return ComponentActor(path, engine, component, linker, exports, fuel=fuel, memory_limit=memory_limit,
                           timeout=timeout, wasi=wasi)
 
 
 def _check_imports(path: Path, component: wc.Component, engine: wasmtime.Engine, wasi: WasiGrants) -> None:
-    for name in component.type.imports(engine):
-        if name in (TYPES_INTERFACE, HOST_INTERFACE):
+    """Every import must be one the host provides, with the contract's types (checked here,
+    because host functions are typed only when called)."""
+    for name, extern in component.type.imports(engine).items():
+        if name == TYPES_INTERFACE:
+            continue
+        if name == HOST_INTERFACE:
+            for fname, fty in _functions(extern, engine).items():
+                want = HOST_SIGNATURES.get(fname)
+                if want is None:
+                    raise ComponentError(f"{path} imports {HOST_INTERFACE}#{fname}, which the host does not provide")
+                got = abi.describe_func(fty)
+                if got != want:
+                    raise ComponentError(f"{path} imports {HOST_INTERFACE}#{fname} as {got}, "
+                                         f"but the host provides {want}")
             continue
         if name.startswith("wasi:"):
             if wasi.any:
@@ -373,6 +408,31 @@ def _check_imports(path: Path, component: wc.Component, engine: wasmtime.Engine,
             raise ComponentError(f"{path} imports {name}, which needs a WASI grant (none given)")
         raise ComponentError(f"{path} imports {name}, which the host does not provide "
                              f"(it provides {HOST_INTERFACE} and, with a grant, WASI)")
+
+
+def _check_exports(path: Path, component: wc.Component, engine: wasmtime.Engine) -> frozenset[str]:
+    """The handler attributes the component exports, each with the contract's signature."""
+    exports = component.type.exports(engine)
+    found = set()
+    for attr, (interface, fname, want) in HANDLERS.items():
+        extern = exports.get(interface)
+        fty = _functions(extern, engine).get(fname) if extern is not None else None
+        if fty is None:
+            continue
+        got = abi.describe_func(fty)
+        if got != want:
+            raise ComponentError(f"{path} exports {interface}#{fname} as {got}, expected {want}")
+        found.add(attr)
+    if not found - {"init"}:
+        raise ComponentError(f"{path} exports no handler interface (expected {CLIENT_INTERFACE})")
+    return frozenset(found)
+
+
+def _functions(extern: Any, engine: wasmtime.Engine) -> dict[str, Any]:
+    ty = extern.ty
+    if not isinstance(ty, wc.ComponentInstanceType):
+        return {}
+    return {name: item.ty for name, item in ty.exports(engine).items() if isinstance(item.ty, wc.FuncType)}
 
 
 class ComponentActor:
@@ -385,7 +445,8 @@ class ComponentActor:
     handle_channel_message: Callable[[bytes | None, tuple[str, bytes]], tuple[bytes | None]]
     handle_channel_close: Callable[[bytes | None, tuple[str]], tuple[bytes | None]]
 
-    def __init__(self, path: Path, engine: wasmtime.Engine, component: wc.Component, linker: wc.Linker, *,
+    def __init__(self, path: Path, engine: wasmtime.Engine, component: wc.Component, linker: wc.Linker,
+                 exports: frozenset[str], *,
                  fuel: int | None, memory_limit: int, timeout: float | None, wasi: WasiGrants) -> None:
         self.path = path
         self.fuel = fuel
@@ -399,9 +460,8 @@ class ComponentActor:
         self._lock = threading.Lock()
         self._store: wasmtime.Store | None = None
         self._funcs: dict[str, wc.Func] = {}
-        self.exports = self._instantiate()
-        if not self.exports - {"init"}:
-            raise ComponentError(f"{path} exports no handler interface (expected {CLIENT_INTERFACE})")
+        self.exports = exports
+        self._instantiate()
         for attr in self.exports:
             setattr(self, attr, getattr(self, f"_{attr}"))
 
@@ -410,7 +470,7 @@ class ComponentActor:
 
     # -- instance lifecycle --
 
-    def _instantiate(self) -> frozenset[str]:
+    def _instantiate(self) -> None:
         store = wasmtime.Store(self._engine)
         if self.wasi.any:
             store.set_wasi(self._wasi_config())
@@ -423,19 +483,15 @@ class ComponentActor:
             wasmmem.take_refusal()
             raise ComponentError(f"{self.path} cannot be instantiated: {_first_line(exc)}") from None
         funcs: dict[str, wc.Func] = {}
-        for attr, (interface, name, params) in HANDLERS.items():
+        for attr in self.exports:
+            interface, name, _ = HANDLERS[attr]
             parent = instance.get_export_index(store, interface)
             index = instance.get_export_index(store, name, parent) if parent is not None else None
             func = instance.get_func(store, index) if index is not None else None
-            if func is None:
-                continue
-            got = tuple(pname for pname, _ in func.type(store).params)
-            if got != params:
-                raise ComponentError(f"{self.path} exports {interface}#{name} with parameters "
-                                     f"({', '.join(got)}), not ({', '.join(params)})")
+            if func is None:  # cannot happen: the type said it is there
+                raise ComponentError(f"{self.path} does not export {interface}#{name} after all")
             funcs[attr] = func
         self._store, self._funcs = store, funcs
-        return frozenset(funcs)
 
     def _wasi_config(self) -> wasmtime.WasiConfig:
         config = wasmtime.WasiConfig()

@@ -165,3 +165,37 @@ def lift_result(val: Val) -> tuple[bool, Val | None]:
     _expect(val, _K_RESULT, "result")
     res = val.of.result
     return bool(res.is_ok), (res.val.contents if res.val else None)
+
+
+# ---- types, as WIT text ----------------------------------------------------------
+
+
+def describe_type(ty: Any) -> str:
+    """A component value type in WIT syntax (enough to compare with the contract)."""
+    from wasmtime import component as wc
+
+    simple = {wc.Bool: "bool", wc.U8: "u8", wc.U16: "u16", wc.U32: "u32", wc.U64: "u64", wc.S8: "s8",
+              wc.S16: "s16", wc.S32: "s32", wc.S64: "s64", wc.F32: "f32", wc.F64: "f64", wc.Char: "char",
+              wc.String: "string"}
+    for cls, name in simple.items():
+        if isinstance(ty, cls):
+            return name
+    if isinstance(ty, wc.ListType):
+        return f"list<{describe_type(ty.element)}>"
+    if isinstance(ty, wc.OptionType):
+        return f"option<{describe_type(ty.payload)}>"
+    if isinstance(ty, wc.ResultType):
+        ok = describe_type(ty.ok) if ty.ok is not None else "_"
+        err = describe_type(ty.err) if ty.err is not None else "_"
+        return f"result<{ok}, {err}>"
+    if isinstance(ty, wc.TupleType):
+        return f"tuple<{', '.join(describe_type(t) for t in ty.elements)}>"
+    if isinstance(ty, wc.RecordType):
+        return "record { " + ", ".join(f"{n}: {describe_type(t)}" for n, t in ty.fields) + " }"
+    return type(ty).__name__
+
+
+def describe_func(fty: Any) -> str:
+    params = ", ".join(f"{name}: {describe_type(t)}" for name, t in fty.params)
+    result = fty.result
+    return f"func({params})" + (f" -> {describe_type(result)}" if result is not None else "")
