@@ -58,6 +58,7 @@ from wasmtime import component as wc
 from actors import message_server as ms
 
 from . import wasmabi as abi
+from . import wasmcore
 from . import wasmmem
 
 __all__ = [
@@ -151,7 +152,24 @@ class WasiGrants:
 
 _lock = threading.Lock()
 _engine: wasmtime.Engine | None = None
-_compiled: dict[tuple[str, int, int], wc.Component] = {}
+_compiled: dict[tuple[str, int, int], _Compiled] = {}
+_core_linkers: dict[int, wasmtime.Linker] = {}
+
+
+@dataclass
+class _Compiled:
+    """A compiled component, and (worked out on first use) its core fast-path program."""
+
+    component: wc.Component
+    data: bytes | None  # the file, kept until the fast path has been decided
+    program: wasmcore.CoreProgram | None = None
+
+    def decide_fast_path(self, engine: wasmtime.Engine, exports: frozenset[str]) -> None:
+        with _lock:
+            if self.data is None:
+                return
+            data, self.data = self.data, None
+        self.program = wasmcore.CoreProgram.find(data, engine, exports)
 _linkers: dict[bool, wc.Linker] = {}
 _ticker: threading.Thread | None = None
 
@@ -185,7 +203,7 @@ def _start_ticker(engine: wasmtime.Engine) -> None:
         _ticker.start()
 
 
-def _compile(path: Path, engine: wasmtime.Engine, cache_dir: Path | None) -> wc.Component:
+def _compile(path: Path, engine: wasmtime.Engine, cache_dir: Path | None) -> _Compiled:
     try:
         st = path.stat()
         key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
@@ -208,9 +226,10 @@ def _compile(path: Path, engine: wasmtime.Engine, cache_dir: Path | None) -> wc.
         except wasmtime.WasmtimeError as exc:
             raise ComponentError(f"{path} is not a WebAssembly component: {_first_line(exc)}") from None
         _to_disk_cache(data, component, cache_dir)
+    compiled = _Compiled(component, data)
     with _lock:
-        _compiled[key] = component
-    return component
+        _compiled[key] = compiled
+    return compiled
 
 
 def _cache_file(data: bytes, cache_dir: Path) -> Path:
@@ -363,11 +382,39 @@ def _get_linker(engine: wasmtime.Engine, wasi: bool) -> wc.Linker:
         return linker
 
 
+def _core_host_return(exc: BaseException | None, context: Any) -> int:
+    """After a core-level host call: extend the deadline, or turn an exception into a trap."""
+    if exc is None:
+        _extend_deadline(context)
+        return 0
+    _pending.exc = exc
+    text = f"host function failed: {_first_line(exc)}".encode()
+    return ctypes.cast(ffi.wasmtime_trap_new(text, len(text)), ctypes.c_void_p).value or 0
+
+
+def _get_core_linker(engine: wasmtime.Engine) -> wasmtime.Linker:
+    with _lock:
+        linker = _core_linkers.get(id(engine))
+        if linker is None:
+            linker = wasmtime.Linker(engine)
+            wasmcore.define_host(linker, _core_host_return)
+            _core_linkers[id(engine)] = linker
+        return linker
+
+
 # ---- the actor -----------------------------------------------------------------
 
 def load_component(path: Path, *, fuel: int | None, memory_limit: int, timeout: float | None,
-                   wasi: WasiGrants = WasiGrants(), cache_dir: Path | None = None) -> ComponentActor:
-    """Compile (once per file) and instantiate a component actor; raises ComponentError."""
+                   wasi: WasiGrants = WasiGrants(), cache_dir: Path | None = None,
+                   fast: bool = True) -> ComponentActor:
+    """Compile (once per file) and instantiate a component actor; raises ComponentError.
+
+    ``fuel``: instructions' worth per handler call (None: unlimited); ``memory_limit``:
+    bytes per linear memory; ``timeout``: seconds of guest execution per call (None:
+    unlimited); ``wasi``: what of WASI it may use; ``cache_dir``: where to keep compiled
+    code across processes; ``fast``: call single-module components at the core level
+    (daemon.wasmcore) when they qualify.
+    """
     path = Path(path)
     if fuel is not None and fuel <= 0:
         raise ValueError("fuel must be positive (or None for no fuel limit)")
@@ -376,13 +423,14 @@ def load_component(path: Path, *, fuel: int | None, memory_limit: int, timeout: 
     if timeout is not None and timeout <= 0:
         raise ValueError("timeout must be positive (or None for no time limit)")
     engine = _get_engine()
-    component = _compile(path, engine, cache_dir)
-    _check_imports(path, component, engine, wasi)
-    exports = _check_exports(path, component, engine)
-    linker = _get_linker(engine, wasi.any)
+    compiled = _compile(path, engine, cache_dir)
+    _check_imports(path, compiled.component, engine, wasi)
+    exports = _check_exports(path, compiled.component, engine)
+    compiled.decide_fast_path(engine, exports)
+    linker = None if fast and compiled.program is not None else _get_linker(engine, wasi.any)
     if timeout is not None:
         _start_ticker(engine)
-    return ComponentActor(path, engine, component, linker, exports, fuel=fuel, memory_limit=memory_limit,
+    return ComponentActor(path, engine, compiled, linker, exports, fuel=fuel, memory_limit=memory_limit,
                           timeout=timeout, wasi=wasi)
 
 
@@ -445,7 +493,7 @@ class ComponentActor:
     handle_channel_message: Callable[[bytes | None, tuple[str, bytes]], tuple[bytes | None]]
     handle_channel_close: Callable[[bytes | None, tuple[str]], tuple[bytes | None]]
 
-    def __init__(self, path: Path, engine: wasmtime.Engine, component: wc.Component, linker: wc.Linker,
+    def __init__(self, path: Path, engine: wasmtime.Engine, compiled: _Compiled, linker: wc.Linker | None,
                  exports: frozenset[str], *,
                  fuel: int | None, memory_limit: int, timeout: float | None, wasi: WasiGrants) -> None:
         self.path = path
@@ -453,20 +501,28 @@ class ComponentActor:
         self.memory_limit = memory_limit
         self.timeout = timeout
         self.wasi = wasi
+        self.exports = exports
         self.traps = 0  # how many times a handler trapped (and the instance was rebuilt)
         self._engine = engine
-        self._component = component
+        self._component = compiled.component
+        self._program = compiled.program if linker is None else None
         self._linker = linker
         self._lock = threading.Lock()
         self._store: wasmtime.Store | None = None
         self._funcs: dict[str, wc.Func] = {}
-        self.exports = exports
+        self._core: wasmcore.CoreInstance | None = None
         self._instantiate()
         for attr in self.exports:
             setattr(self, attr, getattr(self, f"_{attr}"))
 
+    @property
+    def fast_path(self) -> bool:
+        """True when calls go straight to the core module (see daemon.wasmcore)."""
+        return self._program is not None
+
     def __repr__(self) -> str:
-        return f"<ComponentActor {self.path} exports={sorted(self.exports)}>"
+        path = "core" if self.fast_path else "component"
+        return f"<ComponentActor {self.path} ({path}) exports={sorted(self.exports)}>"
 
     # -- instance lifecycle --
 
@@ -478,10 +534,18 @@ class ComponentActor:
         store.set_epoch_deadline(1 << 40)
         try:
             with wasmmem.limit_memories(self.memory_limit, self):
-                instance = self._linker.instantiate(store, self._component)
-        except wasmtime.WasmtimeError as exc:
-            wasmmem.take_refusal()
-            raise ComponentError(f"{self.path} cannot be instantiated: {_first_line(exc)}") from None
+                if self._program is not None:
+                    self._core = wasmcore.CoreInstance(self._program, store, _get_core_linker(self._engine))
+                else:
+                    assert self._linker is not None
+                    self._funcs = self._component_funcs(store, self._linker.instantiate(store, self._component))
+        except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
+            refused = wasmmem.take_refusal()
+            reason = f"memory limit of {refused} bytes exceeded" if refused is not None else _first_line(exc)
+            raise ComponentError(f"{self.path} cannot be instantiated: {reason}") from None
+        self._store = store
+
+    def _component_funcs(self, store: wasmtime.Store, instance: wc.Instance) -> dict[str, wc.Func]:
         funcs: dict[str, wc.Func] = {}
         for attr in self.exports:
             interface, name, _ = HANDLERS[attr]
@@ -491,7 +555,7 @@ class ComponentActor:
             if func is None:  # cannot happen: the type said it is there
                 raise ComponentError(f"{self.path} does not export {interface}#{name} after all")
             funcs[attr] = func
-        self._store, self._funcs = store, funcs
+        return funcs
 
     def _wasi_config(self) -> wasmtime.WasiConfig:
         config = wasmtime.WasiConfig()
@@ -499,17 +563,19 @@ class ComponentActor:
         config.stderr_custom = _forward("stderr") if self.wasi.stderr else _discard
         return config
 
-    def _discard_instance(self) -> None:
-        self._store, self._funcs = None, {}
-        self.traps += 1
-
     # -- calls --
 
-    def _call(self, attr: str, params: list[tuple[Any, Any]], lift: Callable[[Any], Any]) -> Any:
+    def _call(self, attr: str, state: bytes | None, texts: tuple[str, ...], payload: bytes | None) -> Any:
+        """Run one handler: limits set, instance rebuilt first if the last call trapped."""
+        _check_value(state, "state", optional=True)
+        _check_value(payload, "msg", optional=True)
+        for text in texts:
+            if not isinstance(text, str):
+                raise TypeError(f"{attr}: expected str, got {type(text).__name__}")
         with self._lock:
             if self._store is None:
                 self._instantiate()
-            store, func = self._store, self._funcs[attr]
+            store = self._store
             assert store is not None
             store.set_fuel(self.fuel if self.fuel is not None else UNLIMITED_FUEL)
             if self.timeout is not None:
@@ -519,28 +585,42 @@ class ComponentActor:
                 store.set_epoch_deadline(1 << 40)
                 _pending.deadline = None
             _pending.exc = None
-            args = (ffi.wasmtime_component_val_t * len(params))()
-            result = ffi.wasmtime_component_val_t()
+            wasmmem.take_refusal()
             try:
-                for i, (fill, value) in enumerate(params):
-                    args[i].kind = abi._K_BOOL
-                    fill(args[i], value)
-                wasmmem.take_refusal()
                 with wasmmem.limit_memories(self.memory_limit, self):
-                    error = ffi.wasmtime_component_func_call(
-                        ctypes.byref(func._func), store._context(), args, len(params), ctypes.byref(result), 1)
-                if error:
-                    raise self._trapped(wasmtime.WasmtimeError._from_ptr(error))
-                try:
-                    return lift(result)
-                finally:
-                    abi.delete(result)
-            except abi.ShapeError as exc:
-                raise TypeError(f"{attr}: {exc}") from None
+                    if self._core is not None:
+                        return self._core.call(attr, state, texts, payload)
+                    return self._component_call(store, attr, state, texts, payload)
+            except wasmcore.GuestFailed as exc:
+                raise ComponentFailed(str(exc)) from None
+            except (wasmtime.WasmtimeError, wasmtime.Trap, wasmcore.CoreTrap) as exc:
+                raise self._trapped(exc) from None
             finally:
                 _pending.deadline = None
-                for i in range(len(params)):
-                    abi.delete(args[i])
+
+    def _component_call(self, store: wasmtime.Store, attr: str, state: bytes | None, texts: tuple[str, ...],
+                        payload: bytes | None) -> Any:
+        func = self._funcs[attr]
+        items: list[tuple[Any, Any]] = [(abi.lower_string, t) for t in texts]
+        if payload is not None:
+            items.append((abi.lower_bytes, payload))
+        args = (ffi.wasmtime_component_val_t * 2)()
+        result = ffi.wasmtime_component_val_t()
+        try:
+            args[1].kind = abi._K_BOOL
+            abi.lower_option_bytes(args[0], state)
+            abi.lower_tuple(args[1], items)
+            error = ffi.wasmtime_component_func_call(
+                ctypes.byref(func._func), store._context(), args, 2, ctypes.byref(result), 1)
+            if error:
+                raise wasmtime.WasmtimeError._from_ptr(error)
+            try:
+                return _LIFTS[attr](result)
+            finally:
+                abi.delete(result)
+        finally:
+            abi.delete(args[0])
+            abi.delete(args[1])
 
     # -- the handlers, in the Python actors' shapes --
 
@@ -549,43 +629,48 @@ class ComponentActor:
             actor_id = ms.current_actor()
         except ms.MessageServerError:
             actor_id = ""  # no host bound (a unit test calling init directly)
-        return self._call("init", [(abi.lower_option_bytes, state), (_lower_strings, (actor_id,))], _lift_state)
+        return self._call("init", state, (actor_id,), None)
 
     def _handle_send(self, state: bytes | None, params: tuple[bytes]) -> tuple[bytes | None]:
         (msg,) = params
-        return self._call("handle_send", [(abi.lower_option_bytes, state), (_lower_json1, msg)], _lift_state)
+        return self._call("handle_send", state, (), msg)
 
     def _handle_request(self, state: bytes | None, params: tuple[bytes]) -> tuple[bytes | None, tuple[bytes]]:
         (msg,) = params
-        return self._call("handle_request", [(abi.lower_option_bytes, state), (_lower_json1, msg)], _lift_reply)
+        return self._call("handle_request", state, (), msg)
 
     def _handle_channel_open(self, state: bytes | None,
                              params: tuple[bytes]) -> tuple[bytes | None, tuple[ms.ChannelAccept]]:
         (msg,) = params
-        return self._call("handle_channel_open", [(abi.lower_option_bytes, state), (_lower_json1, msg)],
-                          _lift_accept)
+        return self._call("handle_channel_open", state, (), msg)
 
     def _handle_channel_message(self, state: bytes | None, params: tuple[str, bytes]) -> tuple[bytes | None]:
         channel_id, msg = params
-        return self._call("handle_channel_message",
-                          [(abi.lower_option_bytes, state), (_lower_channel_message, (channel_id, msg))], _lift_state)
+        return self._call("handle_channel_message", state, (channel_id,), msg)
 
     def _handle_channel_close(self, state: bytes | None, params: tuple[str]) -> tuple[bytes | None]:
-        return self._call("handle_channel_close", [(abi.lower_option_bytes, state), (_lower_strings, tuple(params))],
-                          _lift_state)
+        (channel_id,) = params
+        return self._call("handle_channel_close", state, (channel_id,), None)
 
-    def _trapped(self, error: wasmtime.WasmtimeError) -> BaseException:
+    # -- traps --
+
+    def _trapped(self, error: BaseException) -> BaseException:
         """The exception for a failed call; the instance is dropped either way."""
-        self._discard_instance()
+        self._store, self._funcs, self._core = None, {}, None
+        self.traps += 1
         host_exc: BaseException | None = getattr(_pending, "exc", None)
         _pending.exc = None
+        if isinstance(host_exc, wasmcore.CoreTrap):
+            wasmmem.take_refusal()
+            return ComponentTrap(f"handler trapped: {host_exc}")
         if host_exc is not None:
+            wasmmem.take_refusal()
             return host_exc
-        return ComponentTrap(self._trap_reason(str(error)))
+        return ComponentTrap(self._trap_reason(error))
 
-    def _trap_reason(self, message: str) -> str:
+    def _trap_reason(self, error: BaseException) -> str:
         refused = wasmmem.take_refusal()
-        text = message.strip()
+        text = str(error).strip()
         if "all fuel consumed" in text:
             return "handler ran out of fuel"
         if "wasm trap: interrupt" in text:
@@ -594,6 +679,8 @@ class ComponentActor:
             # The guest learnt of the refusal (memory.grow gave -1) and aborted, or
             # the host could not lower a value into it.
             return f"memory limit of {refused} bytes exceeded"
+        if isinstance(error, wasmcore.CoreTrap):
+            return f"handler trapped: {error}"
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         trap = next((line for line in lines if "wasm trap" in line or "error" in line.lower()), lines[0] if lines else "")
         return f"handler trapped: {trap or 'unknown trap'}"
@@ -604,20 +691,15 @@ class ComponentActor:
         return wasmmem.owned_bytes(self)
 
 
+def _check_value(value: object, what: str, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, bytes):
+        raise TypeError(f"{what} must be bytes, not {type(value).__name__}")
+
+
 class ComponentFailed(Exception):
     """Raised for a handler's ``err``: an ordinary handler failure, like a Python actor's exception."""
-
-
-def _lower_json1(val: Any, msg: bytes) -> None:
-    abi.lower_tuple(val, [(abi.lower_bytes, msg)])
-
-
-def _lower_strings(val: Any, texts: tuple[str, ...]) -> None:
-    abi.lower_tuple(val, [(abi.lower_string, t) for t in texts])
-
-
-def _lower_channel_message(val: Any, params: tuple[str, bytes]) -> None:
-    abi.lower_tuple(val, [(abi.lower_string, params[0]), (abi.lower_bytes, params[1])])
 
 
 def _ok_payload(result: Any) -> Any:
@@ -644,6 +726,16 @@ def _lift_accept(result: Any) -> tuple[bytes | None, tuple[ms.ChannelAccept]]:
     fields = abi.record_fields(accept)
     return abi.lift_option_bytes(state), (ms.ChannelAccept(abi.lift_bool(fields["accepted"]),
                                                            abi.lift_option_bytes(fields["message"])),)
+
+
+_LIFTS: dict[str, Callable[[Any], Any]] = {
+    "init": _lift_state,
+    "handle_send": _lift_state,
+    "handle_request": _lift_reply,
+    "handle_channel_open": _lift_accept,
+    "handle_channel_message": _lift_state,
+    "handle_channel_close": _lift_state,
+}
 
 
 def _forward(stream: str) -> Callable[[bytes], None]:

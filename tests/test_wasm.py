@@ -16,12 +16,25 @@ from tests.conftest import EXAMPLES, ROOT
 
 TEST_COMPONENTS = ROOT / "tests" / "wasm"
 MiB = 1 << 20
+_mode = {"fast": True}
+
+
+@pytest.fixture(autouse=True, params=["core", "component"])
+def call_path(request: pytest.FixtureRequest) -> str:
+    """Every test runs twice: C examples through the core fast path, then through the component API."""
+    _mode["fast"] = request.param == "core"
+    return str(request.param)
 
 
 def load(name: str, *, fuel: int | None = 50_000_000, memory_limit: int = 16 * MiB,
-         timeout: float | None = None, **kw: object) -> ComponentActor:
-    path = EXAMPLES / name
-    return load_component(path, fuel=fuel, memory_limit=memory_limit, timeout=timeout, wasi=WasiGrants(), **kw)  # type: ignore[arg-type]
+         timeout: float | None = None, cache_dir: Path | None = None) -> ComponentActor:
+    actor = load_component(EXAMPLES / name, fuel=fuel, memory_limit=memory_limit, timeout=timeout,
+                           wasi=WasiGrants(), cache_dir=cache_dir, fast=_mode["fast"])
+    if name.startswith(("wasm-counter", "wasm-echo", "wasm-spin", "wasm-hog")):
+        assert actor.fast_path == _mode["fast"]
+    else:
+        assert not actor.fast_path  # several core modules: always the component path
+    return actor
 
 
 def harness(name: str, state: object = None) -> ActorHarness:
@@ -259,7 +272,7 @@ def test_limits_are_validated() -> None:
 
 
 def _load_path(path: Path, wasi: WasiGrants = WasiGrants()) -> ComponentActor:
-    return load_component(path, fuel=None, memory_limit=16 * MiB, timeout=None, wasi=wasi)
+    return load_component(path, fuel=None, memory_limit=16 * MiB, timeout=None, wasi=wasi, fast=_mode["fast"])
 
 
 def test_garbage_is_not_a_component(tmp_path: Path) -> None:
@@ -307,6 +320,7 @@ def test_compilation_is_cached_per_file_and_rebuilt_when_it_changes(tmp_path: Pa
     path.write_bytes((EXAMPLES / "wasm-counter" / "counter.wasm").read_bytes())
     first, second = _load_path(path), _load_path(path)
     assert first._component is second._component
+    assert first._program is second._program
     assert first._store is not second._store  # one Store per actor
     path.write_bytes((EXAMPLES / "wasm-echo" / "echo.wasm").read_bytes())
     third = _load_path(path)
@@ -321,7 +335,7 @@ def test_a_cache_dir_keeps_the_compiled_code(tmp_path: Path) -> None:
     load_component(source, fuel=None, memory_limit=MiB, timeout=None, cache_dir=cache)
     (entry,) = cache.glob("*.cwasm")
     wasm._compiled.clear()  # a new process, as far as the in-memory cache knows
-    actor = load_component(source, fuel=None, memory_limit=MiB, timeout=None, cache_dir=cache)
+    actor = load_component(source, fuel=None, memory_limit=MiB, timeout=None, cache_dir=cache, fast=_mode["fast"])
     assert actor.handle_request(None, (b"c",)) == (b'{"seen": 1}', (b"c",))
     assert list(cache.glob("*.cwasm")) == [entry]
 
