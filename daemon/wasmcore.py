@@ -57,6 +57,7 @@ _EXPORT_PARAMS = {"init": 5, "handle_send": 5, "handle_request": 5, "handle_chan
                   "handle_channel_message": 7, "handle_channel_close": 5}
 _HOST_PARAMS = {"send": 5, "request": 5, "open-channel": 5, "send-on-channel": 5, "close-channel": 3}
 _I32 = ffi.WASMTIME_I32.value
+_func_call = ffi.dll.wasmtime_func_call  # the raw ctypes function (argtypes set by wasmtime-py)
 
 
 class CoreTrap(Exception):
@@ -194,13 +195,23 @@ class CoreInstance:
                 assert isinstance(post, wasmtime.Func)
                 self._posts[attr] = post._func
         self._context: Any = store._context()
+        self._view: tuple[int, int] | None = None
+        self._params: dict[int, Any] = {n: (ffi.wasmtime_val_t * n)() for n in (1, 3, 4, 5, 7)}
+        for array in self._params.values():
+            for i in range(len(array)):
+                array[i].kind = _I32
+        self._out: Any = (ffi.wasmtime_val_t * 1)()
 
     # -- memory --
 
     def _base(self, context: Any) -> tuple[int, int]:
-        ptr = ffi.wasmtime_memory_data(context, ctypes.byref(self._memory))
-        size = ffi.wasmtime_memory_data_size(context, ctypes.byref(self._memory))
-        return ctypes.cast(ptr, ctypes.c_void_p).value or 0, size
+        """(address, size) of linear memory; cached until the guest runs again (it may grow it).
+        Our memories never move (daemon.wasmmem), but the address is re-read anyway."""
+        if self._view is None:
+            ptr = ffi.wasmtime_memory_data(context, ctypes.byref(self._memory))
+            size = ffi.wasmtime_memory_data_size(context, ctypes.byref(self._memory))
+            self._view = (ctypes.cast(ptr, ctypes.c_void_p).value or 0, size)
+        return self._view
 
     def read(self, context: Any, ptr: int, length: int) -> bytes:
         base, size = self._base(context)
@@ -237,14 +248,18 @@ class CoreInstance:
 
     def invoke(self, context: Any, func: Any, args: tuple[int, ...], results: int = 1) -> int:
         """Call a core function of i32s; its i32 result (0 when it has none)."""
-        params: Any = (ffi.wasmtime_val_t * len(args))()
+        params: Any = self._params.get(len(args))
+        if params is None or context is not self._context:  # a nested call from a host function
+            params = (ffi.wasmtime_val_t * len(args))()
+            for i in range(len(args)):
+                params[i].kind = _I32
         for i, value in enumerate(args):
-            params[i].kind = _I32
             params[i].of.i32 = value - (1 << 32) if value >= 1 << 31 else value
-        out = (ffi.wasmtime_val_t * 1)()
+        out = self._out if context is self._context else (ffi.wasmtime_val_t * 1)()
         trap = ctypes.POINTER(ffi.wasm_trap_t)()
-        error = ffi.wasmtime_func_call(context, ctypes.byref(func), params, len(args), out, results,
-                                       ctypes.byref(trap))
+        self._view = None
+        error = _func_call(context, ctypes.byref(func), params, len(args), out, results, ctypes.byref(trap))
+        self._view = None
         if error:
             raise wasmtime.WasmtimeError._from_ptr(error)
         if trap:
