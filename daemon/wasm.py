@@ -164,12 +164,24 @@ class _Compiled:
     data: bytes | None  # the file, kept until the fast path has been decided
     program: wasmcore.CoreProgram | None = None
 
-    def decide_fast_path(self, engine: wasmtime.Engine, exports: frozenset[str]) -> None:
+    def decide_fast_path(self, engine: wasmtime.Engine, exports: frozenset[str], cache_dir: Path | None) -> None:
         with _lock:
             if self.data is None:
                 return
             data, self.data = self.data, None
-        self.program = wasmcore.CoreProgram.find(data, engine, exports)
+
+        def compile_core(raw: bytes) -> wasmtime.Module:
+            if cache_dir is not None:
+                try:
+                    return wasmtime.Module.deserialize(engine, _cache_file(raw, cache_dir).read_bytes())
+                except (OSError, wasmtime.WasmtimeError):
+                    pass
+            module = wasmtime.Module(engine, raw)
+            if cache_dir is not None:
+                _write_cache(_cache_file(raw, cache_dir), bytes(module.serialize()))
+            return module
+
+        self.program = wasmcore.CoreProgram.find(data, engine, exports, compile_core)
 _linkers: dict[bool, wc.Linker] = {}
 _ticker: threading.Thread | None = None
 
@@ -232,10 +244,19 @@ def _compile(path: Path, engine: wasmtime.Engine, cache_dir: Path | None) -> _Co
     return compiled
 
 
+ENGINE_CONFIG_TAG = "fuel-epoch-hostmem-1"  # change when _get_engine's Config changes
+
+
 def _cache_file(data: bytes, cache_dir: Path) -> Path:
-    version = getattr(wasmtime, "__version__", "unknown")
+    """Compiled code is only valid for the same wasmtime, engine configuration and input."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        wasmtime_version = version("wasmtime")
+    except PackageNotFoundError:
+        wasmtime_version = "unknown"
     digest = hashlib.sha256(data).hexdigest()
-    return cache_dir / f"{digest}-wasmtime{version}-{sys.implementation.cache_tag}.cwasm"
+    return cache_dir / f"{digest}-wasmtime{wasmtime_version}-{ENGINE_CONFIG_TAG}.cwasm"
 
 
 def _from_disk_cache(data: bytes, engine: wasmtime.Engine, cache_dir: Path | None) -> wc.Component | None:
@@ -249,13 +270,15 @@ def _from_disk_cache(data: bytes, engine: wasmtime.Engine, cache_dir: Path | Non
 
 
 def _to_disk_cache(data: bytes, component: wc.Component, cache_dir: Path | None) -> None:
-    if cache_dir is None:
-        return
-    target = _cache_file(data, cache_dir)
+    if cache_dir is not None:
+        _write_cache(_cache_file(data, cache_dir), bytes(component.serialize()))
+
+
+def _write_cache(target: Path, blob: bytes) -> None:
     try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_bytes(bytes(component.serialize()))
+        tmp.write_bytes(blob)
         os.replace(tmp, target)
     except OSError:
         pass  # a read-only cache is only slower
@@ -426,7 +449,7 @@ def load_component(path: Path, *, fuel: int | None, memory_limit: int, timeout: 
     compiled = _compile(path, engine, cache_dir)
     _check_imports(path, compiled.component, engine, wasi)
     exports = _check_exports(path, compiled.component, engine)
-    compiled.decide_fast_path(engine, exports)
+    compiled.decide_fast_path(engine, exports, cache_dir)
     linker = None if fast and compiled.program is not None else _get_linker(engine, wasi.any)
     if timeout is not None:
         _start_ticker(engine)

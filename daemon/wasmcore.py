@@ -128,8 +128,10 @@ class CoreProgram:
     post: frozenset[str]  # handler attributes with a cabi_post_ export
 
     @classmethod
-    def find(cls, component: bytes, engine: wasmtime.Engine, exports: frozenset[str]) -> CoreProgram | None:
-        """The fast-path program for ``component``, or None when it does not qualify."""
+    def find(cls, component: bytes, engine: wasmtime.Engine, exports: frozenset[str],
+             compile: Callable[[bytes], wasmtime.Module] | None = None) -> CoreProgram | None:
+        """The fast-path program for ``component``, or None when it does not qualify.
+        ``compile`` turns the chosen core module's bytes into a Module (a cache may)."""
         candidates = []
         for raw in core_modules(component):
             names = _export_names(raw)
@@ -140,7 +142,7 @@ class CoreProgram:
         if len(candidates) != 1:
             return None
         try:
-            module = wasmtime.Module(engine, candidates[0])
+            module = compile(candidates[0]) if compile is not None else wasmtime.Module(engine, candidates[0])
         except wasmtime.WasmtimeError:
             return None
         # Every import must be a host function we implement at the core level.
