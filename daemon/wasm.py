@@ -704,14 +704,25 @@ class ComponentActor:
             return f"memory limit of {refused} bytes exceeded"
         if isinstance(error, wasmcore.CoreTrap):
             return f"handler trapped: {error}"
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        trap = next((line for line in lines if "wasm trap" in line or "error" in line.lower()), lines[0] if lines else "")
-        return f"handler trapped: {trap or 'unknown trap'}"
+        return f"handler trapped: {_trap_cause(text)}"
 
     @property
     def memory_bytes(self) -> int:
         """Linear memory this actor's instance holds now (committed bytes)."""
         return wasmmem.owned_bytes(self)
+
+
+def _trap_cause(text: str) -> str:
+    """The line that says why, from wasmtime's "error while executing ... Caused by: ..." text."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if "Caused by:" in lines:
+        after = lines[lines.index("Caused by:") + 1:]
+        if after:
+            return after[-1]
+    for line in lines:
+        if line.startswith("wasm trap:"):
+            return line
+    return lines[0] if lines else "unknown trap"
 
 
 def _check_value(value: object, what: str, optional: bool) -> None:

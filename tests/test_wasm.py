@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -389,3 +390,27 @@ def test_post_return_runs_after_every_call_so_the_guest_heap_does_not_grow() -> 
         actor.handle_request(None, (b"x" * 100_000,))
     assert actor.traps == 0
     assert actor.memory_bytes < 1 * MiB
+
+
+# ---- a guest that breaks the canonical ABI ---------------------------------------------
+
+
+@pytest.mark.parametrize(("call", "cause"), [
+    (lambda a: a.handle_request(None, (b"x",)), "(pointer|list pointer/length) out of bounds"),
+    (lambda a: a.handle_send(None, (b"x",)), "invalid utf-8"),
+    (lambda a: a.handle_channel_message(None, ("ch_1", b"x")), "(pointer|string pointer/length) out of bounds"),
+])
+def test_malformed_results_and_host_calls_trap_instead_of_reading_outside_the_guest(
+        call: Callable[[ComponentActor], object], cause: str) -> None:
+    actor = ActorHarness(load_component(TEST_COMPONENTS / "evil.wasm", fuel=None, memory_limit=MiB, timeout=None,
+                                        fast=_mode["fast"]))
+    with pytest.raises(ComponentTrap, match=f"^handler trapped: .*{cause}"):
+        call(actor.module)
+    assert actor.host.channel_messages == []
+    assert actor.module.handle_channel_close(b"s", ("ch_1",)) == (b"s",)  # rebuilt, working
+
+
+def test_a_bool_is_true_when_not_zero_as_the_canonical_abi_says() -> None:
+    actor = load_component(TEST_COMPONENTS / "evil.wasm", fuel=None, memory_limit=MiB, timeout=None,
+                           fast=_mode["fast"])
+    assert actor.handle_channel_open(None, (b"x",)) == (None, (ms.ChannelAccept(True, None),))

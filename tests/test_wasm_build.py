@@ -1,7 +1,7 @@
 """The committed .wasm files are what their build scripts make from the sources in this checkout.
 
 Each build runs in a copy of the tree (the committed files are never touched).
-C examples and the WAT test components must come out byte-equal; componentize-py
+C examples and the test components (WAT and C) must come out byte-equal; componentize-py
 is not byte-reproducible (componentize-py#247), so the Python example is rebuilt
 to prove the build works and its committed file is checked against the source
 hash stamped into it.  A test skips only when a tool is missing.
@@ -73,9 +73,9 @@ def test_c_example_is_fresh(example: str, tmp_path: Path) -> None:
     assert built.read_bytes() == committed.read_bytes(), f"{committed} is stale: run {example}/build.sh and commit"
 
 
-def test_wat_test_components_are_fresh(tmp_path: Path) -> None:
-    _require("wasm-tools")
-    root = _copy_tree(tmp_path, "tests/wasm")
+def test_test_components_are_fresh(tmp_path: Path) -> None:
+    _require("clang", "wasm-ld", "wasm-tools")
+    root = _copy_tree(tmp_path, "tests/wasm", "actors/examples/wasm-common")
     for wasm in (root / "tests" / "wasm").glob("*.wasm"):
         wasm.unlink()
     _run(root / "tests" / "wasm" / "build.sh")

