@@ -342,26 +342,21 @@ def test_a_cache_dir_keeps_the_compiled_code(tmp_path: Path) -> None:
     assert sorted(cache.glob("*.cwasm")) == entries
 
 
-def test_without_a_grant_no_wasi_is_linked() -> None:
-    with pytest.raises(ComponentError, match="needs a WASI grant"):
-        wasm._check_imports(Path("x.wasm"), _FakeComponent({"wasi:cli/stdout@0.2.0": None}), wasm._get_engine(),
-                            WasiGrants())
-    wasm._check_imports(Path("x.wasm"), _FakeComponent({"wasi:cli/stdout@0.2.0": None}), wasm._get_engine(),
-                        WasiGrants(stdout=True))
+def test_without_a_grant_a_wasi_import_is_refused() -> None:
+    with pytest.raises(ComponentError, match=r"hello-wasi\.wasm imports wasi:io/error@0\.2\.0, which needs a WASI grant"):
+        _load_path(TEST_COMPONENTS / "hello-wasi.wasm")
 
 
-class _FakeComponent:
-    """Just enough of wasmtime's Component for _check_imports."""
+def test_granted_stdout_reaches_pythons_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    actor = _load_path(TEST_COMPONENTS / "hello-wasi.wasm", WasiGrants(stdout=True, clock=True))
+    assert actor.handle_request(b"s", (b"{}",)) == (b"s", (b'{"ticked": true}',))
+    assert capsys.readouterr().out == "hello from wasm\n"
 
-    def __init__(self, imports: dict[str, object]) -> None:
-        self._imports = imports
 
-    @property
-    def type(self) -> _FakeComponent:
-        return self
-
-    def imports(self, engine: object) -> dict[str, object]:
-        return self._imports
+def test_stdout_not_granted_is_discarded(capsys: pytest.CaptureFixture[str]) -> None:
+    actor = _load_path(TEST_COMPONENTS / "hello-wasi.wasm", WasiGrants(clock=True))
+    assert actor.handle_request(None, (b"{}",)) == (None, (b'{"ticked": true}',))
+    assert capsys.readouterr() == ("", "")
 
 
 def test_actors_in_threads_do_not_share_hosts() -> None:

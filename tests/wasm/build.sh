@@ -8,3 +8,10 @@ for name in bad-import no-handlers core-module wrong-host; do
     "$WASM_TOOLS" parse "$name.wat" -o "$name.wasm"
 done
 sh ../../actors/examples/wasm-common/build-c.sh evil.c evil.wasm
+# hello-wasi.c imports WASI: its world is wasi-wit/ plus the contract, put together in a temp dir.
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cp -r wasi-wit "$tmp/wit"
+mkdir -p "$tmp/wit/deps/theater"
+cp ../../wit/message-server.wit "$tmp/wit/deps/theater/"
+WIT="$tmp/wit" WORLD=hello-wasi sh ../../actors/examples/wasm-common/build-c.sh hello-wasi.c hello-wasi.wasm
