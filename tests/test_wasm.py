@@ -6,6 +6,8 @@ import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
+from typing import cast
 
 import pytest
 
@@ -38,8 +40,14 @@ def load(name: str, *, fuel: int | None = 50_000_000, memory_limit: int = 16 * M
     return actor
 
 
+def _Harness(actor: ComponentActor, state: bytes | None = None,
+             host: FakeMessageServer | None = None) -> ActorHarness:
+    """ActorHarness is typed for modules; a ComponentActor has the same surface."""
+    return ActorHarness(cast(ModuleType, actor), state, host)
+
+
 def harness(name: str, state: object = None) -> ActorHarness:
-    return ActorHarness(load(name), None if state is None else json.dumps(state).encode())
+    return _Harness(load(name), None if state is None else json.dumps(state).encode())
 
 
 def python_harness(name: str) -> ActorHarness:
@@ -128,7 +136,7 @@ class FailingChannels(FakeMessageServer):
 
 
 def test_a_host_error_reaches_the_component_as_err_and_it_fails_with_it() -> None:
-    actor = ActorHarness(load("wasm-echo/echo.wasm"), host=FailingChannels())
+    actor = _Harness(load("wasm-echo/echo.wasm"), host=FailingChannels())
     with pytest.raises(ComponentFailed, match=r"^unknown channel ch_gone$"):
         actor.channel_message("ch_gone", {"n": 1})
     assert actor.module.traps == 0  # an err result is not a trap
@@ -143,7 +151,7 @@ def greeter() -> ComponentActor:
 
 
 def test_greeter_requests_a_python_actor_through_the_host(greeter: ComponentActor) -> None:
-    actor = ActorHarness(greeter)
+    actor = _Harness(greeter)
     assert actor.value == {"names_actor": "names"}
     actor.host.answer("names", {"names": ["Ada", "Grace"]})
     assert actor.request({"type": "greet"}) == {"greeting": "Hello, Ada and Grace!"}
@@ -151,7 +159,7 @@ def test_greeter_requests_a_python_actor_through_the_host(greeter: ComponentActo
 
 
 def test_greeter_opens_a_channel_and_talks_on_it(greeter: ComponentActor) -> None:
-    actor = ActorHarness(greeter)
+    actor = _Harness(greeter)
     actor.host.answer("names", {"names": ["Ada"]})
     reply = actor.request({"type": "announce", "room": "chatroom"})
     (channel,) = actor.host.closed
@@ -161,7 +169,7 @@ def test_greeter_opens_a_channel_and_talks_on_it(greeter: ComponentActor) -> Non
 
 
 def test_greeter_sees_host_errors_as_err_results(greeter: ComponentActor) -> None:
-    actor = ActorHarness(greeter, b'{"names_actor": "ghost"}')
+    actor = _Harness(greeter, b'{"names_actor": "ghost"}')
     with pytest.raises(ComponentFailed, match=r"^asking ghost: unknown actor 'ghost'$"):
         actor.request({"type": "greet"})
     actor.host.answer("ghost", {"names": ["Ada"]})
@@ -171,7 +179,7 @@ def test_greeter_sees_host_errors_as_err_results(greeter: ComponentActor) -> Non
 
 
 def test_greeter_answers_on_a_channel_opened_to_it(greeter: ComponentActor) -> None:
-    actor = ActorHarness(greeter)
+    actor = _Harness(greeter)
     actor.host.answer("names", {"names": ["Ada", "Grace"]})
     assert actor.open_channel({}, channel_id="ch_in") == ms.ChannelAccept(True, None)
     actor.channel_message("ch_in", {"type": "greet"})
@@ -183,7 +191,7 @@ class Interrupted(Exception):
 
 
 def test_other_host_exceptions_trap_the_guest_and_reach_the_caller_unchanged(greeter: ComponentActor) -> None:
-    actor = ActorHarness(greeter)
+    actor = _Harness(greeter)
     traps = greeter.traps
 
     def explode(_message: object) -> object:
@@ -230,7 +238,7 @@ def test_time_limit_traps_with_the_limit_in_the_message() -> None:
 
 def test_time_spent_waiting_in_the_host_is_not_the_handlers(greeter: ComponentActor) -> None:
     actor = load("wasm-greeter/greeter.wasm", memory_limit=256 * MiB, fuel=None, timeout=0.3)
-    h = ActorHarness(actor)
+    h = _Harness(actor)
     pause = threading.Event()
 
     def slow(_message: object) -> object:
@@ -364,7 +372,7 @@ def test_actors_in_threads_do_not_share_hosts() -> None:
     results: dict[str, list[tuple[str, object]]] = {}
 
     def run(tag: str) -> None:
-        actor = ActorHarness(load("wasm-echo/echo.wasm"), host=FakeMessageServer(tag))
+        actor = _Harness(load("wasm-echo/echo.wasm"), host=FakeMessageServer(tag))
         for i in range(50):
             actor.channel_message(f"ch_{tag}", {"i": i})
         results[tag] = actor.host.channel_messages
@@ -397,10 +405,10 @@ def test_post_return_runs_after_every_call_so_the_guest_heap_does_not_grow() -> 
 ])
 def test_malformed_results_and_host_calls_trap_instead_of_reading_outside_the_guest(
         call: Callable[[ComponentActor], object], cause: str) -> None:
-    actor = ActorHarness(load_component(TEST_COMPONENTS / "evil.wasm", fuel=None, memory_limit=MiB, timeout=None,
+    actor = _Harness(load_component(TEST_COMPONENTS / "evil.wasm", fuel=None, memory_limit=MiB, timeout=None,
                                         fast=_mode["fast"]))
     with pytest.raises(ComponentTrap, match=f"^handler trapped: .*{cause}"):
-        call(actor.module)
+        call(cast(ComponentActor, actor.module))
     assert actor.host.channel_messages == []
     assert actor.module.handle_channel_close(b"s", ("ch_1",)) == (b"s",)  # rebuilt, working
 

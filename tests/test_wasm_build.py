@@ -4,12 +4,14 @@ Each build runs in a copy of the tree (the committed files are never touched).
 C examples and the test components (WAT and C) must come out byte-equal; componentize-py
 is not byte-reproducible (componentize-py#247), so the Python example is rebuilt
 to prove the build works and its committed file is checked against the source
-hash stamped into it.  A test skips only when a tool is missing.
+hash stamped into it.  A test skips only when a tool is missing, or (for the byte comparisons) when its
+version is not the one in actors/examples/wasm-common/toolchain.txt.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -38,6 +40,25 @@ def _require(*names: str) -> dict[str, str]:
     return {name: path for name, path in found.items() if path is not None}
 
 
+def _tool_version(path: str) -> str:
+    r = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60)
+    match = re.search(r"\d+\.\d+\.\d+", r.stdout)
+    return match.group(0) if match else r.stdout.strip()
+
+
+def _require_pinned(tools: dict[str, str]) -> None:
+    """Byte-equality holds for the pinned versions (wasm-common/toolchain.txt); skip for others."""
+    pins = {}
+    for line in (EXAMPLES / "wasm-common" / "toolchain.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split()
+            pins[name] = version
+    for name, version in pins.items():
+        if name in tools and _tool_version(tools[name]) != version:
+            pytest.skip(f"toolchain differs: {name} {_tool_version(tools[name])}, the committed files were built "
+                        f"with {version}")
+
+
 def _env() -> dict[str, str]:
     return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
 
@@ -64,7 +85,7 @@ def _run(script: Path) -> None:
 
 @pytest.mark.parametrize("example", sorted(C_EXAMPLES))
 def test_c_example_is_fresh(example: str, tmp_path: Path) -> None:
-    _require("clang", "wasm-ld", "wasm-tools")
+    _require_pinned(_require("clang", "wasm-ld", "wasm-tools"))
     root = _copy_tree(tmp_path, "actors/examples/wasm-common", f"actors/examples/{example}")
     built = root / "actors" / "examples" / example / f"{C_EXAMPLES[example]}.wasm"
     built.unlink()
@@ -74,7 +95,7 @@ def test_c_example_is_fresh(example: str, tmp_path: Path) -> None:
 
 
 def test_test_components_are_fresh(tmp_path: Path) -> None:
-    _require("clang", "wasm-ld", "wasm-tools")
+    _require_pinned(_require("clang", "wasm-ld", "wasm-tools"))
     root = _copy_tree(tmp_path, "tests/wasm", "actors/examples/wasm-common")
     for wasm in (root / "tests" / "wasm").glob("*.wasm"):
         wasm.unlink()
