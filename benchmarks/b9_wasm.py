@@ -6,8 +6,8 @@
   wasm-counter) against the same call on the Python module (counter.py), with
   a state of 100 bytes and of 64 KiB; the state crosses both ways, as in the
   daemon.  Three ways into the same component: the core fast path
-  (daemon.wasmcore), the component API with bulk list<u8> conversion
-  (daemon.wasmabi), and wasmtime-py's own generic conversion.
+  (daemon.wasm.core), the component API with bulk list<u8> conversion
+  (daemon.wasm.abi), and wasmtime-py's own generic conversion.
 * 9c: linear memory and process memory (RSS) per idle instance of the C
   example, and the same for the Python (componentize-py) example.
 * 9d: compile once (cold), load from the serialized cache, instantiate,
@@ -152,6 +152,7 @@ def memory(quick: bool) -> list[Figure]:
 
 def startup(quick: bool) -> list[Figure]:
     from daemon import wasm
+    from daemon.wasm import engine as wasm_engine
 
     figures = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -161,11 +162,11 @@ def startup(quick: bool) -> list[Figure]:
             copy = Path(tmp) / path.name
             copy.write_bytes(path.read_bytes())
             cache = Path(tmp) / "cache"
-            wasm._compiled.clear()
+            wasm_engine.forget_compiled()
             t0 = time.perf_counter()
             wasm.load_component(copy, fuel=None, memory_limit=256 * MiB, timeout=None, cache_dir=cache)
             cold = time.perf_counter() - t0
-            wasm._compiled.clear()
+            wasm_engine.forget_compiled()
             t0 = time.perf_counter()
             wasm.load_component(copy, fuel=None, memory_limit=256 * MiB, timeout=None, cache_dir=cache)
             cached = time.perf_counter() - t0

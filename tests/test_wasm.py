@@ -13,8 +13,8 @@ import pytest
 
 from actors import message_server as ms
 from actors.testing import ActorHarness, FakeMessageServer
-from daemon import wasm
 from daemon.wasm import ComponentActor, ComponentError, ComponentFailed, ComponentTrap, WasiGrants, load_component
+from daemon.wasm import engine as wasm_engine
 from tests.conftest import EXAMPLES, ROOT
 
 TEST_COMPONENTS = ROOT / "tests" / "wasm"
@@ -344,7 +344,7 @@ def test_a_cache_dir_keeps_the_compiled_code(tmp_path: Path) -> None:
     load_component(source, fuel=None, memory_limit=MiB, timeout=None, cache_dir=cache)
     entries = sorted(cache.glob("*.cwasm"))
     assert entries  # the component (and, on the fast path, its core module)
-    wasm._compiled.clear()  # a new process, as far as the in-memory cache knows
+    wasm_engine.forget_compiled()  # a new process, as far as the in-memory cache knows
     actor = load_component(source, fuel=None, memory_limit=MiB, timeout=None, cache_dir=cache, fast=_mode["fast"])
     assert actor.handle_request(None, (b"c",)) == (b'{"seen": 1}', (b"c",))
     assert sorted(cache.glob("*.cwasm")) == entries

@@ -2,7 +2,7 @@
 
 Theory of operation.  wasmtime-py reaches a component only through values
 (``wasmtime_component_val_t``), one per byte of a ``list<u8>``; even with bulk
-conversion (:mod:`daemon.wasmabi`) a 64 KiB state costs milliseconds, almost
+conversion (:mod:`daemon.wasm.abi`) a 64 KiB state costs milliseconds, almost
 all of it in wasmtime's per-element lowering and lifting.  A component made by
 ``wasm-tools component new`` from one core module (our C examples) is that
 module plus canonical-ABI adapters whose layout the WIT contract fixes.  So,
@@ -208,7 +208,7 @@ class CoreInstance:
 
     def _base(self, context: Any) -> tuple[int, int]:
         """(address, size) of linear memory; cached until the guest runs again (it may grow it).
-        Our memories never move (daemon.wasmmem), but the address is re-read anyway."""
+        Our memories never move (daemon.wasm.memory), but the address is re-read anyway."""
         if self._view is None:
             ptr = ffi.wasmtime_memory_data(context, ctypes.byref(self._memory))
             size = ffi.wasmtime_memory_data_size(context, ctypes.byref(self._memory))
