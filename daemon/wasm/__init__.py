@@ -18,7 +18,7 @@ Theory of operation.
   ``""`` with no host bound) as the WIT ``init``'s actor id.
 * Compilation is per file and cached in-process by (path, mtime, size); with a
   ``cache_dir`` the compiled code is also kept on disk, keyed by the file's
-  hash and wasmtime's version.  One process-wide :class:`wasmtime.Engine`
+  hash, wasmtime's version and the engine configuration.  One process-wide :class:`wasmtime.Engine`
   serves every actor (fuel metering and epoch interruption are always on, so
   one compilation serves every limit).
 * Each ComponentActor owns one Store and one instance.  A trap poisons a

@@ -31,7 +31,7 @@ def load_component(path: Path, *, fuel: int | None, memory_limit: int, timeout: 
     bytes per linear memory; ``timeout``: seconds of guest execution per call (None:
     unlimited); ``wasi``: what of WASI it may use; ``cache_dir``: where to keep compiled
     code across processes; ``fast``: call single-module components at the core level
-    (daemon.wasmcore) when they qualify.
+    (daemon.wasm.core) when they qualify.
     """
     path = Path(path)
     if fuel is not None and fuel <= 0:
@@ -86,7 +86,7 @@ class ComponentActor:
 
     @property
     def fast_path(self) -> bool:
-        """True when calls go straight to the core module (see daemon.wasmcore)."""
+        """True when calls go straight to the core module (see daemon.wasm.core)."""
         return self._program is not None
 
     def __repr__(self) -> str:
