@@ -18,9 +18,9 @@ Theory of operation.
   ``""`` with no host bound) as the WIT ``init``'s actor id.
 * Compilation is per file and cached in-process by (path, mtime, size); with a
   ``cache_dir`` the compiled code is also kept on disk, keyed by the file's
-  hash, wasmtime's version and the engine configuration.  One process-wide :class:`wasmtime.Engine`
-  serves every actor (fuel metering and epoch interruption are always on, so
-  one compilation serves every limit).
+  hash, wasmtime's version and the engine configuration.  One process-wide
+  :class:`wasmtime.Engine` serves every actor (fuel metering and epoch
+  interruption are always on, so one compilation serves every limit).
 * Each ComponentActor owns one Store and one instance.  A trap poisons a
   Store, so after a trap the actor drops it and instantiates afresh before
   its next call; nothing is lost because the state is a parameter of every
