@@ -287,7 +287,8 @@ def _load_path(path: Path, wasi: WasiGrants = WasiGrants()) -> ComponentActor:
 def test_garbage_is_not_a_component(tmp_path: Path) -> None:
     path = tmp_path / "garbage.wasm"
     path.write_bytes(b"definitely not wasm")
-    with pytest.raises(ComponentError, match=r"garbage\.wasm is not a WebAssembly component: not a WebAssembly binary$"):
+    with pytest.raises(ComponentError,
+                       match=r"garbage\.wasm is not a WebAssembly component: not a WebAssembly binary$"):
         _load_path(path)
 
 
@@ -351,7 +352,8 @@ def test_a_cache_dir_keeps_the_compiled_code(tmp_path: Path) -> None:
 
 
 def test_without_a_grant_a_wasi_import_is_refused() -> None:
-    with pytest.raises(ComponentError, match=r"hello-wasi\.wasm imports wasi:io/error@0\.2\.0, which needs a WASI grant"):
+    with pytest.raises(ComponentError,
+                       match=r"hello-wasi\.wasm imports wasi:io/error@0\.2\.0, which needs a WASI grant"):
         _load_path(TEST_COMPONENTS / "hello-wasi.wasm")
 
 
