@@ -419,3 +419,19 @@ def test_a_bool_is_true_when_not_zero_as_the_canonical_abi_says() -> None:
     actor = load_component(TEST_COMPONENTS / "evil.wasm", fuel=None, memory_limit=MiB, timeout=None,
                            fast=_mode["fast"])
     assert actor.handle_channel_open(None, (b"x",)) == (None, (ms.ChannelAccept(True, None),))
+
+
+def test_a_dropped_actor_frees_its_instance_and_linear_memory() -> None:
+    import gc
+    import weakref
+
+    from daemon.wasm import memory
+
+    actor = load("wasm-counter/counter.wasm")
+    tag = actor._memory_tag
+    assert memory.owned_bytes(tag) > 0
+    ref = weakref.ref(actor)
+    del actor
+    gc.collect()
+    assert ref() is None
+    assert memory.owned_bytes(tag) == 0

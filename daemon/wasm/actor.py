@@ -77,6 +77,9 @@ class ComponentActor:
         self._program = compiled.program if linker is None else None
         self._linker = linker
         self._lock = threading.Lock()
+        # Names this actor's memories in daemon.wasm.memory (a token, not self: the
+        # memory table must not keep the actor alive).
+        self._memory_tag = object()
         self._store: wasmtime.Store | None = None
         self._funcs: dict[str, wc.Func] = {}
         self._core: core.CoreInstance | None = None
@@ -102,7 +105,7 @@ class ComponentActor:
         store.set_fuel(UNLIMITED_FUEL)  # start-up code (a component's own init) is not a handler
         store.set_epoch_deadline(1 << 40)
         try:
-            with memory.limit_memories(self.memory_limit, self):
+            with memory.limit_memories(self.memory_limit, self._memory_tag):
                 if self._program is not None:
                     self._core = core.CoreInstance(self._program, store, get_core_linker(self._engine))
                 else:
@@ -156,7 +159,7 @@ class ComponentActor:
             pending.exc = None
             memory.take_refusal()
             try:
-                with memory.limit_memories(self.memory_limit, self):
+                with memory.limit_memories(self.memory_limit, self._memory_tag):
                     if self._core is not None:
                         return self._core.call(attr, state, texts, payload)
                     return self._component_call(store, attr, state, texts, payload)
@@ -255,7 +258,7 @@ class ComponentActor:
     @property
     def memory_bytes(self) -> int:
         """Linear memory this actor's instance holds now (committed bytes)."""
-        return memory.owned_bytes(self)
+        return memory.owned_bytes(self._memory_tag)
 
 
 def _trap_cause(text: str) -> str:

@@ -77,7 +77,8 @@ class _Scope:
 
 
 def limit_memories(limit: int | None, tag: object) -> _Scope:
-    """``with limit_memories(n, actor):`` memories created or grown meanwhile obey ``n`` bytes."""
+    """``with limit_memories(n, tag):`` memories created or grown meanwhile obey ``n`` bytes and
+    are counted under ``tag`` (keep it small: the memory table holds it while the memory lives)."""
     return _Scope(limit, tag)
 
 
