@@ -435,3 +435,15 @@ def test_a_dropped_actor_frees_its_instance_and_linear_memory() -> None:
     gc.collect()
     assert ref() is None
     assert memory.owned_bytes(tag) == 0
+
+
+def test_handlers_a_component_does_not_export_are_not_attributes() -> None:
+    """A component built against a trimmed world (only handle-request) looks like a module
+    with only handle_request: the daemon's getattr(module, name, None) sees None."""
+    actor = load_component(TEST_COMPONENTS / "only-request.wasm", fuel=None, memory_limit=MiB, timeout=None,
+                           fast=_mode["fast"])
+    assert actor.exports == {"handle_request"}
+    assert getattr(actor, "handle_send", None) is None
+    assert getattr(actor, "init", None) is None
+    assert not hasattr(actor, "handle_channel_open")
+    assert actor.handle_request(b"s", (b'{"q": 1}',)) == (b"s", (b'{"q": 1}',))

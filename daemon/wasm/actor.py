@@ -22,6 +22,7 @@ from .engine import EPOCH_TICK, UNLIMITED_FUEL, Compiled, compile_component, fir
 from .errors import ComponentError, ComponentFailed, ComponentTrap
 from .host import get_core_linker, get_linker, pending
 
+
 def load_component(path: Path, *, fuel: int | None, memory_limit: int, timeout: float | None,
                    wasi: WasiGrants = WasiGrants(), cache_dir: Path | None = None,
                    fast: bool = True) -> ComponentActor:
@@ -53,14 +54,11 @@ def load_component(path: Path, *, fuel: int | None, memory_limit: int, timeout: 
 
 
 class ComponentActor:
-    """One instance of a component, with the handler attributes of a Python actor module."""
+    """One instance of a component, with the handler attributes of a Python actor module.
 
-    init: Callable[[bytes | None], tuple[bytes | None]]
-    handle_send: Callable[[bytes | None, tuple[bytes]], tuple[bytes | None]]
-    handle_request: Callable[[bytes | None, tuple[bytes]], tuple[bytes | None, tuple[bytes]]]
-    handle_channel_open: Callable[[bytes | None, tuple[bytes]], tuple[bytes | None, tuple[ms.ChannelAccept]]]
-    handle_channel_message: Callable[[bytes | None, tuple[str, bytes]], tuple[bytes | None]]
-    handle_channel_close: Callable[[bytes | None, tuple[str]], tuple[bytes | None]]
+    A handler the component does not export is not an attribute at all
+    (``getattr(actor, "handle_send", None)`` is None), as with a module.
+    """
 
     def __init__(self, path: Path, engine: wasmtime.Engine, compiled: Compiled, linker: wc.Linker | None,
                  exports: frozenset[str], *,
@@ -84,8 +82,38 @@ class ComponentActor:
         self._funcs: dict[str, wc.Func] = {}
         self._core: core.CoreInstance | None = None
         self._instantiate()
-        for attr in self.exports:
-            setattr(self, attr, getattr(self, f"_{attr}"))
+
+    # -- the handler attributes (properties, so no bound method keeps the actor in a cycle) --
+
+    def _exported(self, attr: str, method: Any) -> Any:
+        if attr not in self.exports:
+            raise AttributeError(f"{self.path.name} does not export {attr}")
+        return method
+
+    @property
+    def init(self) -> Callable[[bytes | None], tuple[bytes | None]]:
+        return self._exported("init", self._init)
+
+    @property
+    def handle_send(self) -> Callable[[bytes | None, tuple[bytes]], tuple[bytes | None]]:
+        return self._exported("handle_send", self._handle_send)
+
+    @property
+    def handle_request(self) -> Callable[[bytes | None, tuple[bytes]], tuple[bytes | None, tuple[bytes]]]:
+        return self._exported("handle_request", self._handle_request)
+
+    @property
+    def handle_channel_open(self) -> Callable[[bytes | None, tuple[bytes]],
+                                              tuple[bytes | None, tuple[ms.ChannelAccept]]]:
+        return self._exported("handle_channel_open", self._handle_channel_open)
+
+    @property
+    def handle_channel_message(self) -> Callable[[bytes | None, tuple[str, bytes]], tuple[bytes | None]]:
+        return self._exported("handle_channel_message", self._handle_channel_message)
+
+    @property
+    def handle_channel_close(self) -> Callable[[bytes | None, tuple[str]], tuple[bytes | None]]:
+        return self._exported("handle_channel_close", self._handle_channel_close)
 
     @property
     def fast_path(self) -> bool:

@@ -15,3 +15,4 @@ cp -r wasi-wit "$tmp/wit"
 mkdir -p "$tmp/wit/deps/theater"
 cp ../../wit/message-server.wit "$tmp/wit/deps/theater/"
 WIT="$tmp/wit" WORLD=hello-wasi sh ../../actors/examples/wasm-common/build-c.sh hello-wasi.c hello-wasi.wasm
+WIT=only-request-wit WORLD=only-request sh ../../actors/examples/wasm-common/build-c.sh only-request.c only-request.wasm
