@@ -1,0 +1,165 @@
+"""The message-server host functions a component imports, and the linkers that provide them.
+
+Every host function calls the thread-bound host of :mod:`actors.message_server`
+(what the daemon binds per worker thread, or a test's fake).  A
+:class:`~actors.message_server.MessageServerError` becomes the WIT ``err``
+value; any other exception is kept in :data:`pending` and traps the guest, and
+the caller of the handler re-raises it.  After each host call the guest's
+epoch deadline is reset to what is left of its own time, so waiting for a
+reply is not charged to it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import wasmtime
+from wasmtime import _ffi as ffi
+from wasmtime import component as wc
+
+from actors import message_server as ms
+
+from . import abi, core
+from .contract import HOST_INTERFACE, TYPES_INTERFACE
+from .engine import EPOCH_TICK, first_line
+
+_lock = threading.Lock()
+_linkers: dict[bool, wc.Linker] = {}
+_core_linkers: dict[int, wasmtime.Linker] = {}
+
+_HostFn = Callable[[Any, Any], None]  # (args array, result slot) -> None
+_host_fns: dict[int, _HostFn] = {}
+pending = threading.local()  # per thread: .exc (a host function's exception), .deadline (time limit left)
+
+
+def _ok(slot: Any, fill: Any = None, value: Any = None) -> None:
+    abi.lower_result(slot, True, fill, value)
+
+
+def _err(slot: Any, message: str) -> None:
+    abi.lower_result(slot, False, abi.lower_string, message or "failed")
+
+
+def _host_send(args: Any, slot: Any) -> None:
+    try:
+        ms.send(abi.lift_string(args[0]), abi.lift_bytes(args[1]))
+    except ms.MessageServerError as exc:
+        return _err(slot, str(exc))
+    _ok(slot)
+
+
+def _host_request(args: Any, slot: Any) -> None:
+    try:
+        reply = ms.request(abi.lift_string(args[0]), abi.lift_bytes(args[1]))
+    except ms.MessageServerError as exc:
+        return _err(slot, str(exc))
+    _ok(slot, abi.lower_bytes, reply)
+
+
+def _host_open_channel(args: Any, slot: Any) -> None:
+    try:
+        channel_id = ms.open_channel(abi.lift_string(args[0]), abi.lift_bytes(args[1]))
+    except ms.MessageServerError as exc:
+        return _err(slot, str(exc))
+    _ok(slot, abi.lower_string, channel_id)
+
+
+def _host_send_on_channel(args: Any, slot: Any) -> None:
+    try:
+        ms.send_on_channel(abi.lift_string(args[0]), abi.lift_bytes(args[1]))
+    except ms.MessageServerError as exc:
+        return _err(slot, str(exc))
+    _ok(slot)
+
+
+def _host_close_channel(args: Any, slot: Any) -> None:
+    try:
+        ms.close_channel(abi.lift_string(args[0]))
+    except ms.MessageServerError as exc:
+        return _err(slot, str(exc))
+    _ok(slot)
+
+
+HOST_FUNCTIONS: dict[str, _HostFn] = {
+    "send": _host_send,
+    "request": _host_request,
+    "open-channel": _host_open_channel,
+    "send-on-channel": _host_send_on_channel,
+    "close-channel": _host_close_channel,
+}
+
+
+@ffi.wasmtime_component_func_callback_t
+def _host_entry(data: int | None, context: Any, ty: Any, args: Any, nargs: int, results: Any, nresults: int) -> int:
+    """Every host import enters here; ``data`` says which one."""
+    try:
+        _host_fns[data or 0](args, results[0])
+        # Time spent in the host (a request waiting for its reply) is not the guest's.
+        extend_deadline(context)
+        return 0
+    except BaseException as exc:  # noqa: BLE001 - re-raised by the caller of the handler
+        pending.exc = exc
+        err = ffi.wasmtime_error_new(f"host function failed: {first_line(exc)}".encode())
+        return ctypes.cast(err, ctypes.c_void_p).value or 0
+
+
+@ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+def _host_finalize(data: int | None) -> None:
+    """Host functions live as long as the process; nothing to free."""
+
+
+def extend_deadline(context: Any) -> None:
+    limit = getattr(pending, "deadline", None)
+    if limit is not None:
+        remaining, started = limit
+        used = time.monotonic() - started
+        ffi.wasmtime_context_set_epoch_deadline(context, max(1, int((remaining - used) / EPOCH_TICK) + 1))
+
+
+def get_linker(engine: wasmtime.Engine, wasi: bool) -> wc.Linker:
+    with _lock:
+        linker = _linkers.get(wasi)
+        if linker is not None:
+            return linker
+        linker = wc.Linker(engine)
+        if wasi:
+            linker.add_wasip2()
+        with linker.root() as root:
+            with root.add_instance(TYPES_INTERFACE):
+                pass
+            with root.add_instance(HOST_INTERFACE) as host:
+                for name, fn in HOST_FUNCTIONS.items():
+                    index = len(_host_fns) + 1
+                    _host_fns[index] = fn
+                    encoded = name.encode()
+                    error = ffi.wasmtime_component_linker_instance_add_func(
+                        host.ptr(), ctypes.create_string_buffer(encoded), len(encoded),
+                        _host_entry, index, _host_finalize)
+                    if error:
+                        raise wasmtime.WasmtimeError._from_ptr(error)
+        _linkers[wasi] = linker
+        return linker
+
+
+def core_host_return(exc: BaseException | None, context: Any) -> int:
+    """After a core-level host call: extend the deadline, or turn an exception into a trap."""
+    if exc is None:
+        extend_deadline(context)
+        return 0
+    pending.exc = exc
+    text = f"host function failed: {first_line(exc)}".encode()
+    return ctypes.cast(ffi.wasmtime_trap_new(text, len(text)), ctypes.c_void_p).value or 0
+
+
+def get_core_linker(engine: wasmtime.Engine) -> wasmtime.Linker:
+    with _lock:
+        linker = _core_linkers.get(id(engine))
+        if linker is None:
+            linker = wasmtime.Linker(engine)
+            core.define_host(linker, core_host_return)
+            _core_linkers[id(engine)] = linker
+        return linker
