@@ -23,6 +23,7 @@ from .errors import BadInput
 
 MANIFEST_MAX_BYTES = 1 << 20  # 1 MiB
 COMPONENT_MAX_BYTES = 16 << 20  # 16 MiB, the default of ``theaterd --max-component-bytes``
+WASM_MAX_BYTES = 64 << 20  # a Python actor compiled with componentize-py is about 18 MiB
 
 
 @dataclass(slots=True)
@@ -31,6 +32,11 @@ class FileLimits:
 
     manifest: int = MANIFEST_MAX_BYTES
     component: int = COMPONENT_MAX_BYTES
+    wasm: int = WASM_MAX_BYTES
+
+    def for_component(self, path: str | os.PathLike[str]) -> int:
+        """The cap for a component file: WebAssembly components (``.wasm``) have their own."""
+        return self.wasm if os.fspath(path).endswith(".wasm") else self.component
 
 
 LIMITS = FileLimits()

@@ -70,6 +70,11 @@ class Manifest:
     sandbox: Sandbox = Sandbox()
     wasi: Wasi = Wasi()
 
+    @property
+    def kind(self) -> str:
+        """``wasm`` for a WebAssembly component actor, ``python`` for a Python module."""
+        return "wasm" if self.component.suffix == ".wasm" else "python"
+
 
 def check_name(name: str) -> str:
     if not NAME_RE.fullmatch(name):
@@ -144,10 +149,10 @@ def parse_manifest(doc: dict[str, Any], path: Path) -> Manifest:
     check_name(name)
     component = doc.get("component")
     if not isinstance(component, str) or not component:
-        raise BadInput(f"{where}: 'component' (path to the actor's Python file) is missing")
+        raise BadInput(f"{where}: 'component' (path to the actor's Python file or .wasm component) is missing")
     component_path = (path.parent / component).resolve()
     try:
-        check_regular_file(component_path, LIMITS.component, "component")
+        check_regular_file(component_path, LIMITS.for_component(component_path), "component")
     except BadInput as exc:
         raise BadInput(f"{where}: {exc}") from None
     init_state: bytes | None = None

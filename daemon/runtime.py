@@ -27,6 +27,7 @@ the handling event to the actor's chain.  Invariants:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gc
 import itertools
@@ -82,6 +83,8 @@ FAILED = "failed"
 STOPPING = "stopping"
 
 BATCH = 64  # sends/requests handed to one worker hop at most
+#: a component stops itself at its handler_timeout (a trap); its worker is killed only this much later
+_WASM_GRACE = 5.0
 
 SEND = "send"
 REQUEST = "request"
@@ -486,6 +489,9 @@ class Runtime:
         except trio.Cancelled:
             self._forget_start(actor)
             raise
+        except BadInput:  # not a usable component: refused like a bad manifest, nothing recorded
+            self._forget_start(actor)
+            raise
         except TheaterError as exc:
             failure = f"failed to start: {exc}"
         finally:
@@ -536,7 +542,7 @@ class Runtime:
         worker = actor.worker
         assert worker is not None
         results: list[Any] = []
-        limit = float(actor.manifest.handler_timeout)
+        limit = float(actor.manifest.handler_timeout) + (_WASM_GRACE if actor.manifest.kind == "wasm" else 0)
         actor.current, actor.busy_since = "init", time.monotonic()
         try:
             with trio.move_on_after(limit) as scope:
@@ -720,7 +726,7 @@ class Runtime:
             return [], reason, functools.partial(self._fail_all, actor, batch, reason)
         job = Job(actor, worker, batch)
         actor.job = job
-        timeout = float(actor.manifest.handler_timeout)
+        timeout = float(actor.manifest.handler_timeout) + (_WASM_GRACE if actor.manifest.kind == "wasm" else 0)
         items = [_item(env) for env in batch]
         try:
             with trio.CancelScope() as scope:
@@ -946,6 +952,12 @@ class Runtime:
         actor.worker = None
         manifest = actor.manifest
         source = await self._component_source(manifest.component)
+        load: dict[str, Any] = {"actor": actor.id, "path": str(manifest.component), "source": source}
+        if manifest.kind == "wasm":
+            cache = self.wasm_cache()
+            await trio.to_thread.run_sync(_precompile, manifest.component, cache)
+            load.update(kind="wasm", memory_limit=manifest.memory_limit, timeout=manifest.handler_timeout,
+                        wasi=dataclasses.asdict(manifest.wasi), cache=str(cache))
         profile, dedicated = self._profile(manifest)
         answer: Any = None
         placed: Worker | None = None
@@ -955,8 +967,7 @@ class Runtime:
             limit = manifest.handler_timeout
             try:
                 with trio.move_on_after(limit) as scope:
-                    answer = await worker.call("load", {"actor": actor.id, "path": str(manifest.component),
-                                                        "source": source})
+                    answer = await worker.call("load", load)
                 if scope.cancelled_caught:
                     reason = f"loading {manifest.component} took longer than its handler_timeout of {limit:g} s"
                     self.pool.kill(worker, reason, culprit=actor.id)
@@ -1006,7 +1017,15 @@ class Runtime:
             write=default.write + write,
             network=network or default.network,
         )
+        if manifest.kind == "wasm":
+            # a component's memories are capped by its store (memory_limit), and each reserves
+            # 4 GiB of address space: no RLIMIT_AS; the compile cache is readable
+            profile = dataclasses.replace(profile, memory_limit=None, read=profile.read + (str(self.wasm_cache()),))
         return profile, dedicated
+
+    def wasm_cache(self) -> Path:
+        """Compiled components, written by the daemon only (workers may read them)."""
+        return self.store.path.parent / "wasm-cache"
 
     async def _component_source(self, path: Path) -> bytes:
         return await trio.to_thread.run_sync(read_component, path)
@@ -1569,6 +1588,21 @@ def _load_manifests(paths: list[str]) -> list[Manifest | TheaterError]:
     return loaded
 
 
+def _precompile(path: Path, cache: Path) -> None:
+    """Compile a component into the cache its workers read (runs on a thread, in the daemon:
+    compiled code is executed as it is, so no worker may write it)."""
+    from .wasm import ComponentError
+    from .wasm.engine import compile_component, get_engine
+
+    cache.mkdir(mode=0o700, exist_ok=True)
+    try:
+        compile_component(path, get_engine(), cache)
+    except ComponentError as exc:
+        raise BadInput(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - wasmtime's own errors: not a usable component
+        raise BadInput(f"{path} is not a WebAssembly component: {exc}") from None
+
+
 def read_component(path: Path) -> bytes:
     """The component file's bytes (read off the event loop; a regular file, capped)."""
-    return read_regular_file(path, LIMITS.component, "component")
+    return read_regular_file(path, LIMITS.for_component(path), "component")

@@ -740,6 +740,7 @@ class Connection:
             rt = self.runtime
             actor = rt.resolve(args["actor"])
             view = rt.actor_view(actor)
+            view["kind"] = actor.manifest.kind
             view["state"] = actor.state
             view["channels"] = [c for c in rt.channels.views() if actor.id in (c["opener"], c["target"])]
             rows = await trio.to_thread.run_sync(lambda: rt.store.events(actor.id, limit=5 if args.get("events") is None else args["events"]))

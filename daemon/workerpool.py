@@ -83,7 +83,8 @@ class Worker:
     index: int
     profile: Profile
     dedicated: bool
-    process: Any = None  # trio.Process
+    process: subprocess.Popen[bytes] | None = None
+    stderr: trio.lowlevel.FdStream | None = None
     stream: trio.SocketStream | None = None
     pid: int = 0
     sandbox: str = "none"
@@ -183,9 +184,15 @@ class WorkerPool:
                 task_status.started()
                 await trio.sleep_forever()
         finally:
-            for worker in list(self.workers):  # nothing of ours outlives the pool
+            ending = list(self.workers)
+            for worker in ending:  # nothing of ours outlives the pool
                 self.kill(worker, "the daemon is shutting down", expected=True)
-
+            for worker in ending:  # (and leaves no zombie behind)
+                if worker.process is not None:
+                    try:
+                        worker.process.wait(timeout=2)
+                    except subprocess.TimeoutExpired:
+                        pass
     def views(self) -> list[dict[str, Any]]:
         return [{"pid": w.pid, "index": w.index, "dedicated": w.dedicated, "actors": len(w.actors),
                  "sandbox": w.sandbox} for w in self.workers if w.pid]
@@ -242,7 +249,10 @@ class WorkerPool:
             "LANG": os.environ.get("LANG", "C.UTF-8"),
         }
         try:
-            worker.process = await trio.lowlevel.open_process(
+            # Started from the event loop's own thread, not a helper thread: the parent-death
+            # signal (setpriv --pdeathsig) fires when the *thread* that forked the worker ends,
+            # and the loop's thread lasts exactly as long as the daemon.
+            worker.process = subprocess.Popen(
                 [*_wrapper(), sys.executable, "-s", "-m", "daemon.worker", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE, cwd=worker.scratch, env=env, start_new_session=True,
@@ -250,6 +260,9 @@ class WorkerPool:
         finally:
             theirs.close()
         worker.pid = worker.process.pid
+        assert worker.process.stderr is not None
+        worker.stderr = trio.lowlevel.FdStream(os.dup(worker.process.stderr.fileno()))
+        worker.process.stderr.close()
         self.started += 1
         self._nursery.start_soon(self._read_stderr, worker)
         worker.stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
@@ -274,7 +287,8 @@ class WorkerPool:
         """What the worker writes to its standard error (the interpreter's own reports, or
         actor code writing to fd 2): handed on line by line, bounded, as the worker's output.
         It never reaches the daemon's log as it is: a worker must not forge log lines."""
-        stream = worker.process.stderr
+        stream = worker.stderr
+        assert stream is not None
         pending = b""
         try:
             while True:
@@ -290,6 +304,8 @@ class WorkerPool:
                     self.on_log(worker, "", "stderr", line[:MAX_LINE].decode("utf-8", "replace"))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
+        finally:
+            await stream.aclose()
 
     async def _first_frame(self, worker: Worker, reader: wire.FrameReader) -> wire.Frame:
         assert worker.stream is not None
@@ -305,7 +321,14 @@ class WorkerPool:
 
     async def _watch(self, worker: Worker) -> None:
         """Wait for the process to exit; then the worker is dead (if the link was not first)."""
-        code = await worker.process.wait()
+        process = worker.process
+        assert process is not None
+        pidfd = os.pidfd_open(process.pid)
+        try:
+            await trio.lowlevel.wait_readable(pidfd)
+        finally:
+            os.close(pidfd)
+        code = process.wait()
         self._mark_dead(worker, worker.kill_reason or _exit_reason(code))
 
     async def _read(self, worker: Worker, reader: wire.FrameReader) -> None:
@@ -438,11 +461,17 @@ class WorkerPool:
     # -- placement ------------------------------------------------------
 
     async def place(self, profile: Profile, dedicated: bool) -> Worker:
-        """A worker for a new actor: its own when dedicated or of a special profile,
-        else the least loaded shared one (started anew if none is alive)."""
-        if dedicated or profile != self.default_profile:
+        """A worker for a new actor: its own when dedicated; else the least loaded shared
+        one of its profile (started anew if none is alive).  Actors with the daemon's default
+        profile share ``--workers`` workers; each other profile gets shared workers of its own."""
+        if dedicated:
             return await self.start_worker(profile, True)
-        shared = [w for w in self.workers if not w.dedicated and w.alive and w.stream is not None]
+        if profile != self.default_profile:  # shared by actors of this very profile only
+            same = [w for w in self.workers if not w.dedicated and w.alive and w.stream is not None
+                    and w.profile == profile]
+            return min(same, key=lambda w: len(w.actors)) if same else await self.start_worker(profile, False)
+        shared = [w for w in self.workers if not w.dedicated and w.alive and w.stream is not None
+                  and w.profile == self.default_profile]
         if len(shared) < self.shared_count:
             # a shared worker died: its replacement takes the next actor
             return await self.start_worker(self.default_profile, False)

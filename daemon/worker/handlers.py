@@ -66,6 +66,32 @@ def load_module(actor_id: str, path: str, source: bytes) -> ModuleType:
     return module
 
 
+def load_component_actor(path: str, source: bytes, args: dict[str, Any]) -> Any:
+    """A WebAssembly component actor, with the same handler attributes as a module.
+
+    The daemon sends the component's bytes; they are written into this worker's scratch
+    directory (its working directory) to be compiled, or found in the read-only compile
+    cache the daemon keeps."""
+    import os
+    from pathlib import Path
+
+    from ..wasm import WasiGrants, load_component
+
+    local = Path(os.getcwd()) / f"{hashlib.sha256(source).hexdigest()}.wasm"
+    if not local.exists():
+        local.write_bytes(source)
+    wasi = args.get("wasi") or {}
+    cache = args.get("cache")
+    return load_component(
+        local,
+        fuel=None,
+        memory_limit=int(args.get("memory_limit") or 1 << 30),
+        timeout=float(args["timeout"]) if args.get("timeout") else None,
+        wasi=WasiGrants(**{k: bool(wasi.get(k)) for k in ("stdout", "stderr", "clock", "random")}),
+        cache_dir=Path(cache) if isinstance(cache, str) else None,
+    )
+
+
 def handlers_of(module: Any) -> list[str]:
     """The handler names ``module`` defines (callables only)."""
     return [name for name in HANDLER_NAMES if callable(getattr(module, name, None))]
@@ -106,6 +132,14 @@ def call_handler(module: Any, path: str, fn_name: str, state: bytes | None, para
         return {"outcome": "crash", "error": f"{fn_name} crashed: {describe(exc)}",
                 "traceback": actor_traceback(exc, path)}
     except BaseException as exc:  # noqa: BLE001 - actor code may raise anything
+        kind = type(exc).__name__
+        if kind == "ComponentTrap":  # a component actor: a limit is its caller's error, a fault a crash
+            reason = str(exc)
+            if reason.startswith("handler trapped"):
+                return {"outcome": "crash", "error": f"{fn_name} crashed: {reason}"}
+            return {"outcome": "error", "error": reason}
+        if kind == "ComponentFailed":  # the component's own err: its message, as it said it
+            return {"outcome": "error", "error": str(exc)}
         return {"outcome": "error", "error": describe(exc), "traceback": actor_traceback(exc, path)}
 
 

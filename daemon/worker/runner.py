@@ -185,8 +185,13 @@ class Worker:
             actor, path, source = args["actor"], args["path"], args["source"]
             self.current.actor = actor
             try:
-                module = handlers.load_module(actor, path, source)
+                if args.get("kind") == "wasm":
+                    module = handlers.load_component_actor(path, source, args)
+                else:
+                    module = handlers.load_module(actor, path, source)
             except BaseException as exc:  # noqa: BLE001 - actor code may raise anything
+                if type(exc).__name__ == "ComponentError":  # not a usable component: bad input
+                    raise _Refused(ErrorCode.BAD_INPUT, str(exc)) from None
                 raise _Refused(ErrorCode.ACTOR_FAILED, f"cannot load {path}: {handlers.describe(exc)}") from None
             finally:
                 self.current.actor = None

@@ -194,8 +194,9 @@ def sessions() -> Iterator[Callable[..., Session]]:
 # scripted use through pipes
 
 
-def test_piped_messages_are_echoed_as_compact_lines_in_order(theaterd: DaemonProcess) -> None:
-    spawn(theaterd, ECHO)
+@pytest.mark.parametrize("manifest", [ECHO, str(EXAMPLES / "wasm-echo" / "manifest.toml")], ids=["python", "wasm"])
+def test_piped_messages_are_echoed_as_compact_lines_in_order(theaterd: DaemonProcess, manifest: str) -> None:
+    assert theaterd.ctl("spawn", manifest, "--name", "echo").returncode == 0
     cmd = (f"printf '{{\"n\":1}}\\n{{\"n\":2}}\\n' | {shlex.quote(bin_path('theaterctl'))} "
            f"channel echo '{{\"join\":\"bob\"}}'")
     r = subprocess.run(cmd, shell=True, capture_output=True, text=True, env=theaterd.env, timeout=60)

@@ -11,13 +11,18 @@ from tests.conftest import EXAMPLES, DaemonProcess
 pytestmark = pytest.mark.e2e
 
 COUNTER = str(EXAMPLES / "counter" / "manifest.toml")
+WASM_COUNTER = str(EXAMPLES / "wasm-counter" / "manifest.toml")
 
 
-def test_counter_tour(theaterd: DaemonProcess) -> None:
-    r = theaterd.ctl("--json", "spawn", COUNTER)
+@pytest.mark.parametrize("manifest", [COUNTER, WASM_COUNTER], ids=["python", "wasm"])
+def test_counter_tour(theaterd: DaemonProcess, manifest: str) -> None:
+    # the C component behaves, and is recorded, exactly as the Python actor is
+    r = theaterd.ctl("--json", "spawn", manifest, "--name", "counter")
     assert r.returncode == 0, r.stderr
     spawned = json.loads(r.stdout)
     assert spawned["name"] == "counter" and len(spawned["id"]) == 36
+    kind = json.loads(theaterd.ctl("--json", "inspect", "counter").stdout)["kind"]
+    assert kind == ("wasm" if manifest == WASM_COUNTER else "python")
 
     r = theaterd.ctl("send", "counter", '{"type": "increment", "amount": 2}')
     assert r.returncode == 0, r.stderr
