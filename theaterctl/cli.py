@@ -11,12 +11,14 @@ Exit codes (also in the README):
     70  internal daemon error
     75  temporarily unavailable (mailbox full, daemon busy)
     76  protocol error
-    130 interrupted (Ctrl-C) outside an interactive session
+    130 interrupted (Ctrl-C)
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Iterable
 
 import click
 
@@ -44,6 +46,8 @@ COMMANDS = {
     "state": "state",
     "inspect": "inspect",
     "new": "new",
+    "top": "top",
+    "completion": "completion_cmd",
 }
 
 
@@ -61,6 +65,21 @@ class LazyGroup(click.Group):
         command: click.Command = module.command
         return command
 
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
+                                                                                list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and name not in COMMANDS and not ctx.resilient_parsing:
+            raise click.UsageError(f"no such command {name!r}{did_you_mean(name, COMMANDS)}", ctx)
+        return super().resolve_command(ctx, args)
+
+
+def did_you_mean(word: str, choices: "Iterable[str]") -> str:
+    """'; did you mean chain?' for the closest choice, or '' when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
 
 @click.group(cls=LazyGroup, context_settings=CONTEXT)
 @click.option("--socket", type=click.Path(), envvar=SOCKET_ENV, metavar="PATH",
@@ -76,7 +95,14 @@ def cli(ctx: click.Context, socket: str | None, home: str | None, as_json: bool,
     """Control theaterd, the local actor runtime with an auditable history.
 
     Spawn actors from manifests, message them (send, request, channel), and
-    read or verify their hash-linked state chains.
+    read or verify their hash-linked state chains.  An ACTOR is a name, an id,
+    or any unique prefix of an id (8 or more hex digits).  The global options
+    are accepted after the command too.
+
+    \b
+    Examples:
+      theaterctl daemon start && theaterctl spawn actors/examples/counter/manifest.toml
+      theaterctl request counter '{"type": "get"}'
     """
     app = App(socket=socket or default_socket(), home=home or default_home(), json=as_json, timeout=timeout)
     ctx.obj = app
@@ -86,6 +112,10 @@ def cli(ctx: click.Context, socket: str | None, home: str | None, as_json: bool,
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and translate every error into one line and an exit code."""
+    if "_THEATERCTL_COMPLETE" in os.environ:
+        from .completion import register_shells
+
+        register_shells()
     try:
         rv = cli.main(args=argv, prog_name="theaterctl", standalone_mode=False)
         if isinstance(rv, int) and not isinstance(rv, bool):
@@ -95,15 +125,16 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(int(exc.code))
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.Abort:
-        error("aborted")
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except (click.Abort, KeyboardInterrupt):
+        end_interrupted_line()
         error("interrupted")
         sys.exit(130)
+    except click.UsageError as exc:
+        error(usage_line(exc))
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        error(exc.format_message())
+        sys.exit(exc.exit_code)
     except BrokenPipeError:
         # stdout went away (e.g. piped into head); exit quietly
         try:
@@ -112,6 +143,24 @@ def main(argv: list[str] | None = None) -> None:
             pass
         sys.exit(0)
     sys.exit(0)
+
+
+def usage_line(exc: click.UsageError) -> str:
+    """A click usage error as one line with a hint: what is wrong, then where to read more."""
+    message = " ".join(exc.format_message().split())
+    message = message[:1].lower() + message[1:] if message[:2] != message[:2].upper() else message
+    path = exc.ctx.command_path if exc.ctx is not None else "theaterctl"
+    return f"{message.rstrip('.')} (see '{path} --help')"
+
+
+def end_interrupted_line() -> None:
+    """After Ctrl-C the terminal shows ^C mid-line: start ours on a fresh line."""
+    try:
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

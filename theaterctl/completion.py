@@ -38,7 +38,7 @@ def _socket_path(ctx: click.Context | None) -> str:
 
     node = ctx
     while node is not None:
-        value = node.params.get("socket")
+        value = node.meta.get("theater.socket_path") or node.params.get("socket")  # after or before the command
         if value:
             return str(value)
         node = node.parent
@@ -106,4 +106,55 @@ def complete_channel(ctx: click.Context, param: click.Parameter | None, incomple
         return []
 
 
-__all__ = ["complete_actor", "complete_channel"]
+def complete_event_type(ctx: click.Context, param: click.Parameter | None, incomplete: str) -> list[CompletionItem]:
+    """The chain's event types (no daemon needed), also by their short form ('handle-send')."""
+    from click.shell_completion import CompletionItem
+
+    from .events import EVENT_TYPES
+
+    return [CompletionItem(t) for t in EVENT_TYPES if t.startswith(incomplete) or t.split("/", 1)[1].startswith(incomplete)]
+
+
+# -- the scripts -----------------------------------------------------------------------
+
+PROG_NAME = "theaterctl"
+COMPLETE_VAR = "_THEATERCTL_COMPLETE"
+SHELLS = ("bash", "zsh", "fish")
+
+
+def _fish_class() -> type:
+    from click.shell_completion import FishComplete
+
+    class Fish(FishComplete):
+        """click's fish script splits 'plain,VALUE<TAB>HELP' at every comma, cutting the
+        description at its first comma; split only at the first one."""
+
+        source_template = FishComplete.source_template.replace('(string split "," $completion)',
+                                                               '(string split -m 1 "," -- $completion)')
+
+    return Fish
+
+
+def register_shells() -> None:
+    """Use our fish class for ``_THEATERCTL_COMPLETE=fish_source`` (and ``fish_complete``)."""
+    from click.shell_completion import add_completion_class
+
+    add_completion_class(_fish_class(), "fish")
+
+
+def source(shell: str) -> str:
+    """The completion script for ``shell``, as ``_THEATERCTL_COMPLETE=<shell>_source theaterctl`` prints it."""
+    from click.shell_completion import BashComplete, ShellComplete, ZshComplete
+
+    from .cli import cli
+
+    classes: dict[str, type[ShellComplete]] = {"bash": BashComplete, "zsh": ZshComplete, "fish": _fish_class()}
+    comp = classes[shell](cli, {}, PROG_NAME, COMPLETE_VAR)
+    if isinstance(comp, BashComplete):
+        # BashComplete.source() first runs `bash --version` only to warn about
+        # bash < 4.4 on stderr; the script itself does not depend on it.
+        return ShellComplete.source(comp)
+    return comp.source()
+
+
+__all__ = ["complete_actor", "complete_channel", "complete_event_type", "register_shells", "source"]
