@@ -99,16 +99,17 @@ class Column:
 
     ``drop``: 0 for a column that is always shown; otherwise columns with the
     highest ``drop`` are left out first (and the person is told).  ``flex``: the
-    column may be shortened, with an ellipsis, down to ``min_width``.
+    column may be shortened, with an ellipsis, down to ``min_width``; the highest
+    ``flex`` first (``True`` is 1).
     """
 
     __slots__ = ("header", "drop", "flex", "min_width", "right")
 
-    def __init__(self, header: str, drop: int = 0, flex: bool = False, min_width: int = 8,
+    def __init__(self, header: str, drop: int = 0, flex: int = 0, min_width: int = 8,
                  right: bool = False) -> None:
         self.header = header
         self.drop = drop
-        self.flex = flex
+        self.flex = int(flex)
         self.min_width = max(min_width, len(header))
         self.right = right
 
@@ -129,7 +130,7 @@ def layout(columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int
     def total() -> int:
         return sum(widths[i] for i in shown) + 2 * (len(shown) - 1)
 
-    for i in sorted(shown, key=lambda i: -natural[i]):  # shorten the widest flexible columns first
+    for i in sorted(shown, key=lambda i: (-columns[i].flex, -natural[i])):  # the most flexible first
         if columns[i].flex and total() > width:
             widths[i] -= min(total() - width, max(0, widths[i] - columns[i].min_width))
     dropped: list[str] = []
@@ -304,7 +305,7 @@ EVENT_COLUMNS = ("SEQ", "HASH", "TYPE", "PEER", "SIZE", "OUTCOME", "TIME")
 # On a terminal: SIZE, then HASH, then TIME give way first; TYPE and PEER shorten before that.
 EVENT_TERMINAL_COLUMNS = (
     Column("SEQ", right=True), Column("HASH", drop=2), Column("TYPE", flex=True, min_width=11),
-    Column("PEER", flex=True, min_width=8), Column("SIZE", drop=3, right=True), Column("OUTCOME"),
+    Column("PEER", flex=2, min_width=8), Column("SIZE", drop=3, right=True), Column("OUTCOME"),
     Column("TIME", drop=1),
 )
 # the widest a row usually gets on a terminal, so that pages and --follow rows line up

@@ -3,12 +3,18 @@
     session
     ├─ socket reader    prints channel messages as they arrive; notices the close
     ├─ input reader     one JSON message per line; /close, EOF or Ctrl-C end it
+    │                   (piped: raw reads of fd 0; on a terminal: the line editor,
+    │                   prompt_toolkit on a worker thread, see editor.py)
     └─ signal watcher   Ctrl-C closes the channel cleanly
 
 After the input ends the session waits until every message it sent is
 acknowledged, then prints what still arrives until the channel has been quiet
 for ``linger`` seconds (default 1 s; at most 10 x linger in all), then closes
-the channel.  If the actor closes the channel, the session ends at once.
+the channel.  If the actor closes the channel, the session ends at once.  Every
+way of ending prints one status line saying why; the exit status is 0 (input
+ended, /close, the actor closed), 2 (a piped line that is not JSON, unless
+``skip_bad_lines``), 69 (the daemon went away) or 128 + the signal (130 for
+Ctrl-C).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Any
 import trio
 
 from daemon import wire
-from daemon.errors import ProtocolError, TheaterError, Unavailable, error_from_code
+from daemon.errors import BadInput, ProtocolError, TheaterError, Unavailable, error_from_code
 
 from . import output
 from .client import CLIENT_NAME
@@ -32,13 +38,21 @@ from .client import CLIENT_NAME
 
 class ChannelSession:
     def __init__(self, socket_path: Path, actor: str, initial: bytes, timeout: float | None,
-                 linger: float = 1.0, pretty: bool | None = None) -> None:
+                 linger: float = 1.0, pretty: bool = False, skip_bad_lines: bool = False,
+                 interactive: bool = False, home: Path | None = None) -> None:
         self.socket_path = socket_path
         self.actor = actor
         self.initial = initial
         self.timeout = timeout
         self.linger = linger
-        self.pretty = output.is_tty() if pretty is None else pretty
+        self.pretty = pretty
+        self.skip_bad_lines = skip_bad_lines
+        self.interactive = interactive
+        self.home = home
+        self.editor: Any = None  # the LineEditor of an interactive session
+        self.end_reason = ""  # why this side closed the channel, for the status line
+        self.signal: int | None = None  # the signal that ended the session
+        self.bad_line: str | None = None  # the error for a piped line that was not JSON
         self.reader = wire.FrameReader()
         self.stream: trio.SocketStream | None = None
         self.channel_id = ""
@@ -107,7 +121,13 @@ class ChannelSession:
                 output.note(f"channel {self.channel_id} open to {self.target_name}; "
                             "one JSON message per line, /close or Ctrl-D to end")
                 nursery.start_soon(self._socket_reader, early)
-                nursery.start_soon(self._input)
+                nursery.start_soon(self._input_interactive if self.interactive else self._input)
+
+    def _stop(self) -> None:
+        """End the session: the line editor's prompt first (it holds the terminal), then every task."""
+        if self.editor is not None:
+            self.editor.cancel()
+        self.nursery.cancel_scope.cancel()
 
     async def _open(self) -> list[wire.Frame]:
         await self._connect()
@@ -127,11 +147,15 @@ class ChannelSession:
             early.append(frame)
 
     async def _signals(self, signals: Any) -> None:
-        async for _ in signals:
+        async for signum in signals:
+            self.signal = signum
+            if signum == signal.SIGINT:
+                _end_echoed_line()
             if not self.opened:
                 self.interrupted = True
-                self.nursery.cancel_scope.cancel()
+                self._stop()
                 return
+            self.end_reason = "interrupted" if signum == signal.SIGINT else f"signal {signal.Signals(signum).name}"
             await self._finish(linger=False)
             return
 
@@ -145,10 +169,10 @@ class ChannelSession:
                 if not self.closed_by_peer:
                     self.lost = True
                     self.closed_by_peer = True
-                self.nursery.cancel_scope.cancel()
+                self._stop()
                 return
             if self._on_frame(frame):
-                self.nursery.cancel_scope.cancel()
+                self._stop()
                 return
 
     def _on_frame(self, frame: wire.Frame) -> bool:
@@ -159,7 +183,7 @@ class ChannelSession:
                 self._print(frame.data.get("msg", b""))
             elif frame.event == "channel-closed":
                 self.closed_by_peer = True
-                output.note(f"channel closed: {frame.data.get('reason') or 'by ' + self.target_name}")
+                output.note(f"channel {self.channel_id} closed: {frame.data.get('reason') or 'by ' + self.target_name}")
                 return True
         elif isinstance(frame, (wire.Reply, wire.Error)) and frame.id in self.pending:
             self.pending.discard(frame.id)
@@ -208,21 +232,65 @@ class ChannelSession:
         await self._finish(linger=True)
 
     async def _send_lines(self, lines: Any) -> None:
+        self.end_reason = "end of input"
+        number = 0
         async for line in lines:
+            number += 1
             text = line.decode("utf-8", "replace").strip()
             if not text:
                 continue
             if text == "/close":
+                self.end_reason = "/close"
                 return
             try:
                 json.loads(text)
             except ValueError as exc:
-                output.note(f"not JSON, not sent ({exc}): {text[:60]}")
-                continue
-            call_id = self._next_id()
-            self.pending.add(call_id)
-            self.acked = trio.Event()
-            await self._write(wire.Call(call_id, "channel-send", {"channel": self.channel_id, "msg": text.encode()}))
+                if self.skip_bad_lines:
+                    output.note(f"not JSON, not sent ({exc}): {text[:60]}")
+                    continue
+                self.end_reason = f"line {number} is not JSON"
+                self.bad_line = (f"line {number} is not JSON ({exc}): {text[:60]}; it and the lines after it"
+                                 " were not sent (--skip-bad-lines skips such lines)")
+                return
+            await self._send(text)
+
+    async def _send(self, text: str) -> None:
+        call_id = self._next_id()
+        self.pending.add(call_id)
+        self.acked = trio.Event()
+        await self._write(wire.Call(call_id, "channel-send", {"channel": self.channel_id, "msg": text.encode()}))
+
+    async def _input_interactive(self) -> None:
+        """Lines from the line editor; the actor's messages are printed above the prompt."""
+        from .editor import LineEditor, history_path
+
+        history = history_path(self.home, self.target_name) if self.home is not None else None
+        self.editor = LineEditor(f"{self.target_name}> ", history)
+        with self.editor.stdout_patched():
+            self.end_reason = "end of input"
+            while True:
+                try:
+                    line = await trio.to_thread.run_sync(self.editor.read_line)
+                except KeyboardInterrupt:
+                    self.signal = signal.SIGINT
+                    self.end_reason = "interrupted"
+                    await self._finish(linger=False)
+                    return
+                if line is None:
+                    break
+                text = line.strip()
+                if not text:
+                    continue
+                if text == "/close":
+                    self.end_reason = "/close"
+                    break
+                try:
+                    json.loads(text)
+                except ValueError as exc:
+                    output.note(f"not JSON, not sent ({exc}); type a JSON message, /close or Ctrl-D")
+                    continue
+                await self._send(text)
+            await self._finish(linger=True)
 
     async def _finish(self, linger: bool) -> None:
         if linger:
@@ -243,15 +311,28 @@ class ChannelSession:
                     await done.wait()
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
-            output.note(f"channel {self.channel_id} closed")
-        self.nursery.cancel_scope.cancel()
+            output.note(f"channel {self.channel_id} closed ({self.end_reason or 'by this side'})")
+        self._stop()
 
 
-def run_session(socket_path: Path, actor: str, initial: bytes, timeout: float | None, linger: float) -> None:
-    """Run a session; raises :class:`TheaterError` (exit code) or ``KeyboardInterrupt`` (130)."""
+def _end_echoed_line() -> None:
+    """The terminal echoed ^C without a newline: end that line before the status."""
+    try:
+        if os.isatty(2):
+            os.write(2, b"\n")
+    except OSError:
+        pass
+
+
+def run_session(socket_path: Path, actor: str, initial: bytes, timeout: float | None, linger: float,
+                pretty: bool = False, skip_bad_lines: bool = False, interactive: bool = False,
+                home: Path | None = None) -> int:
+    """Run a session; returns the exit status (0, or 128 + the signal that ended it), or raises
+    :class:`TheaterError` (its exit code) or ``KeyboardInterrupt`` (Ctrl-C before the channel opened)."""
     if not math.isfinite(linger) or linger < 0:
         raise TheaterError("linger must be a non-negative number")
-    session = ChannelSession(socket_path, actor, initial, timeout, linger)
+    session = ChannelSession(socket_path, actor, initial, timeout, linger, pretty=pretty,
+                             skip_bad_lines=skip_bad_lines, interactive=interactive, home=home)
     try:
         trio.run(session.run)
     except BaseExceptionGroup as group:  # translate the nursery's errors at this one boundary
@@ -262,7 +343,12 @@ def run_session(socket_path: Path, actor: str, initial: bytes, timeout: float | 
     if session.interrupted:
         raise KeyboardInterrupt
     if session.lost:
-        raise Unavailable("the daemon closed the connection during the session")
+        raise Unavailable(f"the daemon went away; channel {session.channel_id} is gone")
+    if session.bad_line is not None:
+        raise BadInput(session.bad_line)
+    if session.signal is not None:
+        return 128 + int(session.signal)
+    return 0
 
 
 def _first_leaf(group: BaseException) -> BaseException:

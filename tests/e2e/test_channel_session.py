@@ -212,9 +212,10 @@ def test_piped_messages_are_echoed_as_compact_lines_in_order(theaterd: DaemonPro
     ]
 
 
-def test_non_json_line_is_noted_and_not_sent(theaterd: DaemonProcess) -> None:
+def test_non_json_line_is_skipped_with_skip_bad_lines(theaterd: DaemonProcess) -> None:
     spawn(theaterd, ECHO)
-    r = theaterd.ctl("channel", "--linger", "0.5", "echo", input='{"a": 1}\nthis is not json\n\n{"b": [2]}\n')
+    r = theaterd.ctl("channel", "--linger", "0.5", "--skip-bad-lines", "echo",
+                     input='{"a": 1}\nthis is not json\n\n{"b": [2]}\n')
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ['{"a":1}', '{"b":[2]}']
     assert "not JSON, not sent" in r.stderr and "this is not json" in r.stderr
@@ -223,11 +224,26 @@ def test_non_json_line_is_noted_and_not_sent(theaterd: DaemonProcess) -> None:
     assert len(messages) == 2
 
 
+def test_non_json_line_ends_the_session_with_exit_2(theaterd: DaemonProcess) -> None:
+    spawn(theaterd, ECHO)
+    r = theaterd.ctl("channel", "--linger", "0.5", "echo", input='{"a": 1}\nthis is not json\n{"b": [2]}\n')
+    assert r.returncode == 2, r.stderr
+    assert r.stdout.splitlines() == ['{"a":1}']  # the line before it was sent and answered
+    lines = r.stderr.strip().splitlines()
+    assert lines[-2].endswith("closed (line 2 is not JSON)")
+    assert lines[-1].startswith("theaterctl: error: line 2 is not JSON") and "--skip-bad-lines" in lines[-1]
+    assert "Traceback" not in r.stderr
+    messages = [e for e in chain(theaterd, "echo") if e["type"] == "message-server/handle-channel-message"]
+    assert len(messages) == 1
+    assert open_channels(theaterd) == []
+
+
 def test_close_command_ends_the_session(theaterd: DaemonProcess) -> None:
     spawn(theaterd, ECHO)
     r = theaterd.ctl("channel", "echo", input='{"n": 1}\n/close\n{"never": "sent"}\n')
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ['{"n":1}']
+    assert r.stderr.strip().splitlines()[-1].endswith(" closed (/close)")
     messages = [e for e in chain(theaterd, "echo") if e["type"] == "message-server/handle-channel-message"]
     assert len(messages) == 1
 
@@ -244,7 +260,7 @@ def test_ticker_closes_the_channel_and_the_session_exits_0_at_once(theaterd: Dae
     s.wait_open()
     for i in (1, 2, 3):
         s.expect_json({"tick": i})
-    s.expect("stderr", lambda line: "channel closed: closed by ticker" in line)
+    s.expect("stderr", lambda line: line.startswith("channel ") and line.endswith(" closed: closed by ticker"))
     code = s.wait()  # stdin stays open: only the actor's close can end the session
     elapsed = time.monotonic() - started
     assert s.proc.stdin is not None and not s.proc.stdin.closed
@@ -259,7 +275,7 @@ def test_ticker_closes_the_channel_and_the_session_exits_0_at_once(theaterd: Dae
     assert state(theaterd, "ticker") == {"tickers": {}}
 
 
-def test_sigint_closes_the_channel_and_exits_zero(theaterd: DaemonProcess, sessions: Callable[..., Session]) -> None:
+def test_sigint_closes_the_channel_and_exits_130(theaterd: DaemonProcess, sessions: Callable[..., Session]) -> None:
     """Ctrl-C with stdin still open (the same regression as with the ticker)."""
     spawn(theaterd, ECHO)
     s = sessions(theaterd, "echo")
@@ -270,10 +286,10 @@ def test_sigint_closes_the_channel_and_exits_zero(theaterd: DaemonProcess, sessi
     s.expect_json({"n": 1})
     s.proc.send_signal(signal.SIGINT)
     code = s.wait()
-    assert f"channel {channel} closed" in s.seen["stderr"]
+    assert f"channel {channel} closed (interrupted)" in s.seen["stderr"]
     assert open_channels(theaterd) == []
     assert "Fatal Python error" not in "\n".join(s.seen["stderr"])
-    assert code == 0, s.seen["stderr"]
+    assert code == 130, s.seen["stderr"]
 
 
 def test_ticker_rejects_a_bad_initial_message(theaterd: DaemonProcess) -> None:
@@ -344,7 +360,7 @@ def test_channels_lists_the_session_while_it_is_open(theaterd: DaemonProcess,
     assert view["from_opener"] == 1 and view["from_target"] == 1
     s.end_input()
     assert s.wait() == 0, s.seen["stderr"]
-    assert f"channel {channel} closed" in s.seen["stderr"]
+    assert f"channel {channel} closed (end of input)" in s.seen["stderr"]
     assert open_channels(theaterd) == []  # the session waited for the close to be acknowledged
 
 
@@ -456,7 +472,7 @@ def test_terminal_session_pretty_prints_and_ctrl_d_exits_0(theaterd: DaemonProce
     spawn(theaterd, ECHO)
     master, slave = os.openpty()
     env = dict(theaterd.env, TERM="xterm")
-    proc = subprocess.Popen([bin_path("theaterctl"), "channel", "echo"], stdin=slave, stdout=slave,
+    proc = subprocess.Popen([bin_path("theaterctl"), "channel", "--pretty", "echo"], stdin=slave, stdout=slave,
                             stderr=slave, env=env, start_new_session=True)
     os.close(slave)
     buf = bytearray()
