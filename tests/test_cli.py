@@ -144,3 +144,111 @@ def test_new_scaffolds_an_actor_whose_test_passes(tmp_path: Path) -> None:
     assert "2 passed" in r.stdout
     again = CliRunner().invoke(cli, ["new", "widget", "--dir", str(tmp_path / "widget")])
     assert again.exit_code != 0
+
+
+class _FakeClient:
+    def __init__(self, actors: list[dict[str, str]]) -> None:
+        self.actors = actors
+        self.calls: list[tuple[str, dict[str, object]]] = []
+
+    def call(self, op: str, **args: object) -> object:
+        self.calls.append((op, args))
+        return self.actors
+
+
+def _app_with(actors: list[dict[str, str]]) -> tuple[object, _FakeClient]:
+    from theaterctl.app import App
+
+    app = App(socket="/nonexistent.sock", home="/nonexistent")
+    fake = _FakeClient(actors)
+    app._client = fake  # type: ignore[assignment]
+    return app, fake
+
+
+A1 = {"id": "16990a91-986e-4702-aa99-ea868562b0c6", "name": "counter", "status": "running"}
+A2 = {"id": "16990a91-aaaa-4702-aa99-ea868562b0c6", "name": "echo", "status": "stopped"}
+A3 = {"id": "deadbeef-0000-4702-aa99-ea868562b0c6", "name": "deadbeef0", "status": "running"}
+
+
+def test_resolve_actor_by_unique_prefix() -> None:
+    from theaterctl.app import resolve_actor
+
+    app, fake = _app_with([A1, A2, A3])
+    assert resolve_actor(app, "16990a91-986") == A1["id"]  # type: ignore[arg-type]
+    assert resolve_actor(app, "16990a91aaaa") == A2["id"]  # type: ignore[arg-type]  # hyphens optional
+    assert fake.calls == [("list", {"all": True}), ("list", {"all": True})]
+    # an exact name wins over an id prefix
+    assert resolve_actor(app, "deadbeef0") == "deadbeef0"  # type: ignore[arg-type]
+    # not a prefix: no lookup at all
+    fake.calls.clear()
+    for text in ("counter", "1699", A1["id"]):
+        assert resolve_actor(app, text) == text  # type: ignore[arg-type]
+    assert fake.calls == []
+    # no match: left for the daemon to call unknown (exit 3)
+    assert resolve_actor(app, "abcdef012") == "abcdef012"  # type: ignore[arg-type]
+
+
+def test_ambiguous_prefix_is_a_usage_error_listing_the_matches() -> None:
+    from theaterctl.app import resolve_actor
+
+    app, _ = _app_with([A1, A2, A3])
+    with pytest.raises(click.UsageError) as info:
+        resolve_actor(app, "16990a91")  # type: ignore[arg-type]
+    message = info.value.format_message()
+    assert info.value.exit_code == 2
+    assert A1["id"] in message and A2["id"] in message and "counter" in message and "echo" in message
+    assert A3["id"] not in message
+
+
+def test_layout_shortens_then_drops_the_least_useful_columns() -> None:
+    from theaterctl.output import Column, layout
+
+    cols = [Column("NAME", flex=1, min_width=6), Column("ID"), Column("A", drop=1), Column("B", drop=2)]
+    rows = [["a-rather-long-name", "16990a91", "aaaa", "bbbb"]]
+    shown, widths, dropped = layout(cols, rows, 80)
+    assert (shown, dropped) == ([0, 1, 2, 3], []) and widths[0] == 18
+    shown, widths, dropped = layout(cols, rows, 30)  # the name shortens first
+    assert (shown, dropped) == ([0, 1, 2, 3], []) and sum(widths) + 6 <= 30 and widths[0] < 18
+    shown, widths, dropped = layout(cols, rows, 22)  # then B goes (drop=2 before drop=1)
+    assert dropped == ["B"] and shown == [0, 1, 2]
+    shown, widths, dropped = layout(cols, rows, 5)  # never the columns without drop
+    assert shown == [0, 1] and dropped == ["B", "A"] and widths[0] == 6
+
+
+def test_short_ids() -> None:
+    from theaterctl.output import short_id
+
+    assert short_id(A1["id"]) == "16990a91"
+    assert short_id(A1["id"], short=False) == A1["id"]
+    assert short_id("ch_" + "a" * 32) == "ch_aaaaaaaa"
+    assert short_id("external") == "external"
+
+
+def _all_commands() -> list[tuple[str, ...]]:
+    from tests.test_docs import COMMANDS
+
+    return [path for path, _ in COMMANDS]
+
+
+@pytest.mark.parametrize("path", _all_commands(), ids=lambda p: " ".join(p))
+def test_every_help_ends_with_examples(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, [*path, "--help"], terminal_width=100)
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "Examples:" in text, text
+    examples = text.split("Examples:", 1)[1].split("Options:", 1)[0].strip().splitlines()
+    assert 1 <= len(examples) <= 2 and all(line.strip().startswith(("theaterctl", ".venv/bin/theaterctl", "id=",
+                                                                     "printf", "echo"))
+                                           for line in examples), examples
+
+
+def test_top_level_help_lists_commands_with_distinct_short_help() -> None:
+    from theaterctl.cli import COMMANDS
+
+    helps = {}
+    for name in COMMANDS:
+        cmd = cli.get_command(click.Context(cli), name)
+        assert cmd is not None
+        helps[name] = cmd.get_short_help_str(limit=45)
+    assert len(set(helps.values())) == len(helps), helps  # zsh merges equal descriptions into one row
+    assert not any(h.endswith("...") for h in helps.values()), helps

@@ -529,3 +529,24 @@ def test_daemon_start_failures_exit_as_theaterd_does(short_tmp: Path) -> None:
     r = d2.ctl("daemon", "start")
     assert r.returncode == 1, r.stderr
     assert r.stderr.startswith("theaterctl: error: theaterd could not start") and r.stderr.count("\n") == 1
+
+
+def test_channels_shows_one_channel_by_prefix_and_completes_ids(theaterd: DaemonProcess) -> None:
+    from tests.test_completions import _env, complete, values
+
+    spawn(theaterd, ECHO)
+    s = Session(theaterd, "--linger", "0.2", "echo")
+    try:
+        channel = s.wait_open()
+        one = json.loads(theaterd.ctl("--json", "channels", channel[:11]).stdout)
+        assert one["id"] == channel and one["target_name"] == "echo"
+        r = theaterd.ctl("channels", channel)
+        assert r.returncode == 0 and f"id         {channel}" in r.stdout
+        r = theaterd.ctl("channels", "ch_zzz")
+        assert r.returncode == 3 and "no open channel 'ch_zzz'" in r.stderr
+        env = _env(THEATER_SOCKET=str(theaterd.socket))
+        assert values(complete("theaterctl channels ch_", env)) == [channel]
+        s.end_input()
+        assert s.wait() == 0
+    finally:
+        s.close()
