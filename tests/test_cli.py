@@ -113,7 +113,7 @@ def test_one_shot_commands_do_not_import_trio_or_rich(short_tmp: Path) -> None:
         f"    main(['--socket', {str(short_tmp / 'none.sock')!r}, 'request', 'counter', '{{}}'])\n"
         "except SystemExit:\n"
         "    pass\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('trio', 'rich')))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('trio', 'rich', 'prompt_toolkit')))\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.stdout.strip().splitlines()[-1] == "[]"

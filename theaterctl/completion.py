@@ -30,6 +30,8 @@ TIMEOUT = 1.0  # seconds: connect and each answer; completion gives up silently 
 # Commands that also work on stopped actors (their chains and last state are kept).
 _READS_STOPPED = {"state", "inspect"}
 _READS_STOPPED_GROUPS = {"chain"}
+# Commands that message the actor: only a running one can take them (not a failed or stopping one).
+_NEEDS_RUNNING = {"send", "request", "channel"}
 
 
 def _socket_path(ctx: click.Context | None) -> str:
@@ -69,6 +71,8 @@ def complete_actor(ctx: click.Context, param: click.Parameter | None, incomplete
     """Names of the daemon's actors starting with ``incomplete`` (ids too, once something is typed)."""
     try:
         actors = _ask(ctx, "list", all=True if _include_stopped(ctx) else None)
+        if ctx is not None and ctx.command is not None and ctx.command.name in _NEEDS_RUNNING:
+            actors = [a for a in actors if a.get("status") == "running"]
         from click.shell_completion import CompletionItem
 
         items: list[CompletionItem] = []

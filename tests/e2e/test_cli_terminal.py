@@ -550,3 +550,20 @@ def test_channels_shows_one_channel_by_prefix_and_completes_ids(theaterd: Daemon
         assert s.wait() == 0
     finally:
         s.close()
+
+
+def test_messaging_commands_complete_only_running_actors(theaterd: DaemonProcess, short_tmp: Path) -> None:
+    from tests.test_completions import _env, complete, values
+
+    spawn(theaterd, COUNTER)
+    spawn(theaterd, _actor(short_tmp, "crashy", "def handle_send(state, params):\n    return 'not a tuple'\n"))
+    assert theaterd.ctl("send", "crashy", "{}").returncode == 0
+    deadline = time.monotonic() + DEADLINE
+    while json.loads(theaterd.ctl("--json", "inspect", "crashy").stdout)["status"] != "failed":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    env = _env(THEATER_SOCKET=str(theaterd.socket))
+    for command in ("send", "request", "channel"):
+        assert values(complete(f"theaterctl {command} c", env)) == ["counter"], command
+    assert sorted(values(complete("theaterctl stop c", env))) == ["counter", "crashy"]
+    assert sorted(values(complete("theaterctl inspect c", env))) == ["counter", "crashy"]
