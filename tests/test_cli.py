@@ -236,10 +236,15 @@ def test_every_help_ends_with_examples(path: tuple[str, ...]) -> None:
     assert result.exit_code == 0, result.output
     text = result.output
     assert "Examples:" in text, text
-    examples = text.split("Examples:", 1)[1].split("Options:", 1)[0].strip().splitlines()
+    examples = text.rstrip().split("Examples:")[-1].strip().splitlines()  # the last thing in the help
     assert 1 <= len(examples) <= 2 and all(line.strip().startswith(("theaterctl", ".venv/bin/theaterctl", "id=",
                                                                      "printf", "echo"))
                                            for line in examples), examples
+
+
+def test_top_level_help_ends_with_examples() -> None:
+    text = CliRunner().invoke(cli, ["--help"]).output
+    assert text.rstrip().splitlines()[-1].strip() == "theaterctl request counter '{\"type\": \"get\"}'"
 
 
 def test_top_level_help_lists_commands_with_distinct_short_help() -> None:

@@ -63,7 +63,7 @@ class LazyGroup(click.Group):
 
         module = importlib.import_module(f"theaterctl.commands.{module_name}")
         command: click.Command = module.command
-        return command
+        return examples_last(command)
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
                                                                                 list[str]]:
@@ -71,6 +71,22 @@ class LazyGroup(click.Group):
         if name and not name.startswith("-") and name not in COMMANDS and not ctx.resilient_parsing:
             raise click.UsageError(f"no such command {name!r}{did_you_mean(name, COMMANDS)}", ctx)
         return super().resolve_command(ctx, args)
+
+
+def examples_last(command: click.Command) -> click.Command:
+    """Move the 'Examples:' paragraph of a command's help (and its subcommands') to the epilog,
+    so that --help ends with the examples, after the options."""
+    import inspect
+
+    help_text = inspect.cleandoc(command.help or "")
+    marker = help_text.find("\b\nExamples:")
+    if marker >= 0 and not command.epilog:
+        command.epilog = help_text[marker:].rstrip()
+        command.help = help_text[:marker].rstrip()
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            examples_last(sub)
+    return command
 
 
 def did_you_mean(word: str, choices: "Iterable[str]") -> str:
@@ -108,6 +124,9 @@ def cli(ctx: click.Context, socket: str | None, home: str | None, as_json: bool,
     ctx.obj = app
     ctx.call_on_close(app.close)
 
+
+
+examples_last(cli)
 
 
 def main(argv: list[str] | None = None) -> None:
