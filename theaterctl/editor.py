@@ -2,10 +2,13 @@
 
 The session runs on trio in the main thread; prompt_toolkit runs its own asyncio
 loop.  Each line is read by :meth:`LineEditor.read_line` on a worker thread
-(``trio.to_thread.run_sync``), so the two loops never share a thread.  While the
-session runs, ``sys.stdout`` and ``sys.stderr`` are prompt_toolkit's
-``patch_stdout`` proxy: what the session prints (messages from the actor, notes)
-is drawn *above* the line being typed, which is redrawn intact below it.
+(``trio.to_thread.run_sync``), so the two loops never share a thread.  What the
+session prints while a prompt is up (messages from the actor, notes) goes
+through :meth:`LineEditor.print_above`: prompt_toolkit's ``run_in_terminal`` on
+the prompt's loop erases the prompt, writes, and redraws the line being typed
+intact below.  It returns once the text is written, so the session's output
+keeps its order; text that was still waiting when the prompt ended is written
+by the prompt's thread as it ends, before :meth:`read_line` returns.
 
 :meth:`cancel` ends a prompt from any thread (the actor closed the channel, the
 daemon went away): the prompt returns ``None`` and restores the terminal, and no
@@ -17,14 +20,14 @@ Imported only for an interactive session on a terminal.
 from __future__ import annotations
 
 import os
+import sys
 import threading
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from prompt_toolkit import PromptSession
+from prompt_toolkit.application import run_in_terminal
 from prompt_toolkit.history import FileHistory, InMemoryHistory
-from prompt_toolkit.patch_stdout import patch_stdout
 
 
 def history_path(home: Path, actor: str) -> Path:
@@ -49,10 +52,40 @@ class LineEditor:
         self._lock = threading.Lock()
         self._closed = False
         self._running = False
+        self._loop: Any = None  # the running prompt's asyncio loop
+        self._pending: list[_Text] = []  # handed to the prompt's loop, not yet written
 
-    def stdout_patched(self) -> AbstractContextManager[None]:
-        """While active, prints go above the prompt (``raw``: text is written as is)."""
-        return patch_stdout(raw=True)
+    def print_above(self, text: str, err: bool = False) -> None:
+        """Write ``text`` above the prompt (or plainly, with no prompt up); blocks until written."""
+        item = _Text(text, err)
+        with self._lock:
+            loop = self._loop if self._running else None
+            if loop is not None:
+                self._pending.append(item)
+        if loop is None:
+            item.write()
+            return
+
+        def schedule() -> None:  # on the prompt's loop
+            import asyncio
+
+            async def write_above() -> None:
+                await run_in_terminal(lambda: self._write(item), in_executor=False)
+
+            asyncio.ensure_future(write_above())
+
+        try:
+            loop.call_soon_threadsafe(schedule)
+        except RuntimeError:  # the loop has just closed: the prompt's thread writes it as it ends
+            pass
+        item.done.wait()
+
+    def _write(self, item: _Text) -> None:
+        with self._lock:
+            if item not in self._pending:
+                return
+            self._pending.remove(item)
+            item.write()
 
     def read_line(self) -> str | None:
         """One line (blocking; call it on a worker thread); None at Ctrl-D or after :meth:`cancel`.
@@ -68,10 +101,15 @@ class LineEditor:
         finally:
             with self._lock:
                 self._running = False
+                self._loop = None
+                for item in self._pending:  # still waiting when the prompt ended: in order, now
+                    item.write()
+                self._pending.clear()
 
     def _started(self) -> None:  # on prompt_toolkit's loop, once the prompt runs
         with self._lock:
             self._running = True
+            self._loop = self.session.app.loop
             if self._closed:
                 self.session.app.exit(exception=EOFError())
 
@@ -92,3 +130,20 @@ class LineEditor:
                 loop.call_soon_threadsafe(stop)
             except RuntimeError:  # the prompt has just finished and closed its loop
                 pass
+
+
+class _Text:
+    __slots__ = ("text", "err", "done")
+
+    def __init__(self, text: str, err: bool) -> None:
+        self.text = text
+        self.err = err
+        self.done = threading.Event()
+
+    def write(self) -> None:
+        stream = sys.stderr if self.err else sys.stdout
+        try:
+            stream.write(self.text)
+            stream.flush()
+        finally:
+            self.done.set()

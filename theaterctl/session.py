@@ -24,6 +24,7 @@ from contextlib import aclosing
 import math
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,8 @@ class ChannelSession:
         self.interactive = interactive
         self.home = home
         self.editor: Any = None  # the LineEditor of an interactive session
+        self.printer: Any = None  # interactive: where output lines queue for the printer task
+        self._printed: Any = None
         self.end_reason = ""  # why this side closed the channel, for the status line
         self.signal: int | None = None  # the signal that ended the session
         self.bad_line: str | None = None  # the error for a piped line that was not JSON
@@ -122,6 +125,7 @@ class ChannelSession:
                             "one JSON message per line, /close or Ctrl-D to end")
                 nursery.start_soon(self._socket_reader, early)
                 nursery.start_soon(self._input_interactive if self.interactive else self._input)
+        self._drain_printer()
 
     def _stop(self) -> None:
         """End the session: the line editor's prompt first (it holds the terminal), then every task."""
@@ -183,19 +187,20 @@ class ChannelSession:
                 self._print(frame.data.get("msg", b""))
             elif frame.event == "channel-closed":
                 self.closed_by_peer = True
-                output.note(f"channel {self.channel_id} closed: {frame.data.get('reason') or 'by ' + self.target_name}")
+                self._out(f"channel {self.channel_id} closed: {frame.data.get('reason') or 'by ' + self.target_name}",
+                          err=True)
                 return True
         elif isinstance(frame, (wire.Reply, wire.Error)) and frame.id in self.pending:
             self.pending.discard(frame.id)
             if isinstance(frame, wire.Error):
-                output.note(f"not delivered: {frame.message}")
+                self._out(f"not delivered: {frame.message}", err=True)
             if not self.pending:
                 self.acked.set()
             event = self.replies.pop(frame.id, None)
             if event is not None:
                 event.set()
         elif isinstance(frame, wire.Error) and frame.id is None:
-            output.error(frame.message)
+            self._out(f"{output.PROG}: error: {output.one_line(frame.message)}", err=True)
             self.closed_by_peer = True
             return True
         return False
@@ -204,12 +209,43 @@ class ChannelSession:
         try:
             value = json.loads(msg)
         except (ValueError, UnicodeDecodeError):
-            output.emit_text(bytes(msg).decode("utf-8", "replace"))
+            self._out(bytes(msg).decode("utf-8", "replace"))
             return
         if self.pretty:
-            output.emit_json(value, pretty=True)
+            self._out(json.dumps(value, indent=2, ensure_ascii=False))
         else:
-            output.emit_json_line(value)
+            self._out(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
+
+    def _out(self, line: str, err: bool = False) -> None:
+        """One line of output, in order: written now, or (a prompt may be up) queued for the printer."""
+        if self.printer is None:
+            stream = sys.stderr if err else sys.stdout
+            stream.write(line + "\n")
+            stream.flush()
+        else:
+            self.printer.send_nowait((line + "\n", err))
+
+    async def _print_above(self, receive: Any) -> None:
+        """The interactive session's printer: each line above the prompt, one after the other."""
+        async for text, err in receive:
+            # shielded: a line taken from the queue is always written (print_above returns once the
+            # prompt is gone at the latest, and every way of ending the session ends the prompt first)
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self.editor.print_above, text, err)
+
+    def _drain_printer(self) -> None:
+        """After the session's tasks: what the printer had not written yet, in order."""
+        if self.printer is None or self._printed is None:
+            return
+        while True:
+            try:
+                text, err = self._printed.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+            stream = sys.stderr if err else sys.stdout
+            stream.write(text)
+            stream.flush()
+        self.printer = None
 
     async def _lines(self) -> Any:
         """Lines from fd 0, read raw on a thread: an abandoned ``os.read`` holds no Python
@@ -266,31 +302,32 @@ class ChannelSession:
 
         history = history_path(self.home, self.target_name) if self.home is not None else None
         self.editor = LineEditor(f"{self.target_name}> ", history)
-        with self.editor.stdout_patched():
-            self.end_reason = "end of input"
-            while True:
-                try:
-                    line = await trio.to_thread.run_sync(self.editor.read_line)
-                except KeyboardInterrupt:
-                    self.signal = signal.SIGINT
-                    self.end_reason = "interrupted"
-                    await self._finish(linger=False)
-                    return
-                if line is None:
-                    break
-                text = line.strip()
-                if not text:
-                    continue
-                if text == "/close":
-                    self.end_reason = "/close"
-                    break
-                try:
-                    json.loads(text)
-                except ValueError as exc:
-                    output.note(f"not JSON, not sent ({exc}); type a JSON message, /close or Ctrl-D")
-                    continue
-                await self._send(text)
-            await self._finish(linger=True)
+        self.printer, self._printed = trio.open_memory_channel[tuple[str, bool]](math.inf)
+        self.nursery.start_soon(self._print_above, self._printed)
+        self.end_reason = "end of input"
+        while True:
+            try:
+                line = await trio.to_thread.run_sync(self.editor.read_line)
+            except KeyboardInterrupt:
+                self.signal = signal.SIGINT
+                self.end_reason = "interrupted"
+                await self._finish(linger=False)
+                return
+            if line is None:
+                break
+            text = line.strip()
+            if not text:
+                continue
+            if text == "/close":
+                self.end_reason = "/close"
+                break
+            try:
+                json.loads(text)
+            except ValueError as exc:
+                self._out(f"not JSON, not sent ({exc}); type a JSON message, /close or Ctrl-D", err=True)
+                continue
+            await self._send(text)
+        await self._finish(linger=True)
 
     async def _finish(self, linger: bool) -> None:
         if linger:
@@ -311,7 +348,7 @@ class ChannelSession:
                     await done.wait()
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
-            output.note(f"channel {self.channel_id} closed ({self.end_reason or 'by this side'})")
+            self._out(f"channel {self.channel_id} closed ({self.end_reason or 'by this side'})", err=True)
         self._stop()
 
 

@@ -2,17 +2,16 @@
 
 Covers scripted use through pipes, the session's exits (EOF, the actor
 closing, rejection, unknown actor, no daemon, SIGKILL), ``channels``, the
-chatroom between two live sessions, actor-to-actor channels (pingpong) and a
-real pseudo-terminal.  Synchronisation is by reading the session's output or
-polling the daemon with a deadline, never by sleeping.
+chatroom between two live sessions and actor-to-actor channels (pingpong);
+the line editor in a pseudo-terminal is in test_cli_terminal.py.
+Synchronisation is by reading the session's output or polling the daemon with
+a deadline, never by sleeping.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import queue
-import select
 import shlex
 import signal
 import subprocess
@@ -449,53 +448,4 @@ def test_pingpong_actor_to_actor_channel(theaterd: DaemonProcess) -> None:
     assert pong_events[-1]["data"]["peer_name"] == "ping"
 
 
-# ---------------------------------------------------------------------------
-# a real terminal
-
-
-def _read_pty(fd: int, buf: bytearray, timeout: float) -> bool:
-    """Read what is there within ``timeout``; False at EOF (the child closed the terminal)."""
-    ready, _, _ = select.select([fd], [], [], timeout)
-    if not ready:
-        return True
-    try:
-        data = os.read(fd, 4096)
-    except OSError:  # EIO: every slave descriptor is closed
-        return False
-    if not data:
-        return False
-    buf.extend(data)
-    return True
-
-
-def test_terminal_session_pretty_prints_and_ctrl_d_exits_0(theaterd: DaemonProcess) -> None:
-    spawn(theaterd, ECHO)
-    master, slave = os.openpty()
-    env = dict(theaterd.env, TERM="xterm")
-    proc = subprocess.Popen([bin_path("theaterctl"), "channel", "--pretty", "echo"], stdin=slave, stdout=slave,
-                            stderr=slave, env=env, start_new_session=True)
-    os.close(slave)
-    buf = bytearray()
-    try:
-        deadline = time.monotonic() + DEADLINE
-        while b" open to echo" not in buf:
-            assert time.monotonic() < deadline, bytes(buf)
-            assert _read_pty(master, buf, 0.2), bytes(buf)
-        os.write(master, b'{"greeting": "hello", "n": [1, 2]}\n')
-        pretty = b'{\r\n  "greeting": "hello",\r\n  "n": [\r\n    1,\r\n    2\r\n  ]\r\n}\r\n'
-        while pretty not in buf:
-            assert time.monotonic() < deadline, bytes(buf)
-            assert _read_pty(master, buf, 0.2), bytes(buf)
-        os.write(master, b"\x04")  # Ctrl-D on an empty line: end of input
-        while proc.poll() is None:
-            assert time.monotonic() < deadline, bytes(buf)
-            if not _read_pty(master, buf, 0.2):
-                break
-        assert proc.wait(timeout=DEADLINE) == 0, bytes(buf)
-        assert b" closed" in buf and b"Traceback" not in buf
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-        os.close(master)
-    assert open_channels(theaterd) == []
+# The session in a real terminal (the line editor) is in tests/e2e/test_cli_terminal.py.

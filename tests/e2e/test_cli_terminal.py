@@ -470,7 +470,9 @@ def test_actor_closing_ends_the_prompt(theaterd: DaemonProcess, terminal: Any) -
     p.write(b"abc")
     p.expect("closed: closed by ticker")
     assert p.wait() == 0, p.text
-    assert '{"tick":2}' in p.text
+    # in order: both ticks, then the line saying why the channel closed, then nothing more
+    assert p.text.index('{"tick":1}') < p.text.index('{"tick":2}') < p.text.index("closed: closed by ticker")
+    assert p.text.rstrip().endswith("closed: closed by ticker")
 
 
 def test_the_daemon_going_away_is_said_on_its_own_line(daemon_factory: Any, short_tmp: Path) -> None:
@@ -567,3 +569,15 @@ def test_messaging_commands_complete_only_running_actors(theaterd: DaemonProcess
         assert values(complete(f"theaterctl {command} c", env)) == ["counter"], command
     assert sorted(values(complete("theaterctl stop c", env))) == ["counter", "crashy"]
     assert sorted(values(complete("theaterctl inspect c", env))) == ["counter", "crashy"]
+
+
+def test_pretty_indents_messages_and_ctrl_d_exits_0(theaterd: DaemonProcess, terminal: Any) -> None:
+    spawn(theaterd, ECHO)
+    p = terminal("channel", "--pretty", "echo")
+    p.expect("echo>")
+    p.write(b'{"greeting": "hello", "n": [1, 2]}\r')
+    p.expect('{\n  "greeting": "hello",\n  "n": [\n    1,\n    2\n  ]\n}\n')
+    assert p.end_input() == 0, p.text
+    assert "closed (end of input)" in p.text and "Traceback" not in p.text
+    r = theaterd.ctl("channels", "--json")
+    assert json.loads(r.stdout) == []
