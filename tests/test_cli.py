@@ -257,3 +257,9 @@ def test_top_level_help_lists_commands_with_distinct_short_help() -> None:
         helps[name] = cmd.get_short_help_str(limit=45)
     assert len(set(helps.values())) == len(helps), helps  # zsh merges equal descriptions into one row
     assert not any(h.endswith("...") for h in helps.values()), helps
+
+
+def test_spawn_refuses_a_name_that_looks_like_an_id(short_tmp: Path) -> None:
+    r = _run("--socket", str(short_tmp / "none.sock"), "spawn", "m.toml", "--name",
+             "16990a91-986e-4702-aa99-ea868562b0c6")
+    assert r.returncode == 2 and "looks like an actor id" in r.stderr and r.stderr.count("\n") == 1

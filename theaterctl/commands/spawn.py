@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
 
+from daemon.errors import BadInput
+
 from ..app import App, json_option, parse_json_option
 from ..output import emit_json, emit_text
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 @click.command("spawn", short_help="Start an actor from a manifest.")
@@ -23,6 +29,9 @@ def command(app: App, manifest: Path, name: str | None, state: str | None, quiet
       theaterctl spawn actors/examples/counter/manifest.toml
       id=$(theaterctl spawn -q actors/examples/echo/manifest.toml --name echo2)
     """
+    if name is not None and _UUID.fullmatch(name):
+        raise BadInput(f"--name {name}: a name that looks like an actor id would be confused with one;"
+                       " choose another")
     raw_state = parse_json_option(state, "--state") if state is not None else None
     result = app.client().call("spawn", manifest=str(manifest.resolve()), name=name, state=raw_state)
     if app.json:
