@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyte
 import pytest
 
 from tests.conftest import EXAMPLES, DaemonProcess, bin_path
@@ -40,8 +41,24 @@ def _controlling_tty() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
+class _Screen(pyte.Screen):
+    """pyte's terminal, answering the program's cursor-position requests as a real terminal does."""
+
+    def __init__(self, columns: int, rows: int, master: int) -> None:
+        super().__init__(columns, rows)
+        self.master = master
+
+    def write_process_input(self, data: str) -> None:
+        os.write(self.master, data.encode())
+
+
 class Pty:
-    """A command on a pseudo-terminal of ``columns`` x ``rows``; ``text`` is what it printed (no escapes)."""
+    """A command on a pseudo-terminal of ``columns`` x ``rows``.
+
+    ``text`` is everything it printed (escapes removed; cursor movements are lost, so
+    use it for what was printed, not where); ``display`` is the screen a person sees
+    now, as rendered by a terminal emulator (pyte).
+    """
 
     def __init__(self, args: list[str], env: dict[str, str], columns: int = 80, rows: int = 24) -> None:
         self.master, slave = os.openpty()
@@ -53,6 +70,8 @@ class Pty:
         os.close(slave)
         self.raw = bytearray()
         self.eof = False
+        self.screen = _Screen(columns, rows, self.master)
+        self.stream = pyte.ByteStream(self.screen)
 
     def _read(self, timeout: float) -> None:
         if self.eof:
@@ -67,9 +86,24 @@ class Pty:
             data = b""
         if not data:
             self.eof = True
-        for _ in range(data.count(b"\x1b[6n")):  # answer cursor position requests, as a terminal does
-            os.write(self.master, b"\x1b[1;1R")
         self.raw.extend(data)
+        self.stream.feed(data)
+
+    @property
+    def display(self) -> list[str]:
+        return [line.rstrip() for line in self.screen.display]
+
+    def expect_screen(self, *lines: str, timeout: float = DEADLINE) -> None:
+        """Wait until the screen shows each of ``lines`` as a whole line, in this order, one after the other."""
+        deadline = time.monotonic() + timeout
+        want = list(lines)
+        while True:
+            shown = self.display
+            if any(shown[i:i + len(want)] == want for i in range(len(shown))):
+                return
+            if time.monotonic() > deadline:
+                pytest.fail(f"the screen does not show {want}; it shows:\n" + "\n".join(shown))
+            self._read(0.1)
 
     @property
     def text(self) -> str:
@@ -413,12 +447,10 @@ def test_typed_half_line_stays_intact_while_a_message_arrives(theaterd: DaemonPr
     bob = Session(theaterd, "--linger", "0.2", "chatroom", '{"join": "bob"}')
     try:
         bob.wait_open()
-        ada.expect('{"joined":"bob"}')  # printed above the prompt, compact on one line
-        ada.write(b'f"}\r')  # finish the line: what was typed before the message is still there
+        # the message is printed above the prompt, on a line of its own, and the half line is intact below
+        ada.expect_screen('{"joined":"bob"}', 'chatroom> {"text": "hal')
+        ada.write(b'f"}\r')  # finish the line: what was typed before the message arrived is sent whole
         bob.expect_json({"from": "ada", "msg": {"text": "half"}})
-        lines = ada.text.splitlines()
-        joined = next(i for i, line in enumerate(lines) if '{"joined":"bob"}' in line)
-        assert lines[joined].strip(' \r\x08') == '{"joined":"bob"}'  # its own line, not inside the typed one
         assert ada.end_input() == 0, ada.text
         assert "closed (end of input)" in ada.text
         bob.end_input()
@@ -486,9 +518,12 @@ def test_the_daemon_going_away_is_said_on_its_own_line(daemon_factory: Any, shor
         p.expect('{"half":')
         d.kill()
         assert p.wait() == 69, p.text
-        line = next(line for line in p.text.splitlines() if "went away" in line)
-        assert line == f"theaterctl: error: the daemon went away; channel {line.split()[-3]} is gone"
-        assert "Traceback" not in p.text
+        # on a line of its own (the prompt with the half line stays above it), nothing glued to it
+        assert 'echo> {"half":' in p.display, p.display
+        start = next(i for i, line in enumerate(p.display) if "went away" in line)
+        said = "".join(p.display[start:start + 2])  # one line, wrapped by the 80-column terminal
+        assert said.startswith("theaterctl: error: the daemon went away; channel ch_"), p.display
+        assert said.endswith(" is gone") and "Traceback" not in p.text
     finally:
         p.close()
 
