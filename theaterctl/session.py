@@ -5,6 +5,9 @@
     ├─ input reader     one JSON message per line; /close, EOF or Ctrl-C end it
     │                   (piped: raw reads of fd 0; on a terminal: the line editor,
     │                   prompt_toolkit on a worker thread, see editor.py)
+    ├─ printer          on a terminal only: writes each output line above the
+    │                   prompt, in order (what it has not written when the session
+    │                   ends is written after the nursery)
     └─ signal watcher   Ctrl-C closes the channel cleanly
 
 After the input ends the session waits until every message it sent is
@@ -115,17 +118,19 @@ class ChannelSession:
 
     async def run(self) -> None:
         # signals are watched from the very start: Ctrl-C while opening aborts cleanly
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
-            async with trio.open_nursery() as nursery:
-                self.nursery = nursery
-                nursery.start_soon(self._signals, signals)
-                early = await self._open()
-                self.opened = True
-                output.note(f"channel {self.channel_id} open to {self.target_name}; "
-                            "one JSON message per line, /close or Ctrl-D to end")
-                nursery.start_soon(self._socket_reader, early)
-                nursery.start_soon(self._input_interactive if self.interactive else self._input)
-        self._drain_printer()
+        try:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+                async with trio.open_nursery() as nursery:
+                    self.nursery = nursery
+                    nursery.start_soon(self._signals, signals)
+                    early = await self._open()
+                    self.opened = True
+                    output.note(f"channel {self.channel_id} open to {self.target_name}; "
+                                "one JSON message per line, /close or Ctrl-D to end")
+                    nursery.start_soon(self._socket_reader, early)
+                    nursery.start_soon(self._input_interactive if self.interactive else self._input)
+        finally:
+            self._drain_printer()
 
     def _stop(self) -> None:
         """End the session: the line editor's prompt first (it holds the terminal), then every task."""
