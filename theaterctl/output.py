@@ -215,7 +215,7 @@ def dropped_note(dropped: Sequence[str]) -> None:
         note(f"({', '.join(dropped)} left out to fit {terminal_width()} columns; --wide shows every column)")
 
 
-def table(columns: Sequence[Column | str], rows: Sequence[Sequence[Any]], title: str | None = None,
+def table(columns: Sequence[Column | str], rows: Sequence[Sequence[Any]],
           styles: dict[int, dict[str, str]] | None = None, headers: bool = True, wide: bool = False) -> None:
     """Fitted to the terminal (rich) for a person; aligned plain text, every column, when piped or ``wide``."""
     cols = [c if isinstance(c, Column) else Column(c) for c in columns]
@@ -227,6 +227,15 @@ def table(columns: Sequence[Column | str], rows: Sequence[Sequence[Any]], title:
         return
     sys.stdout.write(plain_table(cols, rows, headers))
     sys.stdout.flush()
+
+
+def busy_text(actor: dict[str, Any], person: bool) -> str:
+    """The handler an actor is busy in and for how long: 'handle_send 0.6s' for a person,
+    'handle_send:0.6s' piped (one token), '-' when idle."""
+    busy = actor.get("busy")
+    if not busy:
+        return "-"
+    return f"{busy['handler']}{' ' if person else ':'}{human_duration(busy['seconds'])}"
 
 
 def short_id(value: Any, short: bool = True) -> str:

@@ -1,26 +1,15 @@
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from ..app import App, json_option, table_options
-from ..output import STATUS_STYLES, Column, emit_json, emit_text, human_duration, is_tty, note, short_id, table
+from ..output import STATUS_STYLES, Column, busy_text, emit_json, emit_text, is_tty, note, short_id, table
 
 # On a terminal: NAME and BUSY shorten first; then CHAIN, HANDLED, MAILBOX give way.
 COLUMNS = (
     Column("NAME", flex=True, min_width=8), Column("ID"), Column("STATUS"), Column("BUSY", flex=True, min_width=10),
     Column("HANDLED", drop=2, right=True), Column("CHAIN", drop=3, right=True), Column("MAILBOX", drop=1, right=True),
 )
-
-
-def busy_cell(actor: dict[str, Any], person: bool) -> str:
-    """The handler an actor is busy in and for how long: 'handle_send 0.6s' for a person,
-    'handle_send:0.6s' piped (one token), '-' when idle."""
-    busy = actor.get("busy")
-    if not busy:
-        return "-"
-    return f"{busy['handler']}{' ' if person else ':'}{human_duration(busy['seconds'])}"
 
 
 @click.command("list", short_help="List actors (-q: ids only).")
@@ -56,6 +45,6 @@ def command(app: App, show_all: bool, quiet: bool) -> None:
              + "; spawn one with: theaterctl spawn MANIFEST")
         return
     short = person and not app.wide
-    rows = [[a["name"], short_id(a["id"], short), a["status"], busy_cell(a, person), a["handled"],
+    rows = [[a["name"], short_id(a["id"], short), a["status"], busy_text(a, person), a["handled"],
              a["chain_length"], a.get("mailbox", 0)] for a in actors]
     table(COLUMNS, rows, styles={2: STATUS_STYLES}, headers=app.headers, wide=app.wide)

@@ -6,8 +6,8 @@ from typing import Any
 import click
 
 from ..app import App, json_option, table_options
-from ..output import (STATUS_STYLES, Column, emit_json, human_duration, is_tty, plain_table, render_table,
-                      short_id, terminal_width, use_color)
+from ..output import (STATUS_STYLES, Column, busy_text, emit_json, is_tty, plain_table, render_table, short_id,
+                      terminal_width, use_color)
 
 COLUMNS = (
     Column("NAME", flex=True, min_width=8), Column("ID", drop=4), Column("STATUS"),
@@ -43,10 +43,9 @@ def _rate_text(rate: float | None) -> str:
 def rows(actors: list[dict[str, Any]], per_second: dict[str, float], short: bool, person: bool) -> list[list[Any]]:
     out = []
     for a in actors:
-        busy = a.get("busy")
-        busy_text = f"{busy['handler']}{' ' if person else ':'}{human_duration(busy['seconds'])}" if busy else "-"
         out.append([a["name"], short_id(a["id"], short), a["status"], _rate_text(per_second.get(a["id"])),
-                    a.get("mailbox", 0), busy_text, a.get("channels", 0), a["handled"], a.get("restarts", 0)])
+                    a.get("mailbox", 0), busy_text(a, person), a.get("channels", 0), a["handled"],
+                    a.get("restarts", 0)])
     return out
 
 
