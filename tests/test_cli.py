@@ -263,3 +263,17 @@ def test_spawn_refuses_a_name_that_looks_like_an_id(short_tmp: Path) -> None:
     r = _run("--socket", str(short_tmp / "none.sock"), "spawn", "m.toml", "--name",
              "16990a91-986e-4702-aa99-ea868562b0c6")
     assert r.returncode == 2 and "looks like an actor id" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_readme_names_every_option() -> None:
+    from tests.test_docs import COMMANDS, README
+
+    shared = {"--json", "--socket", "--home", "--timeout", "--help"}
+    missing = []
+    for path, cmd in COMMANDS:
+        for param in cmd.params:
+            if isinstance(param, click.Option):
+                long = [o for o in param.opts + param.secondary_opts if o.startswith("--")]
+                if long and not set(long) & shared and not any(o in README for o in long):
+                    missing.append(f"theaterctl {' '.join(path)} {long[0]}")
+    assert missing == [], f"options not in the README's command reference: {missing}"
