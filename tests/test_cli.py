@@ -53,7 +53,7 @@ def test_usage_error_is_exit_2() -> None:
     (("request",), "theaterctl: error: missing argument 'ACTOR' (see 'theaterctl request --help')"),
     (("list", "--bogus"), "theaterctl: error: no such option '--bogus' (see 'theaterctl list --help')"),
     (("chian",), "theaterctl: error: no such command 'chian'; did you mean chain? (see 'theaterctl --help')"),
-    (("chain", "shwo"), "no such command 'shwo'"),
+    (("chain", "shwo"), "no such command 'shwo'; did you mean show? (see 'theaterctl chain --help')"),
     (("lsit",), "did you mean list?"),
     (("xyzzy",), "no such command 'xyzzy' (see 'theaterctl --help')"),
     (("chain", "show", "counter", "--type", "bogus"), "unknown event type 'bogus'; the types are: runtime/spawn"),

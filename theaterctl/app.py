@@ -198,3 +198,36 @@ def resolve_actor(app: App, text: str) -> str:
         listed = ", ".join(f"{a['id']} ({a.get('name')}, {a.get('status')})" for a in matches)
         raise click.UsageError(f"actor id prefix {text} is ambiguous: it matches {listed}; type more of it")
     return text
+
+
+# -- groups that suggest -------------------------------------------------------------
+
+
+def did_you_mean(word: str, choices: Any) -> str:
+    """'; did you mean chain?' for the closest choice, or '' when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def _suggesting_group() -> Any:
+    import click
+
+    class SuggestingGroup(click.Group):
+        """A group whose unknown command is a usage error naming the closest one."""
+
+        def command_names(self, ctx: click.Context) -> list[str]:
+            return self.list_commands(ctx)
+
+        def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+            name = args[0] if args else ""
+            names = self.command_names(ctx)
+            if name and not name.startswith("-") and name not in names and not ctx.resilient_parsing:
+                raise click.UsageError(f"no such command {name!r}{did_you_mean(name, names)}", ctx)
+            return super().resolve_command(ctx, args)
+
+    return SuggestingGroup
+
+
+SuggestingGroup = _suggesting_group()

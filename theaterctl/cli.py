@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
 
 import click
 
@@ -26,7 +25,7 @@ from daemon.errors import TheaterError
 from daemon.paths import HOME_ENV, SOCKET_ENV, default_home, default_socket
 
 from . import __version__
-from .app import App
+from .app import App, SuggestingGroup
 from .output import error
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -51,7 +50,7 @@ COMMANDS = {
 }
 
 
-class LazyGroup(click.Group):
+class LazyGroup(SuggestingGroup):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
@@ -64,13 +63,6 @@ class LazyGroup(click.Group):
         module = importlib.import_module(f"theaterctl.commands.{module_name}")
         command: click.Command = module.command
         return examples_last(command)
-
-    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
-                                                                                list[str]]:
-        name = args[0] if args else ""
-        if name and not name.startswith("-") and name not in COMMANDS and not ctx.resilient_parsing:
-            raise click.UsageError(f"no such command {name!r}{did_you_mean(name, COMMANDS)}", ctx)
-        return super().resolve_command(ctx, args)
 
 
 def examples_last(command: click.Command) -> click.Command:
@@ -87,14 +79,6 @@ def examples_last(command: click.Command) -> click.Command:
         for sub in command.commands.values():
             examples_last(sub)
     return command
-
-
-def did_you_mean(word: str, choices: "Iterable[str]") -> str:
-    """'; did you mean chain?' for the closest choice, or '' when none is close."""
-    import difflib
-
-    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]}?" if close else ""
 
 
 @click.group(cls=LazyGroup, context_settings=CONTEXT)

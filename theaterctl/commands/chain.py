@@ -8,12 +8,12 @@ import click
 
 from daemon.errors import ActorFailed, BadInput
 
-from ..app import App, json_option, resolve_actor, table_options
+from ..app import App, SuggestingGroup, json_option, resolve_actor, table_options
 from ..completion import complete_actor, complete_event_type
 from ..output import cut_for_screen, emit_json, emit_json_line, emit_text, key_values, note, stream_events
 
 
-@click.group("chain", short_help="Show, verify and export state chains.")
+@click.group("chain", cls=SuggestingGroup, short_help="Show, verify and export state chains.")
 def command() -> None:
     """Show, verify and export actors' state chains.
 

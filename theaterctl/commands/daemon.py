@@ -11,7 +11,7 @@ import click
 
 from daemon.errors import BadInput, ErrorCode, InternalError, TheaterError, Timeout, Unavailable
 
-from ..app import App, json_option
+from ..app import App, SuggestingGroup, json_option
 from ..client import Client
 from ..output import emit_json, emit_text, human_duration, is_tty, key_values, note
 
@@ -19,7 +19,7 @@ START_TIMEOUT = 20.0
 STOP_TIMEOUT = 40.0
 
 
-@click.group("daemon", short_help="Start, stop, restart and check theaterd.")
+@click.group("daemon", cls=SuggestingGroup, short_help="Start, stop, restart and check theaterd.")
 def command() -> None:
     """Start, stop, restart and check theaterd; install its systemd units.
 
