@@ -110,6 +110,11 @@ class ChannelSession:
                 raise Unavailable("the daemon closed the connection")
             self.reader.feed(data)
 
+    @property
+    def shown_id(self) -> str:
+        """The channel id as the status lines show it: short (ch_ + 8 hex digits) on a terminal."""
+        return output.short_id(self.channel_id, short=output.is_tty(sys.stderr))
+
     def _next_id(self) -> int:
         self._ids += 1
         return self._ids
@@ -125,8 +130,8 @@ class ChannelSession:
                     nursery.start_soon(self._signals, signals)
                     early = await self._open()
                     self.opened = True
-                    output.note(f"channel {self.channel_id} open to {self.target_name}; "
-                                "one JSON message per line, /close or Ctrl-D to end")
+                    output.note(f"channel {self.shown_id} open to {self.target_name}; "
+                                "one JSON message per line, Ctrl-D to end")
                     nursery.start_soon(self._socket_reader, early)
                     nursery.start_soon(self._input_interactive if self.interactive else self._input)
         finally:
@@ -192,7 +197,7 @@ class ChannelSession:
                 self._print(frame.data.get("msg", b""))
             elif frame.event == "channel-closed":
                 self.closed_by_peer = True
-                self._out(f"channel {self.channel_id} closed: {frame.data.get('reason') or 'by ' + self.target_name}",
+                self._out(f"channel {self.shown_id} closed: {frame.data.get('reason') or 'by ' + self.target_name}",
                           err=True)
                 return True
         elif isinstance(frame, (wire.Reply, wire.Error)) and frame.id in self.pending:
@@ -353,7 +358,7 @@ class ChannelSession:
                     await done.wait()
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
-            self._out(f"channel {self.channel_id} closed ({self.end_reason or 'by this side'})", err=True)
+            self._out(f"channel {self.shown_id} closed ({self.end_reason or 'by this side'})", err=True)
         self._stop()
 
 
@@ -385,7 +390,7 @@ def run_session(socket_path: Path, actor: str, initial: bytes, timeout: float | 
     if session.interrupted:
         raise KeyboardInterrupt
     if session.lost:
-        raise Unavailable(f"the daemon went away; channel {session.channel_id} is gone")
+        raise Unavailable(f"the daemon went away; channel {session.shown_id} is gone")
     if session.bad_line is not None:
         raise BadInput(session.bad_line)
     if session.signal is not None:

@@ -520,10 +520,9 @@ def test_the_daemon_going_away_is_said_on_its_own_line(daemon_factory: Any, shor
         assert p.wait() == 69, p.text
         # on a line of its own (the prompt with the half line stays above it), nothing glued to it
         assert 'echo> {"half":' in p.display, p.display
-        start = next(i for i, line in enumerate(p.display) if "went away" in line)
-        said = "".join(p.display[start:start + 2])  # one line, wrapped by the 80-column terminal
-        assert said.startswith("theaterctl: error: the daemon went away; channel ch_"), p.display
-        assert said.endswith(" is gone") and "Traceback" not in p.text
+        said = next(line for line in p.display if "went away" in line)
+        assert re.fullmatch(r"theaterctl: error: the daemon went away; channel ch_[0-9a-f]{8} is gone", said), said
+        assert "Traceback" not in p.text
     finally:
         p.close()
 
@@ -610,6 +609,9 @@ def test_pretty_indents_messages_and_ctrl_d_exits_0(theaterd: DaemonProcess, ter
     spawn(theaterd, ECHO)
     p = terminal("channel", "--pretty", "echo")
     p.expect("echo>")
+    # the status lines fit: the channel id is short on a terminal
+    assert re.fullmatch(r"channel ch_[0-9a-f]{8} open to echo; one JSON message per line, Ctrl-D to end",
+                        p.display[0]), p.display
     p.write(b'{"greeting": "hello", "n": [1, 2]}\r')
     p.expect('{\n  "greeting": "hello",\n  "n": [\n    1,\n    2\n  ]\n}\n')
     assert p.end_input() == 0, p.text
