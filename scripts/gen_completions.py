@@ -5,8 +5,8 @@
     python scripts/gen_completions.py -o DIR       # write them somewhere else
     python scripts/gen_completions.py --check      # exit 1 if completions/ is stale
 
-Each file is exactly what ``_THEATERCTL_COMPLETE=<shell>_source theaterctl``
-prints: a small shell function that calls theaterctl back with
+Each file is exactly what ``theaterctl completion <shell>`` (and
+``_THEATERCTL_COMPLETE=<shell>_source theaterctl``) prints: a small shell function that calls theaterctl back with
 ``_THEATERCTL_COMPLETE=<shell>_complete`` on every <TAB>, so subcommands,
 options and actor names always come from the installed CLI (and, for actor
 names, from the running daemon).  Regenerate after upgrading click or
@@ -23,34 +23,24 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from click.shell_completion import BashComplete, FishComplete, ShellComplete, ZshComplete  # noqa: E402
+from theaterctl.completion import source  # noqa: E402
 
-PROG_NAME = "theaterctl"
-COMPLETE_VAR = "_THEATERCTL_COMPLETE"
-
-# file name -> click completion class
-TARGETS: dict[str, type[ShellComplete]] = {
-    "theaterctl.bash": BashComplete,
-    "_theaterctl": ZshComplete,
-    "theaterctl.fish": FishComplete,
+# file name -> shell
+TARGETS: dict[str, str] = {
+    "theaterctl.bash": "bash",
+    "_theaterctl": "zsh",
+    "theaterctl.fish": "fish",
 }
 
 
-def render(cls: type[ShellComplete]) -> str:
-    """The completion script for one shell, as click's ``<shell>_source`` instruction prints it."""
-    from theaterctl.cli import cli
-
-    comp = cls(cli, {}, PROG_NAME, COMPLETE_VAR)
-    if isinstance(comp, BashComplete):
-        # BashComplete.source() first runs `bash --version` only to warn about
-        # bash < 4.4 on stderr; the script itself does not depend on it.
-        return ShellComplete.source(comp)
-    return comp.source()
+def render(shell: str) -> str:
+    """The completion script for one shell: what ``theaterctl completion SHELL`` prints."""
+    return source(shell)
 
 
 def generate() -> dict[str, str]:
     """File name -> contents, for every supported shell."""
-    return {name: render(cls) for name, cls in TARGETS.items()}
+    return {name: render(shell) for name, shell in TARGETS.items()}
 
 
 def write(out_dir: Path) -> list[Path]:

@@ -101,6 +101,43 @@ def test_scripts_are_what_click_sources(shell: str) -> None:
         assert text.startswith(b"#compdef theaterctl")
 
 
+@pytest.mark.parametrize("shell", sorted(FILES))
+def test_completion_command_prints_the_committed_script(shell: str) -> None:
+    r = subprocess.run([bin_path("theaterctl"), "completion", shell], env=_env(), capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == (COMPLETIONS / FILES[shell]).read_bytes()
+
+
+def test_fish_script_keeps_descriptions_with_commas() -> None:
+    text = (COMPLETIONS / FILES["fish"]).read_text()
+    assert 'string split -m 1 "," -- $completion' in text
+    assert 'string split "," $completion' not in text
+
+
+def test_descriptions_keep_their_commas_and_rows_stay_apart() -> None:
+    """fish gets 'plain,VALUE<TAB>HELP'; zsh gets TYPE, VALUE, HELP lines, and merges equal HELPs into one row."""
+    r = subprocess.run([bin_path("theaterctl")], capture_output=True, text=True, timeout=30,
+                       env=_env(_THEATERCTL_COMPLETE="fish_complete", COMP_WORDS="theaterctl ", COMP_CWORD=""))
+    assert r.returncode == 0, r.stderr
+    rows = dict(line.split("\t", 1) for line in r.stdout.splitlines())
+    assert rows["plain,top"] == "Live view of actors: messages/s, mailboxes."  # a comma, kept whole
+    r = complete("theaterctl ", shell="zsh")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    helps = {lines[i + 1]: lines[i + 2] for i in range(0, len(lines), 3)}
+    assert helps["request"] != helps["send"]
+    assert len(set(helps.values())) == len(helps), helps
+
+
+def test_completes_event_types_after_type() -> None:
+    types = values(complete("theaterctl chain show counter --type "))
+    from theaterctl.events import EVENT_TYPES
+
+    assert "runtime/spawn" in types and "message-server/handle-send" in types and types == list(EVENT_TYPES)
+    assert values(complete("theaterctl chain show counter --type handle-s")) == ["message-server/handle-send"]
+    assert values(complete("theaterctl chain show counter --type runtime/s")) == ["runtime/spawn", "runtime/stop"]
+
+
 def test_bash_script_registers_the_completion_function() -> None:
     script = COMPLETIONS / FILES["bash"]
     r = subprocess.run(["bash", "--norc", "--noprofile", "-c", f"source {script} && complete -p theaterctl"],
@@ -114,13 +151,15 @@ def test_bash_script_registers_the_completion_function() -> None:
 
 def test_completes_subcommands() -> None:
     everything = values(complete("theaterctl "))
-    for name in ("chain", "channel", "channels", "daemon", "inspect", "list", "new", "request", "send", "spawn",
-                 "state", "stop"):
+    for name in ("chain", "channel", "channels", "completion", "daemon", "inspect", "list", "new", "request", "send",
+                 "spawn", "state", "stop", "top"):
         assert name in everything
     assert values(complete("theaterctl ch")) == ["chain", "channel", "channels"]
     assert values(complete("theaterctl st")) == ["state", "stop"]
     assert values(complete("theaterctl chain ")) == ["export", "show", "verify"]
     assert values(complete("theaterctl chain v")) == ["verify"]
+    assert values(complete("theaterctl daemon re")) == ["restart"]
+    assert values(complete("theaterctl completion ")) == ["bash", "zsh", "fish"]
     assert values(complete("theaterctl zzz")) == []
 
 
@@ -132,6 +171,8 @@ def test_completes_options() -> None:
     assert "--follow" in values(complete("theaterctl chain show counter --f"))
     assert values(complete("theaterctl chain export counter --ou")) == ["--output"]
     assert values(complete("theaterctl spawn m.toml --na")) == ["--name"]
+    assert set(values(complete("theaterctl list --"))) >= {"--wide", "--output", "--no-headers", "--quiet", "--socket",
+                                                          "--timeout", "--home", "--json"}
 
 
 def test_zsh_and_fish_protocols() -> None:
@@ -178,6 +219,8 @@ def test_actor_completion_uses_the_socket_option(theaterd: DaemonProcess, short_
     env = _no_daemon_env(short_tmp / "elsewhere")
     assert values(complete("theaterctl request cou", env)) == []
     assert values(complete(f"theaterctl --socket {theaterd.socket} request cou", env)) == ["counter"]
+    # after the command too
+    assert values(complete(f"theaterctl request --socket {theaterd.socket} cou", env)) == ["counter"]
 
 
 @pytest.mark.e2e

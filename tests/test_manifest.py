@@ -161,8 +161,8 @@ def test_not_toml(tmp_path: Path, text: str) -> None:
         ('name = "9lives"\ncomponent = "actor.py"\n', r"invalid actor name '9lives'"),
         ('name = "has space"\ncomponent = "actor.py"\n', r"invalid actor name 'has space'"),
         ('name = "w\\n"\ncomponent = "actor.py"\n', r"invalid actor name 'w\\n'"),  # a trailing newline
-        ('name = "w"\n', r"'component' \(path to the actor's Python file\) is missing"),
-        ('name = "w"\ncomponent = 3\n', r"'component' \(path to the actor's Python file\) is missing"),
+        ('name = "w"\n', r"'component' \(path to the actor's Python file or \.wasm component\) is missing"),
+        ('name = "w"\ncomponent = 3\n', r"'component' \(path to the actor's Python file or \.wasm component\) is missing"),
         ('name = "w"\ncomponent = "gone.py"\n', r"component .*gone.py does not exist"),
         ('name = "w"\ncomponent = "."\n', r"component .* is a directory, not a regular file"),
         (BASIC + 'handlers = "message-server"\n', r"'handlers' must be an array of tables \(\[\[handlers\]\]\)"),

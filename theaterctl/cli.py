@@ -11,11 +11,12 @@ Exit codes (also in the README):
     70  internal daemon error
     75  temporarily unavailable (mailbox full, daemon busy)
     76  protocol error
-    130 interrupted (Ctrl-C) outside an interactive session
+    130 interrupted (Ctrl-C)
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -24,7 +25,7 @@ from daemon.errors import TheaterError
 from daemon.paths import HOME_ENV, SOCKET_ENV, default_home, default_socket
 
 from . import __version__
-from .app import App
+from .app import App, SuggestingGroup
 from .output import error
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -46,10 +47,12 @@ COMMANDS = {
     "new": "new",
     "dead-letters": "dead_letters",
     "logs": "logs",
+    "top": "top",
+    "completion": "completion_cmd",
 }
 
 
-class LazyGroup(click.Group):
+class LazyGroup(SuggestingGroup):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
@@ -61,7 +64,23 @@ class LazyGroup(click.Group):
 
         module = importlib.import_module(f"theaterctl.commands.{module_name}")
         command: click.Command = module.command
-        return command
+        return examples_last(command)
+
+
+def examples_last(command: click.Command) -> click.Command:
+    """Move the 'Examples:' paragraph of a command's help (and its subcommands') to the epilog,
+    so that --help ends with the examples, after the options."""
+    import inspect
+
+    help_text = inspect.cleandoc(command.help or "")
+    marker = help_text.find("\b\nExamples:")
+    if marker >= 0 and not command.epilog:
+        command.epilog = help_text[marker:].rstrip()
+        command.help = help_text[:marker].rstrip()
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            examples_last(sub)
+    return command
 
 
 @click.group(cls=LazyGroup, context_settings=CONTEXT)
@@ -78,7 +97,14 @@ def cli(ctx: click.Context, socket: str | None, home: str | None, as_json: bool,
     """Control theaterd, the local actor runtime with an auditable history.
 
     Spawn actors from manifests, message them (send, request, channel), and
-    read or verify their hash-linked state chains.
+    read or verify their hash-linked state chains.  An ACTOR is a name, an id,
+    or any unique prefix of an id (8 or more hex digits).  The global options
+    are accepted after the command too.
+
+    \b
+    Examples:
+      theaterctl daemon start && theaterctl spawn actors/examples/counter/manifest.toml
+      theaterctl request counter '{"type": "get"}'
     """
     app = App(socket=socket or default_socket(), home=home or default_home(), json=as_json, timeout=timeout)
     ctx.obj = app
@@ -86,8 +112,15 @@ def cli(ctx: click.Context, socket: str | None, home: str | None, as_json: bool,
 
 
 
+examples_last(cli)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and translate every error into one line and an exit code."""
+    if "_THEATERCTL_COMPLETE" in os.environ:
+        from .completion import register_shells
+
+        register_shells()
     try:
         rv = cli.main(args=argv, prog_name="theaterctl", standalone_mode=False)
         if isinstance(rv, int) and not isinstance(rv, bool):
@@ -97,15 +130,16 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(int(exc.code))
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.Abort:
-        error("aborted")
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except (click.Abort, KeyboardInterrupt):
+        end_interrupted_line()
         error("interrupted")
         sys.exit(130)
+    except click.UsageError as exc:
+        error(usage_line(exc))
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        error(exc.format_message())
+        sys.exit(exc.exit_code)
     except BrokenPipeError:
         # stdout went away (e.g. piped into head); exit quietly
         try:
@@ -114,6 +148,24 @@ def main(argv: list[str] | None = None) -> None:
             pass
         sys.exit(0)
     sys.exit(0)
+
+
+def usage_line(exc: click.UsageError) -> str:
+    """A click usage error as one line with a hint: what is wrong, then where to read more."""
+    message = " ".join(exc.format_message().split())
+    message = message[:1].lower() + message[1:] if message[:2] != message[:2].upper() else message
+    path = exc.ctx.command_path if exc.ctx is not None else "theaterctl"
+    return f"{message.rstrip('.')} (see '{path} --help')"
+
+
+def end_interrupted_line() -> None:
+    """After Ctrl-C the terminal shows ^C mid-line: start ours on a fresh line."""
+    try:
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ TIMEOUT = 1.0  # seconds: connect and each answer; completion gives up silently 
 # Commands that also work on stopped actors (their chains and last state are kept).
 _READS_STOPPED = {"state", "inspect"}
 _READS_STOPPED_GROUPS = {"chain"}
+# Commands that message the actor: only a running one can take them (not a failed or stopping one).
+_NEEDS_RUNNING = {"send", "request", "channel"}
 
 
 def _socket_path(ctx: click.Context | None) -> str:
@@ -38,7 +40,7 @@ def _socket_path(ctx: click.Context | None) -> str:
 
     node = ctx
     while node is not None:
-        value = node.params.get("socket")
+        value = node.meta.get("theater.socket_path") or node.params.get("socket")  # after or before the command
         if value:
             return str(value)
         node = node.parent
@@ -69,6 +71,8 @@ def complete_actor(ctx: click.Context, param: click.Parameter | None, incomplete
     """Names of the daemon's actors starting with ``incomplete`` (ids too, once something is typed)."""
     try:
         actors = _ask(ctx, "list", all=True if _include_stopped(ctx) else None)
+        if ctx is not None and ctx.command is not None and ctx.command.name in _NEEDS_RUNNING:
+            actors = [a for a in actors if a.get("status") == "running"]
         from click.shell_completion import CompletionItem
 
         items: list[CompletionItem] = []
@@ -106,4 +110,55 @@ def complete_channel(ctx: click.Context, param: click.Parameter | None, incomple
         return []
 
 
-__all__ = ["complete_actor", "complete_channel"]
+def complete_event_type(ctx: click.Context, param: click.Parameter | None, incomplete: str) -> list[CompletionItem]:
+    """The chain's event types (no daemon needed), also by their short form ('handle-send')."""
+    from click.shell_completion import CompletionItem
+
+    from .events import EVENT_TYPES
+
+    return [CompletionItem(t) for t in EVENT_TYPES if t.startswith(incomplete) or t.split("/", 1)[1].startswith(incomplete)]
+
+
+# -- the scripts -----------------------------------------------------------------------
+
+PROG_NAME = "theaterctl"
+COMPLETE_VAR = "_THEATERCTL_COMPLETE"
+SHELLS = ("bash", "zsh", "fish")
+
+
+def _fish_class() -> type:
+    from click.shell_completion import FishComplete
+
+    class Fish(FishComplete):
+        """click's fish script splits 'plain,VALUE<TAB>HELP' at every comma, cutting the
+        description at its first comma; split only at the first one."""
+
+        source_template = FishComplete.source_template.replace('(string split "," $completion)',
+                                                               '(string split -m 1 "," -- $completion)')
+
+    return Fish
+
+
+def register_shells() -> None:
+    """Use our fish class for ``_THEATERCTL_COMPLETE=fish_source`` (and ``fish_complete``)."""
+    from click.shell_completion import add_completion_class
+
+    add_completion_class(_fish_class(), "fish")
+
+
+def source(shell: str) -> str:
+    """The completion script for ``shell``, as ``_THEATERCTL_COMPLETE=<shell>_source theaterctl`` prints it."""
+    from click.shell_completion import BashComplete, ShellComplete, ZshComplete
+
+    from .cli import cli
+
+    classes: dict[str, type[ShellComplete]] = {"bash": BashComplete, "zsh": ZshComplete, "fish": _fish_class()}
+    comp = classes[shell](cli, {}, PROG_NAME, COMPLETE_VAR)
+    if isinstance(comp, BashComplete):
+        # BashComplete.source() first runs `bash --version` only to warn about
+        # bash < 4.4 on stderr; the script itself does not depend on it.
+        return ShellComplete.source(comp)
+    return comp.source()
+
+
+__all__ = ["complete_actor", "complete_channel", "complete_event_type", "register_shells", "source"]

@@ -3,12 +3,21 @@
     session
     ├─ socket reader    prints channel messages as they arrive; notices the close
     ├─ input reader     one JSON message per line; /close, EOF or Ctrl-C end it
+    │                   (piped: raw reads of fd 0; on a terminal: the line editor,
+    │                   prompt_toolkit on a worker thread, see editor.py)
+    ├─ printer          on a terminal only: writes each output line above the
+    │                   prompt, in order (what it has not written when the session
+    │                   ends is written after the nursery)
     └─ signal watcher   Ctrl-C closes the channel cleanly
 
 After the input ends the session waits until every message it sent is
 acknowledged, then prints what still arrives until the channel has been quiet
 for ``linger`` seconds (default 1 s; at most 10 x linger in all), then closes
-the channel.  If the actor closes the channel, the session ends at once.
+the channel.  If the actor closes the channel, the session ends at once.  Every
+way of ending prints one status line saying why; the exit status is 0 (input
+ended, /close, the actor closed), 2 (a piped line that is not JSON, unless
+``skip_bad_lines``), 69 (the daemon went away) or 128 + the signal (130 for
+Ctrl-C).
 """
 
 from __future__ import annotations
@@ -18,13 +27,14 @@ from contextlib import aclosing
 import math
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
 import trio
 
 from daemon import wire
-from daemon.errors import ProtocolError, TheaterError, Unavailable, error_from_code
+from daemon.errors import BadInput, ProtocolError, TheaterError, Unavailable, error_from_code
 
 from . import output
 from .client import CLIENT_NAME
@@ -32,13 +42,23 @@ from .client import CLIENT_NAME
 
 class ChannelSession:
     def __init__(self, socket_path: Path, actor: str, initial: bytes, timeout: float | None,
-                 linger: float = 1.0, pretty: bool | None = None) -> None:
+                 linger: float = 1.0, pretty: bool = False, skip_bad_lines: bool = False,
+                 interactive: bool = False, home: Path | None = None) -> None:
         self.socket_path = socket_path
         self.actor = actor
         self.initial = initial
         self.timeout = timeout
         self.linger = linger
-        self.pretty = output.is_tty() if pretty is None else pretty
+        self.pretty = pretty
+        self.skip_bad_lines = skip_bad_lines
+        self.interactive = interactive
+        self.home = home
+        self.editor: Any = None  # the LineEditor of an interactive session
+        self.printer: Any = None  # interactive: where output lines queue for the printer task
+        self._printed: Any = None
+        self.end_reason = ""  # why this side closed the channel, for the status line
+        self.signal: int | None = None  # the signal that ended the session
+        self.bad_line: str | None = None  # the error for a piped line that was not JSON
         self.reader = wire.FrameReader()
         self.stream: trio.SocketStream | None = None
         self.channel_id = ""
@@ -90,6 +110,11 @@ class ChannelSession:
                 raise Unavailable("the daemon closed the connection")
             self.reader.feed(data)
 
+    @property
+    def shown_id(self) -> str:
+        """The channel id as the status lines show it: short (ch_ + 8 hex digits) on a terminal."""
+        return output.short_id(self.channel_id, short=output.is_tty(sys.stderr))
+
     def _next_id(self) -> int:
         self._ids += 1
         return self._ids
@@ -98,16 +123,25 @@ class ChannelSession:
 
     async def run(self) -> None:
         # signals are watched from the very start: Ctrl-C while opening aborts cleanly
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
-            async with trio.open_nursery() as nursery:
-                self.nursery = nursery
-                nursery.start_soon(self._signals, signals)
-                early = await self._open()
-                self.opened = True
-                output.note(f"channel {self.channel_id} open to {self.target_name}; "
-                            "one JSON message per line, /close or Ctrl-D to end")
-                nursery.start_soon(self._socket_reader, early)
-                nursery.start_soon(self._input)
+        try:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+                async with trio.open_nursery() as nursery:
+                    self.nursery = nursery
+                    nursery.start_soon(self._signals, signals)
+                    early = await self._open()
+                    self.opened = True
+                    output.note(f"channel {self.shown_id} open to {self.target_name}; "
+                                "one JSON message per line, Ctrl-D to end")
+                    nursery.start_soon(self._socket_reader, early)
+                    nursery.start_soon(self._input_interactive if self.interactive else self._input)
+        finally:
+            self._drain_printer()
+
+    def _stop(self) -> None:
+        """End the session: the line editor's prompt first (it holds the terminal), then every task."""
+        if self.editor is not None:
+            self.editor.cancel()
+        self.nursery.cancel_scope.cancel()
 
     async def _open(self) -> list[wire.Frame]:
         await self._connect()
@@ -127,11 +161,15 @@ class ChannelSession:
             early.append(frame)
 
     async def _signals(self, signals: Any) -> None:
-        async for _ in signals:
+        async for signum in signals:
+            self.signal = signum
+            if signum == signal.SIGINT:
+                _end_echoed_line()
             if not self.opened:
                 self.interrupted = True
-                self.nursery.cancel_scope.cancel()
+                self._stop()
                 return
+            self.end_reason = "interrupted" if signum == signal.SIGINT else f"signal {signal.Signals(signum).name}"
             await self._finish(linger=False)
             return
 
@@ -145,10 +183,10 @@ class ChannelSession:
                 if not self.closed_by_peer:
                     self.lost = True
                     self.closed_by_peer = True
-                self.nursery.cancel_scope.cancel()
+                self._stop()
                 return
             if self._on_frame(frame):
-                self.nursery.cancel_scope.cancel()
+                self._stop()
                 return
 
     def _on_frame(self, frame: wire.Frame) -> bool:
@@ -159,19 +197,20 @@ class ChannelSession:
                 self._print(frame.data.get("msg", b""))
             elif frame.event == "channel-closed":
                 self.closed_by_peer = True
-                output.note(f"channel closed: {frame.data.get('reason') or 'by ' + self.target_name}")
+                self._out(f"channel {self.shown_id} closed: {frame.data.get('reason') or 'by ' + self.target_name}",
+                          err=True)
                 return True
         elif isinstance(frame, (wire.Reply, wire.Error)) and frame.id in self.pending:
             self.pending.discard(frame.id)
             if isinstance(frame, wire.Error):
-                output.note(f"not delivered: {frame.message}")
+                self._out(f"not delivered: {frame.message}", err=True)
             if not self.pending:
                 self.acked.set()
             event = self.replies.pop(frame.id, None)
             if event is not None:
                 event.set()
         elif isinstance(frame, wire.Error) and frame.id is None:
-            output.error(frame.message)
+            self._out(f"{output.PROG}: error: {output.one_line(frame.message)}", err=True)
             self.closed_by_peer = True
             return True
         return False
@@ -180,12 +219,43 @@ class ChannelSession:
         try:
             value = json.loads(msg)
         except (ValueError, UnicodeDecodeError):
-            output.emit_text(bytes(msg).decode("utf-8", "replace"))
+            self._out(bytes(msg).decode("utf-8", "replace"))
             return
         if self.pretty:
-            output.emit_json(value, pretty=True)
+            self._out(json.dumps(value, indent=2, ensure_ascii=False))
         else:
-            output.emit_json_line(value)
+            self._out(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
+
+    def _out(self, line: str, err: bool = False) -> None:
+        """One line of output, in order: written now, or (a prompt may be up) queued for the printer."""
+        if self.printer is None:
+            stream = sys.stderr if err else sys.stdout
+            stream.write(line + "\n")
+            stream.flush()
+        else:
+            self.printer.send_nowait((line + "\n", err))
+
+    async def _print_above(self, receive: Any) -> None:
+        """The interactive session's printer: each line above the prompt, one after the other."""
+        async for text, err in receive:
+            # shielded: a line taken from the queue is always written (print_above returns once the
+            # prompt is gone at the latest, and every way of ending the session ends the prompt first)
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self.editor.print_above, text, err)
+
+    def _drain_printer(self) -> None:
+        """After the session's tasks: what the printer had not written yet, in order."""
+        if self.printer is None or self._printed is None:
+            return
+        while True:
+            try:
+                text, err = self._printed.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+            stream = sys.stderr if err else sys.stdout
+            stream.write(text)
+            stream.flush()
+        self.printer = None
 
     async def _lines(self) -> Any:
         """Lines from fd 0, read raw on a thread: an abandoned ``os.read`` holds no Python
@@ -208,21 +278,66 @@ class ChannelSession:
         await self._finish(linger=True)
 
     async def _send_lines(self, lines: Any) -> None:
+        self.end_reason = "end of input"
+        number = 0
         async for line in lines:
+            number += 1
             text = line.decode("utf-8", "replace").strip()
             if not text:
                 continue
             if text == "/close":
+                self.end_reason = "/close"
                 return
             try:
                 json.loads(text)
             except ValueError as exc:
-                output.note(f"not JSON, not sent ({exc}): {text[:60]}")
+                if self.skip_bad_lines:
+                    output.note(f"not JSON, not sent ({exc}): {text[:60]}")
+                    continue
+                self.end_reason = f"line {number} is not JSON"
+                self.bad_line = (f"line {number} is not JSON ({exc}): {text[:60]}; it and the lines after it"
+                                 " were not sent (--skip-bad-lines skips such lines)")
+                return
+            await self._send(text)
+
+    async def _send(self, text: str) -> None:
+        call_id = self._next_id()
+        self.pending.add(call_id)
+        self.acked = trio.Event()
+        await self._write(wire.Call(call_id, "channel-send", {"channel": self.channel_id, "msg": text.encode()}))
+
+    async def _input_interactive(self) -> None:
+        """Lines from the line editor; the actor's messages are printed above the prompt."""
+        from .editor import LineEditor, history_path
+
+        history = history_path(self.home, self.target_name) if self.home is not None else None
+        self.editor = LineEditor(f"{self.target_name}> ", history)
+        self.printer, self._printed = trio.open_memory_channel[tuple[str, bool]](math.inf)
+        self.nursery.start_soon(self._print_above, self._printed)
+        self.end_reason = "end of input"
+        while True:
+            try:
+                line = await trio.to_thread.run_sync(self.editor.read_line)
+            except KeyboardInterrupt:
+                self.signal = signal.SIGINT
+                self.end_reason = "interrupted"
+                await self._finish(linger=False)
+                return
+            if line is None:
+                break
+            text = line.strip()
+            if not text:
                 continue
-            call_id = self._next_id()
-            self.pending.add(call_id)
-            self.acked = trio.Event()
-            await self._write(wire.Call(call_id, "channel-send", {"channel": self.channel_id, "msg": text.encode()}))
+            if text == "/close":
+                self.end_reason = "/close"
+                break
+            try:
+                json.loads(text)
+            except ValueError as exc:
+                self._out(f"not JSON, not sent ({exc}); type a JSON message, /close or Ctrl-D", err=True)
+                continue
+            await self._send(text)
+        await self._finish(linger=True)
 
     async def _finish(self, linger: bool) -> None:
         if linger:
@@ -243,15 +358,28 @@ class ChannelSession:
                     await done.wait()
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
-            output.note(f"channel {self.channel_id} closed")
-        self.nursery.cancel_scope.cancel()
+            self._out(f"channel {self.shown_id} closed ({self.end_reason or 'by this side'})", err=True)
+        self._stop()
 
 
-def run_session(socket_path: Path, actor: str, initial: bytes, timeout: float | None, linger: float) -> None:
-    """Run a session; raises :class:`TheaterError` (exit code) or ``KeyboardInterrupt`` (130)."""
+def _end_echoed_line() -> None:
+    """The terminal echoed ^C without a newline: end that line before the status."""
+    try:
+        if os.isatty(2):
+            os.write(2, b"\n")
+    except OSError:
+        pass
+
+
+def run_session(socket_path: Path, actor: str, initial: bytes, timeout: float | None, linger: float,
+                pretty: bool = False, skip_bad_lines: bool = False, interactive: bool = False,
+                home: Path | None = None) -> int:
+    """Run a session; returns the exit status (0, or 128 + the signal that ended it), or raises
+    :class:`TheaterError` (its exit code) or ``KeyboardInterrupt`` (Ctrl-C before the channel opened)."""
     if not math.isfinite(linger) or linger < 0:
         raise TheaterError("linger must be a non-negative number")
-    session = ChannelSession(socket_path, actor, initial, timeout, linger)
+    session = ChannelSession(socket_path, actor, initial, timeout, linger, pretty=pretty,
+                             skip_bad_lines=skip_bad_lines, interactive=interactive, home=home)
     try:
         trio.run(session.run)
     except BaseExceptionGroup as group:  # translate the nursery's errors at this one boundary
@@ -262,7 +390,12 @@ def run_session(socket_path: Path, actor: str, initial: bytes, timeout: float | 
     if session.interrupted:
         raise KeyboardInterrupt
     if session.lost:
-        raise Unavailable("the daemon closed the connection during the session")
+        raise Unavailable(f"the daemon went away; channel {session.shown_id} is gone")
+    if session.bad_line is not None:
+        raise BadInput(session.bad_line)
+    if session.signal is not None:
+        return 128 + int(session.signal)
+    return 0
 
 
 def _first_leaf(group: BaseException) -> BaseException:

@@ -2,17 +2,16 @@
 
 Covers scripted use through pipes, the session's exits (EOF, the actor
 closing, rejection, unknown actor, no daemon, SIGKILL), ``channels``, the
-chatroom between two live sessions, actor-to-actor channels (pingpong) and a
-real pseudo-terminal.  Synchronisation is by reading the session's output or
-polling the daemon with a deadline, never by sleeping.
+chatroom between two live sessions and actor-to-actor channels (pingpong);
+the line editor in a pseudo-terminal is in test_cli_terminal.py.
+Synchronisation is by reading the session's output or polling the daemon with
+a deadline, never by sleeping.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import queue
-import select
 import shlex
 import signal
 import subprocess
@@ -213,9 +212,10 @@ def test_piped_messages_are_echoed_as_compact_lines_in_order(theaterd: DaemonPro
     ]
 
 
-def test_non_json_line_is_noted_and_not_sent(theaterd: DaemonProcess) -> None:
+def test_non_json_line_is_skipped_with_skip_bad_lines(theaterd: DaemonProcess) -> None:
     spawn(theaterd, ECHO)
-    r = theaterd.ctl("channel", "--linger", "0.5", "echo", input='{"a": 1}\nthis is not json\n\n{"b": [2]}\n')
+    r = theaterd.ctl("channel", "--linger", "0.5", "--skip-bad-lines", "echo",
+                     input='{"a": 1}\nthis is not json\n\n{"b": [2]}\n')
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ['{"a":1}', '{"b":[2]}']
     assert "not JSON, not sent" in r.stderr and "this is not json" in r.stderr
@@ -224,11 +224,26 @@ def test_non_json_line_is_noted_and_not_sent(theaterd: DaemonProcess) -> None:
     assert len(messages) == 2
 
 
+def test_non_json_line_ends_the_session_with_exit_2(theaterd: DaemonProcess) -> None:
+    spawn(theaterd, ECHO)
+    r = theaterd.ctl("channel", "--linger", "0.5", "echo", input='{"a": 1}\nthis is not json\n{"b": [2]}\n')
+    assert r.returncode == 2, r.stderr
+    assert r.stdout.splitlines() == ['{"a":1}']  # the line before it was sent and answered
+    lines = r.stderr.strip().splitlines()
+    assert lines[-2].endswith("closed (line 2 is not JSON)")
+    assert lines[-1].startswith("theaterctl: error: line 2 is not JSON") and "--skip-bad-lines" in lines[-1]
+    assert "Traceback" not in r.stderr
+    messages = [e for e in chain(theaterd, "echo") if e["type"] == "message-server/handle-channel-message"]
+    assert len(messages) == 1
+    assert open_channels(theaterd) == []
+
+
 def test_close_command_ends_the_session(theaterd: DaemonProcess) -> None:
     spawn(theaterd, ECHO)
     r = theaterd.ctl("channel", "echo", input='{"n": 1}\n/close\n{"never": "sent"}\n')
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ['{"n":1}']
+    assert r.stderr.strip().splitlines()[-1].endswith(" closed (/close)")
     messages = [e for e in chain(theaterd, "echo") if e["type"] == "message-server/handle-channel-message"]
     assert len(messages) == 1
 
@@ -245,7 +260,7 @@ def test_ticker_closes_the_channel_and_the_session_exits_0_at_once(theaterd: Dae
     s.wait_open()
     for i in (1, 2, 3):
         s.expect_json({"tick": i})
-    s.expect("stderr", lambda line: "channel closed: closed by ticker" in line)
+    s.expect("stderr", lambda line: line.startswith("channel ") and line.endswith(" closed: closed by ticker"))
     code = s.wait()  # stdin stays open: only the actor's close can end the session
     elapsed = time.monotonic() - started
     assert s.proc.stdin is not None and not s.proc.stdin.closed
@@ -260,7 +275,7 @@ def test_ticker_closes_the_channel_and_the_session_exits_0_at_once(theaterd: Dae
     assert state(theaterd, "ticker") == {"tickers": {}}
 
 
-def test_sigint_closes_the_channel_and_exits_zero(theaterd: DaemonProcess, sessions: Callable[..., Session]) -> None:
+def test_sigint_closes_the_channel_and_exits_130(theaterd: DaemonProcess, sessions: Callable[..., Session]) -> None:
     """Ctrl-C with stdin still open (the same regression as with the ticker)."""
     spawn(theaterd, ECHO)
     s = sessions(theaterd, "echo")
@@ -271,10 +286,10 @@ def test_sigint_closes_the_channel_and_exits_zero(theaterd: DaemonProcess, sessi
     s.expect_json({"n": 1})
     s.proc.send_signal(signal.SIGINT)
     code = s.wait()
-    assert f"channel {channel} closed" in s.seen["stderr"]
+    assert f"channel {channel} closed (interrupted)" in s.seen["stderr"]
     assert open_channels(theaterd) == []
     assert "Fatal Python error" not in "\n".join(s.seen["stderr"])
-    assert code == 0, s.seen["stderr"]
+    assert code == 130, s.seen["stderr"]
 
 
 def test_ticker_rejects_a_bad_initial_message(theaterd: DaemonProcess) -> None:
@@ -345,7 +360,7 @@ def test_channels_lists_the_session_while_it_is_open(theaterd: DaemonProcess,
     assert view["from_opener"] == 1 and view["from_target"] == 1
     s.end_input()
     assert s.wait() == 0, s.seen["stderr"]
-    assert f"channel {channel} closed" in s.seen["stderr"]
+    assert f"channel {channel} closed (end of input)" in s.seen["stderr"]
     assert open_channels(theaterd) == []  # the session waited for the close to be acknowledged
 
 
@@ -434,53 +449,4 @@ def test_pingpong_actor_to_actor_channel(theaterd: DaemonProcess) -> None:
     assert pong_events[-1]["data"]["peer_name"] == "ping"
 
 
-# ---------------------------------------------------------------------------
-# a real terminal
-
-
-def _read_pty(fd: int, buf: bytearray, timeout: float) -> bool:
-    """Read what is there within ``timeout``; False at EOF (the child closed the terminal)."""
-    ready, _, _ = select.select([fd], [], [], timeout)
-    if not ready:
-        return True
-    try:
-        data = os.read(fd, 4096)
-    except OSError:  # EIO: every slave descriptor is closed
-        return False
-    if not data:
-        return False
-    buf.extend(data)
-    return True
-
-
-def test_terminal_session_pretty_prints_and_ctrl_d_exits_0(theaterd: DaemonProcess) -> None:
-    spawn(theaterd, ECHO)
-    master, slave = os.openpty()
-    env = dict(theaterd.env, TERM="xterm")
-    proc = subprocess.Popen([bin_path("theaterctl"), "channel", "echo"], stdin=slave, stdout=slave,
-                            stderr=slave, env=env, start_new_session=True)
-    os.close(slave)
-    buf = bytearray()
-    try:
-        deadline = time.monotonic() + DEADLINE
-        while b" open to echo" not in buf:
-            assert time.monotonic() < deadline, bytes(buf)
-            assert _read_pty(master, buf, 0.2), bytes(buf)
-        os.write(master, b'{"greeting": "hello", "n": [1, 2]}\n')
-        pretty = b'{\r\n  "greeting": "hello",\r\n  "n": [\r\n    1,\r\n    2\r\n  ]\r\n}\r\n'
-        while pretty not in buf:
-            assert time.monotonic() < deadline, bytes(buf)
-            assert _read_pty(master, buf, 0.2), bytes(buf)
-        os.write(master, b"\x04")  # Ctrl-D on an empty line: end of input
-        while proc.poll() is None:
-            assert time.monotonic() < deadline, bytes(buf)
-            if not _read_pty(master, buf, 0.2):
-                break
-        assert proc.wait(timeout=DEADLINE) == 0, bytes(buf)
-        assert b" closed" in buf and b"Traceback" not in buf
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-        os.close(master)
-    assert open_channels(theaterd) == []
+# The session in a real terminal (the line editor) is in tests/e2e/test_cli_terminal.py.

@@ -8,14 +8,28 @@ import click
 
 from daemon.errors import ActorFailed, BadInput
 
-from ..app import App, json_option
-from ..completion import complete_actor
-from ..output import emit_json, emit_json_line, emit_text, key_values, note, stream_events
+from ..app import App, SuggestingGroup, json_option, resolve_actor, table_options
+from ..completion import complete_actor, complete_event_type
+from ..output import cut_for_screen, emit_json, emit_json_line, emit_text, key_values, note, stream_events
 
 
-@click.group("chain")
+@click.group("chain", cls=SuggestingGroup, short_help="Show, verify and export state chains.")
 def command() -> None:
-    """Show, verify and export actors' state chains."""
+    """Show, verify and export actors' state chains.
+
+    \b
+    Examples:
+      theaterctl chain show counter
+      theaterctl chain verify counter
+    """
+
+
+def _type_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    from ..events import event_type
+
+    return event_type(value)
 
 
 def _parse_since(text: str | None) -> float | None:
@@ -34,19 +48,33 @@ def _parse_since(text: str | None) -> float | None:
     return moment.timestamp()
 
 
-@command.command("show")
+@command.command("show", short_help="Show a chain, or one event in full.")
 @click.argument("actor", shell_complete=complete_actor)
 @click.argument("event", required=False)
 @click.option("--limit", type=click.IntRange(min=0), help="Only the newest N events.")
-@click.option("--type", "etype", metavar="TYPE", help="Only events of this type (e.g. message-server/handle-send).")
+@click.option("--type", "etype", metavar="TYPE", callback=_type_option, shell_complete=complete_event_type,
+              help="Only events of this type (message-server/handle-send, or just handle-send).")
 @click.option("--since", metavar="TIME", help="Only events at or after TIME (ISO 8601, or an age like 10m).")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events as they happen, until Ctrl-C.")
+@click.option("--no-pager", "no_pager", is_flag=True, help="On a terminal, print long output instead of paging it.")
+@table_options
 @json_option
 @click.pass_obj
 def show(app: App, actor: str, event: str | None, limit: int | None, etype: str | None, since: str | None,
-         follow: bool) -> None:
-    """Show ACTOR's chain (oldest first), or one EVENT in full (by seq or hash prefix)."""
+         follow: bool, no_pager: bool) -> None:
+    """Show ACTOR's chain (oldest first), or one EVENT in full (by seq or hash prefix).
+
+    On a terminal, output longer than the screen goes through $PAGER (else
+    less); --no-pager prints it.  TYPE leaves out the message-server/ prefix
+    there; piped, every column is whole.
+
+    \b
+    Examples:
+      theaterctl chain show counter --type handle-send --since 10m
+      theaterctl chain show counter 2
+    """
     client = app.client()
+    actor = resolve_actor(app, actor)
     if event is not None:
         view = client.call("event", actor=actor, ref=event)
         if app.json:
@@ -60,12 +88,14 @@ def show(app: App, actor: str, event: str | None, limit: int | None, etype: str 
                 ("type", view["type"]), ("time", view["timestamp"]), ("actor", view.get("actor")),
                 ("state hash", data.get("state_hash") or "-"),
                 ("data", json.dumps(data, sort_keys=True)),
-                ("payload", json.dumps(view.get("payload"))),
+                ("payload", cut_for_screen(json.dumps(view.get("payload")),
+                                           f"theaterctl chain show {actor} {event} --json")),
             ])
         return
     since_ts = _parse_since(since)
     if not follow:
-        stream_events(client.iter_chain(actor, limit=limit, type=etype, since=since_ts), app.json)
+        stream_events(client.iter_chain(actor, limit=limit, type=etype, since=since_ts), app.json,
+                      headers=app.headers, wide=app.wide, pager=not no_pager)
         return
     _follow(app, actor, limit, etype, since_ts)
 
@@ -76,24 +106,28 @@ def _follow(app: App, actor: str, limit: int | None, etype: str | None, since: f
     from ..output import events_rows
 
     events = app.client().follow_chain(actor, limit=10 if limit is None else limit, type=etype, since=since)
-    try:
-        if app.json:
-            for ev in events:
-                emit_json_line(ev)
-        else:
-            events_rows(events)
-    except KeyboardInterrupt:
-        return
+    # Ctrl-C ends it: KeyboardInterrupt goes up to main, which exits 130 on a clean line
+    if app.json:
+        for ev in events:
+            emit_json_line(ev)
+    else:
+        events_rows(events, headers=app.headers, wide=app.wide)
 
 
-@command.command("verify")
+@command.command("verify", short_help="Check every hash and link of a chain.")
 @click.argument("actor", required=False, shell_complete=complete_actor)
 @click.option("--file", "path", type=click.Path(path_type=Path, dir_okay=False),
               help="Verify an exported JSON Lines file instead (no daemon needed).")
 @json_option
 @click.pass_obj
 def verify(app: App, actor: str | None, path: Path | None) -> None:
-    """Recompute every hash and check every link; exit 1 naming the first broken event."""
+    """Recompute every hash and check every link; exit 1 naming the first broken event.
+
+    \b
+    Examples:
+      theaterctl chain verify counter
+      theaterctl chain verify --file counter.jsonl
+    """
     if path is not None:
         if actor is not None:
             raise BadInput("give either ACTOR or --file, not both")
@@ -101,7 +135,7 @@ def verify(app: App, actor: str | None, path: Path | None) -> None:
         return
     if actor is None:
         raise BadInput("missing ACTOR (or --file FILE)")
-    result = app.client().call("verify", actor=actor)
+    result = app.client().call("verify", actor=resolve_actor(app, actor))
     if app.json:
         emit_json(result)
     if not result["ok"]:
@@ -145,15 +179,22 @@ def _verify_file(app: App, path: Path) -> None:
         emit_text(f"{path} verified: {verifier.checked} events")
 
 
-@command.command("export")
+@command.command("export", short_help="Write a chain as JSON Lines.")
 @click.argument("actor", shell_complete=complete_actor)
 @click.option("-o", "--output", "path", type=click.Path(path_type=Path, dir_okay=False), required=True,
               help="File to write ('-' for stdout).")
 @json_option
 @click.pass_obj
 def export(app: App, actor: str, path: Path) -> None:
-    """Write ACTOR's whole chain as JSON Lines, one self-contained event per line, oldest first."""
+    """Write ACTOR's whole chain as JSON Lines, one self-contained event per line, oldest first.
+
+    \b
+    Examples:
+      theaterctl chain export counter -o counter.jsonl
+      theaterctl chain export counter -o - | wc -l
+    """
     client = app.client()
+    actor = resolve_actor(app, actor)
     out = sys.stdout if str(path) == "-" else None
     tmp = None
     if out is None:

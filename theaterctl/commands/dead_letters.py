@@ -25,7 +25,7 @@ def _letter_id(value: str) -> int:
     return int(value)
 
 
-@click.command("dead-letters")
+@click.command("dead-letters", short_help="Messages that crashed their actor; retry or drop.")
 @click.argument("words", nargs=-1, shell_complete=complete_actor, metavar="[ACTOR] | retry ID | drop ID")
 @json_option
 @click.pass_obj

@@ -9,7 +9,7 @@ from ..completion import complete_actor
 from ..output import emit_json, emit_text
 
 
-@click.command("logs")
+@click.command("logs", short_help="The daemon's log, or one actor's output and errors.")
 @click.argument("actor", required=False, shell_complete=complete_actor)
 @click.option("-n", "--lines", type=click.IntRange(min=0), default=None,
               help="Show the last N lines (default: all kept for an actor, 200 of the daemon's log).")

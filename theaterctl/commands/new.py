@@ -11,7 +11,7 @@ from ..app import App, json_option
 from ..output import emit_json, note
 
 MANIFEST = '''name = "{name}"
-component = "{name}.py"
+component = "{module}.py"
 init_state = {{}}
 
 # restart = "on-failure"   # or "never" (default)
@@ -101,30 +101,48 @@ def test_accepts_channels() -> None:
 '''
 
 
-@click.command("new")
+def module_name(name: str) -> str:
+    """The Python module for actor NAME: '-' and '.' become '_' (my-actor -> my_actor)."""
+    import keyword
+
+    module = name.replace("-", "_").replace(".", "_")
+    if not module.isidentifier() or keyword.iskeyword(module):
+        raise BadInput(f"actor name {name!r} gives the module name {module!r}, which Python cannot import;"
+                       " choose another name")
+    return module
+
+
+@click.command("new", short_help="Scaffold a new actor with a test.")
 @click.argument("name")
 @click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False),
               help="Where to create it (default: ./NAME).")
 @json_option
 @click.pass_obj
 def command(app: App, name: str, directory: Path | None) -> None:
-    """Create a new actor NAME: a manifest, a module with every handler stubbed, and a test."""
+    """Create a new actor NAME: a manifest, a module with every handler stubbed, and a test.
+
+    The module is named after NAME with '-' and '.' as '_' (my-actor: my_actor.py).
+
+    \b
+    Examples:
+      theaterctl new my-actor && theaterctl spawn my-actor/manifest.toml
+      theaterctl new widget --dir actors/widget
+    """
     check_name(name)
-    if not name.isidentifier():
-        raise BadInput(f"actor name {name!r} must also be a Python identifier to scaffold a module")
+    module = module_name(name)
     target = directory or Path(name)
     if target.exists() and any(target.iterdir()):
         raise BadInput(f"{target} already exists and is not empty")
     target.mkdir(parents=True, exist_ok=True)
     files = {
-        target / "manifest.toml": MANIFEST.format(name=name),
-        target / f"{name}.py": MODULE.format(name=name),
-        target / f"test_{name}.py": TEST.format(name=name),
+        target / "manifest.toml": MANIFEST.format(name=name, module=module),
+        target / f"{module}.py": MODULE.format(name=name),
+        target / f"test_{module}.py": TEST.format(name=name),
     }
     for path, text in files.items():
         path.write_text(text)
     if app.json:
         emit_json({"name": name, "directory": str(target), "files": [str(p) for p in files]})
     else:
-        note(f"created {target}/: manifest.toml, {name}.py, test_{name}.py")
+        note(f"created {target}/: manifest.toml, {module}.py, test_{module}.py")
         note(f"spawn it with: theaterctl spawn {target / 'manifest.toml'}")
