@@ -88,6 +88,8 @@ class Worker:
     kill_reason: str | None = None
     expected_end: bool = False  # retired or shut down on purpose: its end is no news
     died: trio.Event = field(default_factory=trio.Event)
+    ready: bool = False  # configured (confined): actors may be placed on it
+    settled: trio.Event = field(default_factory=trio.Event)  # ready, or failed to start
     scratch: str = ""
     _calls: dict[int, _Pending] = field(default_factory=dict)
     _next_id: int = 0
@@ -162,6 +164,7 @@ class WorkerPool:
         self._nursery: trio.Nursery | None = None
         self._scratch_root = scratch_root
         self.started = 0  # worker processes started so far (for views and tests)
+        self._closing = False  # shutting down: no replacements
 
     # -- lifecycle ------------------------------------------------------
 
@@ -176,6 +179,7 @@ class WorkerPool:
                 task_status.started()
                 await trio.sleep_forever()
         finally:
+            self._closing = True
             for worker in list(self.workers):  # nothing of ours outlives the pool
                 self.kill(worker, "the daemon is shutting down", expected=True)
 
@@ -216,9 +220,32 @@ class WorkerPool:
         try:
             await self._launch(worker)
         except BaseException:
+            with trio.CancelScope(shield=True):
+                await self._abandon(worker)
             self._forget(worker, "the worker failed to start")
             raise
+        finally:
+            worker.settled.set()
+        worker.ready = True
         return worker
+
+    async def _abandon(self, worker: Worker) -> None:
+        """A start that failed or was cancelled: nothing of it may outlive it (the process
+        is killed and reaped, the link closed)."""
+        worker.expected_end = True
+        if worker.process is not None and worker.process.returncode is None:
+            try:
+                os.killpg(worker.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            with trio.move_on_after(5):
+                await worker.process.wait()
+        if worker.stream is not None:
+            stream, worker.stream = worker.stream, None
+            try:
+                stream.socket.close()
+            except OSError:
+                pass
 
     async def _launch(self, worker: Worker) -> None:
         assert self._nursery is not None
@@ -239,6 +266,9 @@ class WorkerPool:
                 [sys.executable, "-s", "-m", "daemon.worker", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd=worker.scratch, env=env, start_new_session=True,
             )
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
         worker.pid = worker.process.pid
@@ -262,12 +292,17 @@ class WorkerPool:
         log.info("started %s (%s)", worker.label(), worker.sandbox)
 
     async def _first_frame(self, worker: Worker, reader: wire.FrameReader) -> wire.Frame:
-        assert worker.stream is not None
         while True:
             frame = reader.next_frame()
             if frame is not None:
                 return frame
-            data = await worker.stream.receive_some(1 << 16)
+            stream = worker.stream
+            if stream is None:
+                raise WorkerDied(worker.dead or "the worker exited at start")
+            try:
+                data = await stream.receive_some(1 << 16)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
             if not data:
                 await worker.died.wait()
                 raise WorkerDied(worker.dead or "the worker exited at start")
@@ -366,6 +401,7 @@ class WorkerPool:
                 pass
         worker.died.set()
         self._forget(worker, reason)
+        self._replace(worker)
 
     def _forget(self, worker: Worker, reason: str) -> None:
         if worker in self.workers:
@@ -394,6 +430,7 @@ class WorkerPool:
 
     async def close(self) -> None:
         """Stop every worker (daemon shutdown)."""
+        self._closing = True
         for worker in list(self.workers):
             self.kill(worker, "the daemon is shutting down", expected=True)
         for worker in list(self.workers):
@@ -404,14 +441,43 @@ class WorkerPool:
 
     async def place(self, profile: Profile, dedicated: bool) -> Worker:
         """A worker for a new actor: its own when dedicated or of a special profile,
-        else the least loaded shared one (started anew if none is alive)."""
+        else the least loaded shared one that is ready.
+
+        Only a configured worker takes actors (no actor code before the sandbox is in
+        place).  While a shared worker's replacement starts, the actors of the dead one
+        wait for it (one replacement, however many actors ask), unless another shared
+        worker is ready."""
         if dedicated or profile != self.default_profile:
             return await self.start_worker(profile, True)
-        shared = [w for w in self.workers if not w.dedicated and w.alive and w.stream is not None]
-        if len(shared) < self.shared_count:
-            # a shared worker died: its replacement takes the next actor
-            return await self.start_worker(self.default_profile, False)
-        return min(shared, key=lambda w: len(w.actors))
+        while True:
+            shared = [w for w in self.workers if not w.dedicated and w.alive]
+            ready = [w for w in shared if w.ready and w.stream is not None]
+            if len(shared) < self.shared_count:
+                # a shared worker died and no replacement is on its way: start one
+                worker = await self.start_worker(self.default_profile, False)
+                if worker.alive:
+                    return worker
+                continue
+            if ready:
+                return min(ready, key=lambda w: len(w.actors))
+            starting = next(w for w in shared if not w.ready)
+            await starting.settled.wait()
+
+    def _replace(self, worker: Worker) -> None:
+        """Start the replacement of a shared worker that died, before any of its actors asks."""
+        if worker.dedicated or worker.expected_end or self._nursery is None or not worker.ready or self._closing:
+            return
+        if sum(1 for w in self.workers if not w.dedicated and w.alive) >= self.shared_count:
+            return
+        self._nursery.start_soon(self._start_replacement)
+
+    async def _start_replacement(self) -> None:
+        if self._closing or sum(1 for w in self.workers if not w.dedicated and w.alive) >= self.shared_count:
+            return  # an actor's placement started one first
+        try:
+            await self.start_worker(self.default_profile, False)
+        except (WorkerDied, OSError, trio.TooSlowError) as exc:
+            log.warning("could not start a replacement worker (the next placement tries again): %s", exc)
 
 
 class _BadFrame(Exception):
