@@ -191,28 +191,79 @@ Op = (PutEvent | PutState | PutActor | SetStatus | MailboxPut | MailboxDelete | 
       | DeadLetter | DeadLetterRetry | DeadLetterDrop)
 
 
+_INSERT_EVENT: Final = "INSERT INTO events (actor, seq, hash, type, ts, record) VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT_STATE: Final = "INSERT OR IGNORE INTO states (hash, data) VALUES (?, ?)"
+_UPDATE_ACTOR_STATE: Final = "UPDATE actors SET state_hash = ?, handled = ? WHERE id = ?"
+_INSERT_MAIL: Final = "INSERT INTO mailbox (id, actor, sender, payload) VALUES (?, ?, ?, ?)"
+_DELETE_MAIL: Final = "DELETE FROM mailbox WHERE id = ?"
+
+
+class _Batched:
+    """The statements of one group of message operations, one ``executemany`` each.
+
+    Only for groups made of events, states and mailbox rows (what handling and sending
+    messages write).  Those commute across tables; within a table the order is kept, a
+    message's row is inserted before it is deleted (it was stored before it could be
+    handled), and only the last state of each actor is written to ``actors``.  A state
+    row already written for the actor (its state did not change) is not written again."""
+
+    __slots__ = ("events", "states", "actors", "puts", "deletes", "hashes")
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+        self.states: list[tuple[bytes, bytes | None]] = []
+        self.actors: dict[str, tuple[bytes | None, int, str]] = {}
+        self.puts: list[tuple[int, str, str, bytes]] = []
+        self.deletes: list[tuple[int]] = []
+        self.hashes: dict[str, bytes] = {}  # actor -> state hash written in this group
+
+    def add(self, ops: list[Op], known: dict[str, bytes]) -> bool:
+        """Take ``ops``; False when one of them needs the ordered path."""
+        for op in ops:
+            if isinstance(op, PutEvent):
+                e = op.event
+                self.events.append((e.actor, e.seq, e.hash, e.type, e.ts, e.record))
+            elif isinstance(op, PutState):
+                actor, h = op.actor, op.hash
+                if h is not None and self.hashes.get(actor, known.get(actor)) != h:
+                    self.states.append((h, op.data))
+                    self.hashes[actor] = h
+                self.actors[actor] = (h, op.handled, actor)
+            elif isinstance(op, MailboxDelete):
+                self.deletes.append((op.id,))
+            elif isinstance(op, MailboxPut):
+                self.puts.append((op.id, op.actor, op.sender, op.payload))
+            else:
+                return False
+        return True
+
+    def apply(self, db: sqlite3.Connection) -> None:
+        if self.events:
+            db.executemany(_INSERT_EVENT, self.events)
+        if self.states:
+            db.executemany(_INSERT_STATE, self.states)
+        if self.puts:
+            db.executemany(_INSERT_MAIL, self.puts)
+        if self.deletes:
+            db.executemany(_DELETE_MAIL, self.deletes)
+        if self.actors:
+            db.executemany(_UPDATE_ACTOR_STATE, self.actors.values())
+
+
 def _apply(db: sqlite3.Connection, op: Op) -> None:
     if isinstance(op, PutEvent):
         e = op.event
-        db.execute(
-            "INSERT INTO events (actor, seq, hash, type, ts, record) VALUES (?, ?, ?, ?, ?, ?)",
-            (e.actor, e.seq, e.hash, e.type, e.ts, e.record),
-        )
+        db.execute(_INSERT_EVENT, (e.actor, e.seq, e.hash, e.type, e.ts, e.record))
     elif isinstance(op, MailboxPut):
-        db.execute(
-            "INSERT INTO mailbox (id, actor, sender, payload) VALUES (?, ?, ?, ?)",
-            (op.id, op.actor, op.sender, op.payload),
-        )
+        db.execute(_INSERT_MAIL, (op.id, op.actor, op.sender, op.payload))
     elif isinstance(op, MailboxDelete):
-        db.execute("DELETE FROM mailbox WHERE id = ?", (op.id,))
+        db.execute(_DELETE_MAIL, (op.id,))
     elif isinstance(op, MailboxClear):
         db.execute("DELETE FROM mailbox WHERE actor = ?", (op.actor,))
     elif isinstance(op, PutState):
         if op.hash is not None:
-            db.execute("INSERT OR IGNORE INTO states (hash, data) VALUES (?, ?)", (op.hash, op.data))
-        db.execute(
-            "UPDATE actors SET state_hash = ?, handled = ? WHERE id = ?", (op.hash, op.handled, op.actor)
-        )
+            db.execute(_INSERT_STATE, (op.hash, op.data))
+        db.execute(_UPDATE_ACTOR_STATE, (op.hash, op.handled, op.actor))
     elif isinstance(op, PutActor):
         db.execute(
             "INSERT OR REPLACE INTO actors (id, name, manifest, status, reason, created_us)"
@@ -312,6 +363,8 @@ class Store:
         self._batches = 0  # (how much they held)
         self._checkpoint_due = threading.Event()
         self._checkpointer: threading.Thread | None = None
+        # actor -> hash of the state row last committed for it: an unchanged state is not written again
+        self._state_written: dict[str, bytes] = {}
         self._check_and_init()
 
     # -- opening --------------------------------------------------------
@@ -455,12 +508,22 @@ class Store:
                 group.append(items.popleft())
                 left -= 1
             error: BaseException | None = None
+            known = self._state_written
+            batch = _Batched()
+            batched = batch if all(batch.add(ops, known) for ops, _ in group) else None
             try:
                 db.execute("BEGIN")
-                for ops, _ in group:
-                    for op in ops:
-                        _apply(db, op)
+                if batched is not None:
+                    batched.apply(db)
+                else:
+                    for ops, _ in group:
+                        for op in ops:
+                            _apply(db, op)
                 db.execute("COMMIT")
+                if batched is not None:
+                    known.update(batched.hashes)
+                else:
+                    known.clear()  # (cheaper than tracking what the ordered path wrote)
             except BaseException as exc:  # noqa: BLE001 - reported to every waiter
                 error = exc
                 self.failure = exc
