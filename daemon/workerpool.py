@@ -43,6 +43,7 @@ from .errors import ErrorCode, TheaterError, error_from_code
 log = logging.getLogger("theaterd.workers")
 
 LINK_MAX_FRAME = 64 << 20
+_RECEIVE_SIZE = 1 << 20
 #: how long a new worker may take to start and confine itself
 START_TIMEOUT = 30.0
 _PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
@@ -94,6 +95,7 @@ class Worker:
     _calls: dict[int, _Pending] = field(default_factory=dict)
     _next_id: int = 0
     _send_lock: trio.Lock = field(default_factory=trio.Lock)
+    link: socket.socket | None = None  # the daemon's end of the socketpair (non-blocking), under ``stream``
 
     @property
     def alive(self) -> bool:
@@ -103,17 +105,41 @@ class Worker:
         return f"worker {self.index} (pid {self.pid})"
 
     async def send(self, frame: wire.Frame) -> None:
+        """Write one frame.  When no other write is under way it goes straight to the socket,
+        without a scheduler round; only what the socket does not take at once waits, holding
+        the send lock (taken before any yield, so no other frame can come between)."""
         if self.stream is None or self.dead is not None:
             raise WorkerDied(self.dead or "the worker is not running")
         data = wire.encode(frame, LINK_MAX_FRAME)
-        async with self._send_lock:
-            stream = self.stream
-            if stream is None:  # it died while this call waited for the link
-                raise WorkerDied(self.dead or "the worker is not running")
+        link = self.link
+        if link is not None and not self._send_lock.locked():
             try:
-                await stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                sent = link.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
                 raise WorkerDied(self.dead or "the link to the worker broke") from None
+            if sent == len(data):
+                return
+            data = data[sent:]
+            self._send_lock.acquire_nowait()
+            try:
+                await self._send_rest(data)
+            finally:
+                self._send_lock.release()
+            return
+        async with self._send_lock:
+            await self._send_rest(data)
+
+    async def _send_rest(self, data: bytes) -> None:
+        """Write ``data`` (with the send lock held), waiting for room as needed."""
+        stream = self.stream
+        if stream is None:  # it died while this call waited for the link
+            raise WorkerDied(self.dead or "the worker is not running")
+        try:
+            await stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            raise WorkerDied(self.dead or "the link to the worker broke") from None
 
     async def call(self, op: str, args: dict[str, Any], pushes: Any = None) -> Any:
         """Call the worker and wait for its answer; raises :class:`WorkerDied` or the
@@ -240,6 +266,7 @@ class WorkerPool:
                 pass
             with trio.move_on_after(5):
                 await worker.process.wait()
+        worker.link = None
         if worker.stream is not None:
             stream, worker.stream = worker.stream, None
             try:
@@ -274,6 +301,7 @@ class WorkerPool:
         worker.pid = worker.process.pid
         self.started += 1
         worker.stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+        worker.link = ours
         reader = wire.FrameReader(LINK_MAX_FRAME)
         self._nursery.start_soon(self._watch, worker)
         with trio.fail_after(START_TIMEOUT):
@@ -315,13 +343,30 @@ class WorkerPool:
 
     async def _read(self, worker: Worker, reader: wire.FrameReader) -> None:
         assert worker.stream is not None and self._nursery is not None
+        # after a short read the link is most likely drained (the worker is busy with the
+        # call): wait for it to become readable, rather than read, fail and then wait
+        drained = False
         try:
             while True:
                 for frame in reader.frames():
                     self._dispatch(worker, frame)
-                data = await worker.stream.receive_some(1 << 20)
+                link = worker.link
+                if link is None:
+                    break
+                if drained:
+                    await trio.lowlevel.wait_readable(link)
+                else:
+                    await trio.lowlevel.checkpoint()
+                try:
+                    data = link.recv(_RECEIVE_SIZE)
+                except BlockingIOError:
+                    drained = True
+                    continue
+                except OSError:  # closed or reset: like the end of the link
+                    break
                 if not data:
                     break
+                drained = len(data) < _RECEIVE_SIZE
                 reader.feed(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
@@ -393,6 +438,7 @@ class WorkerPool:
         else:
             log.warning("%s died: %s", worker.label(), reason)
         worker._fail_calls(reason)
+        worker.link = None
         if worker.stream is not None:
             stream, worker.stream = worker.stream, None
             try:
