@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import queue
 from collections import deque
 import sqlite3
 import threading
@@ -351,7 +352,10 @@ class Store:
         self.durability = durability
         self._items: deque[tuple[list[Op], _Waiter | None]] = deque()
         self._lock = threading.Lock()  # the commit lock: its holder drains and commits
-        self._signal = threading.Event()  # wakes the writer thread
+        # wakes the writer thread: one token per wake-up (a C queue: no Python-level condition
+        # variable on the event loop's thread); ``_wake_due`` says a token is on its way
+        self._wakeup: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._wake_due = False
         self._stopping = False
         self._db: sqlite3.Connection | None = None  # the write connection (used under the lock)
         self._thread: threading.Thread | None = None
@@ -435,7 +439,7 @@ class Store:
         self._closed = True
         if self._thread is not None:
             self._stopping = True
-            self._signal.set()
+            self._wake_writer(force=True)
             self._thread.join()
             self._thread = None
         if self._checkpointer is not None:
@@ -476,17 +480,22 @@ class Store:
             finally:
                 self._lock.release()
             if self._items:
-                self._signal.set()
-        elif not self._signal.is_set():  # (the writer clears it before it drains the queue)
-            self._signal.set()
+                self._wake_writer()
+        else:
+            self._wake_writer()
+
+    def _wake_writer(self, force: bool = False) -> None:
+        if force or not self._wake_due:
+            self._wake_due = True
+            self._wakeup.put(None)
 
     def waiter(self, callback: Callable[[_Waiter], None]) -> _Waiter:
         return _Waiter(callback)
 
     def _writer(self) -> None:
         while True:
-            self._signal.wait()
-            self._signal.clear()
+            self._wakeup.get()
+            self._wake_due = False
             with self._lock:
                 self._commit_pending()
             if self._stopping and not self._items:
