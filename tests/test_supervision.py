@@ -73,6 +73,34 @@ async def test_a_worker_that_exits_fails_the_request_and_the_actor_comes_back(tm
         assert of_type(events, "runtime/restart")
 
 
+async def test_the_actors_of_a_dead_worker_move_together_into_one_replacement(tmp_path: Path) -> None:
+    """A killed shared worker is replaced once, however many of its actors ask at the same time, and
+    none of them is placed on the replacement before it has confined itself."""
+    async with hosted_runtime(tmp_path / "home", default_settings(workers=1)) as rt:
+        names = ["p1", "p2", "p3"]
+        for name in names:
+            await rt.spawn(str(write_actor(tmp_path, name, PLAIN)))
+        old = rt.resolve("p1").worker
+        assert old is not None and all(rt.resolve(n).worker is old for n in names)
+        before = rt.pool.started
+        os.kill(old.pid, 9)
+        with trio.fail_after(10):
+            await old.died.wait()
+        answers: list[bytes] = []
+
+        async def ask(name: str) -> None:
+            answers.append(await rt.request(None, name, b"{}"))
+
+        async with trio.open_nursery() as nursery:
+            for name in names:
+                nursery.start_soon(ask, name)
+        assert answers == [b'"still here"'] * 3
+        new = rt.resolve("p1").worker
+        assert new is not None and new is not old and all(rt.resolve(n).worker is new for n in names)
+        assert rt.pool.started == before + 1
+        assert [w for w in rt.pool.workers if not w.dedicated] == [new]
+
+
 async def test_a_poison_send_is_dead_lettered_after_max_deliveries(tmp_path: Path) -> None:
     async with hosted_runtime(tmp_path / "home", default_settings(workers=1)) as rt:
         actor = await rt.spawn(str(write_actor(
