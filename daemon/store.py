@@ -209,6 +209,15 @@ class DeadLetterDrop:
 
 
 @dataclass(frozen=True, slots=True)
+class RemoveActor:
+    """Forget an actor (``rm``): status ``removed``, its stored mail gone; ``purge`` also
+    deletes its row, its chain and its dead letters."""
+
+    actor: str
+    purge: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class MailboxClear:
     """Every stored message still waiting for ``actor`` (stopped: they will never be handled)."""
 
@@ -216,7 +225,7 @@ class MailboxClear:
 
 
 Op = (PutEvent | PutState | PutActor | SetStatus | MailboxPut | MailboxDelete | MailboxClear | MailboxAttempt
-      | DeadLetter | DeadLetterRetry | DeadLetterDrop)
+      | DeadLetter | DeadLetterRetry | DeadLetterDrop | RemoveActor)
 
 
 _INSERT_EVENT: Final = "INSERT INTO events (actor, seq, hash, type, ts, record) VALUES (?, ?, ?, ?, ?, ?)"
@@ -318,6 +327,14 @@ def _apply(db: sqlite3.Connection, op: Op) -> None:
         db.execute("DELETE FROM dead_letters WHERE id = ?", (op.id,))
     elif isinstance(op, DeadLetterDrop):
         db.execute("DELETE FROM dead_letters WHERE id = ?", (op.id,))
+    elif isinstance(op, RemoveActor):
+        db.execute("DELETE FROM mailbox WHERE actor = ?", (op.actor,))
+        if op.purge:
+            db.execute("DELETE FROM events WHERE actor = ?", (op.actor,))
+            db.execute("DELETE FROM dead_letters WHERE actor = ?", (op.actor,))
+            db.execute("DELETE FROM actors WHERE id = ?", (op.actor,))
+        else:
+            db.execute("UPDATE actors SET status = 'removed' WHERE id = ?", (op.actor,))
     else:  # pragma: no cover - exhaustive
         raise TypeError(op)
 

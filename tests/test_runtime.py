@@ -213,12 +213,12 @@ async def test_missing_handlers(tmp_path: Path) -> None:
         await rt.spawn(str(write_actor(tmp_path, "requestonly", REQUEST_ONLY)))
         with pytest.raises(ActorFailed, match=r"^actor sendonly does not handle requests$"):
             await rt.request(None, "sendonly", b"{}")
-        await rt.send(None, "requestonly", b"{}")
+        # a send that could never be handled is refused at once, not accepted and failed later
+        with pytest.raises(ActorFailed, match=r"^actor requestonly has no handle_send$"):
+            await rt.send(None, "requestonly", b"{}")
         assert await rt.request(None, "requestonly", b"{}") == b"{}"
-        events = of_type(await chain_events(rt, "requestonly"), "message-server/handle-send")
-        assert len(events) == 1
-        assert events[0]["data"]["outcome"] == "error"
-        assert events[0]["data"]["error"] == "actor requestonly does not handle messages"
+        assert of_type(await chain_events(rt, "requestonly"), "message-server/handle-send") == []
+        assert [m for m in rt.store.load_mailbox() if m.actor == rt.resolve("requestonly").id] == []
         events = of_type(await chain_events(rt, "sendonly"), "message-server/handle-request")
         assert events[0]["data"]["error"] == "actor sendonly does not handle requests"
 
