@@ -85,6 +85,8 @@ FAILED = "failed"
 STOPPING = "stopping"
 
 BATCH = 64  # sends/requests handed to one worker hop at most
+#: the longest line of an actor's log kept
+MAX_LOG_LINE = 2000
 #: a component stops itself at its handler_timeout (a trap); its worker is killed only this much later
 _WASM_GRACE = 5.0
 
@@ -214,6 +216,7 @@ class Actor:
     backlog: deque[Envelope] = field(default_factory=deque)  # taken from the mailbox, not handled yet
     log: deque[str] = field(default_factory=lambda: deque(maxlen=1000))  # printed output, errors, crashes
     errors: int = 0  # handler errors since the daemon started (for top)
+    partial: dict[str, str] = field(default_factory=dict)  # printed text waiting for its newline, per stream
 
     @property
     def mailbox_depth(self) -> int:
@@ -1115,11 +1118,21 @@ class Runtime:
         raise Busy(f"mailbox full: actor {target.name} has {target.mailbox_depth} messages waiting")
 
     def actor_log(self, actor: Actor, stream: str, text: str) -> None:
-        """Keep what an actor printed (or its handler errors), bounded, for ``logs``/``inspect``."""
+        """Keep what an actor printed (or its handler errors), bounded, for ``logs``/``inspect``.
+
+        Printed output arrives in pieces (``print`` writes the text and the newline apart):
+        a line is kept once it is complete (or too long to wait for)."""
+        if stream in ("stdout", "stderr", "worker stdout", "worker stderr"):
+            text = actor.partial.pop(stream, "") + text
+            if not text.endswith("\n") and len(text) < MAX_LOG_LINE:
+                head, sep, rest = text.rpartition("\n")
+                if rest:
+                    actor.partial[stream] = rest
+                text = head + sep
         lines = actor.log
         stamp = chain.iso_timestamp(chain.now_us())
         for line in text.splitlines():
-            lines.append(f"{stamp} {stream}: {line[:2000]}")
+            lines.append(f"{stamp} {stream}: {line[:MAX_LOG_LINE]}")
 
     def _worker_log(self, worker: Worker, actor_id: str, stream: str, text: str) -> None:
         """Output of a worker: an actor's (printed in its handler), or the worker's own
