@@ -350,7 +350,8 @@ async def test_request_timeout_and_the_discarded_reply(tmp_path: Path) -> None:
 
 async def test_a_full_mailbox_pushes_back(tmp_path: Path) -> None:
     async with hosted_runtime(tmp_path / "home") as rt:
-        busy = await rt.spawn(str(write_actor(tmp_path, "tiny", SLEEPER, "mailbox_size = 1\n")))
+        source = SLEEPER + "\ndef handle_send(state, params):\n    return (state,)\n"
+        busy = await rt.spawn(str(write_actor(tmp_path, "tiny", source, "mailbox_size = 1\n")))
         replies: list[Any] = []
         async with trio.open_nursery() as nursery:
 

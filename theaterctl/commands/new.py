@@ -127,7 +127,6 @@ def command(app: App, name: str, directory: Path | None, wasm: bool) -> None:
     \b
     Examples:
       theaterctl new my-actor && theaterctl spawn my-actor/manifest.toml
-      theaterctl new widget --dir actors/widget
       theaterctl new fast-thing --wasm && sh fast-thing/build.sh
     """
     check_name(name)
