@@ -10,6 +10,7 @@ lock, one whole frame at a time.
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import queue
@@ -203,6 +204,9 @@ class Worker:
             return {"handlers": handlers.handlers_of(module)}
         if call.op == "unload":
             self.modules.pop(args["actor"], None)
+            # a module and its functions hold each other (__globals__): only the cyclic
+            # collector frees them, and what they held, now rather than some day
+            gc.collect()
             return {}
         raise _Refused(ErrorCode.PROTOCOL, f"unknown worker operation {call.op!r}")
 

@@ -90,3 +90,41 @@ def test_a_poison_message_is_dead_lettered_and_can_be_dropped(theaterd: DaemonPr
     r = theaterd.ctl("dead-letters", "retry", "nope")
     assert r.returncode == 2
     _ok(theaterd.ctl("chain", "verify", "noisy"))
+
+
+HOARDER = '''
+HELD = []
+def handle_request(state, params):
+    block = bytearray(300 << 20)
+    for i in range(0, len(block), 4096):
+        block[i] = 1  # touch every page: resident
+    HELD.append(block)
+    return state, (b'{"held": true}',)
+'''
+
+
+def _rss(pid: int) -> int:
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def test_a_stopped_actor_frees_what_it_held(daemon_factory: type[DaemonProcess], short_tmp: Path) -> None:
+    """issue 11, item 8: memory an actor's module held is given back when it stops."""
+    from tests.e2e.isolation_actors import worker_python
+
+    d = daemon_factory("--workers", "1")
+    d.start()
+    (short_tmp / "hoarder.py").write_text(HOARDER)
+    (short_tmp / "hoarder.toml").write_text('name = "hoarder"\ncomponent = "hoarder.py"\n')
+    (short_tmp / "plain.toml").write_text('name = "plain"\ncomponent = "hoarder.py"\n')
+    _ok(d.ctl("spawn", str(short_tmp / "hoarder.toml")))
+    _ok(d.ctl("spawn", str(short_tmp / "plain.toml")))  # keeps the shared worker alive
+    pid = worker_python(d, "plain")
+    before = _rss(pid)
+    _ok(d.ctl("request", "hoarder", "{}"))
+    assert _rss(pid) > before + (250 << 20)
+    _ok(d.ctl("stop", "hoarder"))
+    deadline = time.monotonic() + 10
+    while _rss(pid) > before + (50 << 20) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _rss(pid) < before + (50 << 20), f"the worker still holds {(_rss(pid) - before) >> 20} MiB"
