@@ -31,11 +31,13 @@ from typing import TYPE_CHECKING, Any, Union
 
 import trio
 
+from .actor import CH_CLOSE, CH_MESSAGE, CH_OPEN, RUNNING, Envelope, ReplySlot
 from .chain import EXTERNAL
 from .errors import ActorFailed, BadInput, NotFound, TheaterError, Timeout
 
 if TYPE_CHECKING:
-    from .runtime import Actor, Runtime
+    from .actor import Actor
+    from .runtime import Runtime
 
 OPENING = "opening"
 OPEN = "open"
@@ -134,8 +136,6 @@ class ChannelRegistry:
 
     async def _open(self, opener: Any, ref: str, msg: bytes, timeout: float | None,
                     data: dict[str, Any]) -> Channel:
-        from .runtime import CH_OPEN, Envelope, ReplySlot
-
         rt = self.runtime
         target = rt.live(ref)
         data["peer"], data["peer_name"] = target.id, target.name
@@ -216,8 +216,6 @@ class ChannelRegistry:
             rt.emit(sender, "message-server/send-on-channel", data, msg)
 
     async def _deliver(self, ch: Channel, sender: Any, msg: bytes) -> None:
-        from .runtime import CH_MESSAGE, Envelope
-
         other = ch.other(sender)
         if sender is ch.opener:
             ch.from_opener += 1
@@ -255,8 +253,6 @@ class ChannelRegistry:
             self._notify_close(ch, end, reason)
 
     def _notify_close(self, ch: Channel, end: Any, reason: str) -> None:
-        from .runtime import CH_CLOSE, RUNNING, Envelope
-
         if isinstance(end, ClientEnd):
             self.release(ch)
             end.push("channel-closed", {"channel": ch.id, "reason": reason})

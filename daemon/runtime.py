@@ -33,12 +33,11 @@ import gc
 import itertools
 import logging
 import math
-import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +46,25 @@ import trio
 from actors import message_server as ms
 
 from . import chain
-from .chain import EXTERNAL, Head, StoredEvent
+from .actor import (
+    CH_CLOSE,
+    CH_MESSAGE,
+    CH_OPEN,
+    FAILED,
+    HANDLERS,
+    REMOVED,
+    REQUEST,
+    RUNNING,
+    SEND,
+    STARTING,
+    STOPPED,
+    STOPPING,
+    Actor,
+    Envelope,
+    PendingRequest,
+    ReplySlot,
+)
+from .chain import EXTERNAL, StoredEvent
 from .errors import ActorFailed, BadInput, Busy, DiskFull, InternalError, NotFound, TheaterError, Timeout
 from .jsontext import check_json
 from .jobs import BadResult, HandlerResult, Job, check_result
@@ -77,32 +94,9 @@ from .workerpool import Profile, Worker, WorkerDied, WorkerPool, default_worker_
 
 log = logging.getLogger("theaterd.runtime")
 
-STARTING = "starting"
-RUNNING = "running"
-STOPPED = "stopped"
-REMOVED = "removed"  # forgotten by ``rm``: not listed, its name free; its chain kept (unless purged)
-FAILED = "failed"
-STOPPING = "stopping"
-
 BATCH = 64  # sends/requests handed to one worker hop at most
 #: a component stops itself at its handler_timeout (a trap); its worker is killed only this much later
 _WASM_GRACE = 5.0
-
-SEND = "send"
-REQUEST = "request"
-CH_OPEN = "channel-open"
-CH_MESSAGE = "channel-message"
-CH_CLOSE = "channel-close"
-
-
-HANDLERS = {  # envelope kind -> (handler function, event type recorded by the receiver)
-    SEND: ("handle_send", "message-server/handle-send"),
-    REQUEST: ("handle_request", "message-server/handle-request"),
-    CH_OPEN: ("handle_channel_open", "message-server/handle-channel-open"),
-    CH_MESSAGE: ("handle_channel_message", "message-server/handle-channel-message"),
-    CH_CLOSE: ("handle_channel_close", "message-server/handle-channel-close"),
-}
-
 
 @dataclass(slots=True)
 class Settings:
@@ -113,120 +107,6 @@ class Settings:
     workers: int = 0  # shared worker processes; 0: one per usable CPU
     memory_limit: int | None = 1 << 30  # per worker (RLIMIT_AS); a manifest's memory_limit overrides it
     log_lines: int = 1000  # kept per actor for ``logs``
-
-
-class ReplySlot:
-    """Where a reply (or error) for one waiting caller lands."""
-
-    __slots__ = ("event", "value", "error", "abandoned", "callback")
-
-    def __init__(self) -> None:
-        self.event = trio.Event()
-        self.value: Any = None
-        self.error: TheaterError | None = None
-        self.abandoned = False
-        # called (on the event loop) once the slot is settled: for callers that do not
-        # wait in a task, like the server writing a reply frame
-        self.callback: Callable[[ReplySlot], None] | None = None
-
-    def set(self, value: Any) -> None:
-        if not self.event.is_set():
-            self.value = value
-            self.event.set()
-            if self.callback is not None:
-                self.callback(self)
-
-    def fail(self, error: TheaterError) -> None:
-        if not self.event.is_set():
-            self.error = error
-            self.event.set()
-            if self.callback is not None:
-                self.callback(self)
-
-    async def wait(self, timeout: float, what: str) -> Any:
-        with trio.move_on_after(timeout):
-            await self.event.wait()
-        if not self.event.is_set():
-            self.abandoned = True
-            raise Timeout(f"{what} timed out after {_fmt_seconds(timeout)}")
-        if self.error is not None:
-            raise self.error
-        return self.value
-
-
-@dataclass(slots=True)
-class Envelope:
-    kind: str
-    sender: str  # actor id or "external"
-    payload: bytes
-    reply: ReplySlot | None = None
-    mail_id: int | None = None  # durable mailbox row, for sends
-    channel: Any = None  # channels.Channel, for channel envelopes
-    attempts: int = 0  # deliveries that crashed the actor (stored sends)
-    void: bool = False  # dropped while the disk was full (its stored copy, if any, is queued again)
-
-
-@dataclass(slots=True)
-class PendingRequest:
-    target: Any  # Actor
-    slot: ReplySlot
-    deadline: float
-    limit: float
-
-    def timed_out(self) -> Timeout:
-        return Timeout(f"request to {self.target.name} timed out after {_fmt_seconds(self.limit)}")
-
-
-def _fmt_seconds(seconds: float) -> str:
-    return f"{seconds:g} s"
-
-
-@dataclass(slots=True, eq=False)
-class Actor:
-    id: str
-    name: str
-    manifest: Manifest
-    state: bytes | None = None
-    head: Head = field(default_factory=Head)
-    handled: int = 0
-    status: str = RUNNING
-    reason: str | None = None
-    created_us: int = 0
-    mailbox_tx: Any = None
-    mailbox_rx: Any = None
-    cancel_scope: trio.CancelScope | None = None
-    started: trio.Event = field(default_factory=trio.Event)  # its spawn finished (either way)
-    done: trio.Event = field(default_factory=trio.Event)
-    current: str | None = None  # handler being run
-    busy_since: float = 0.0
-    restarts: deque[float] = field(default_factory=deque)
-    restart_count: int = 0
-    replaying: trio.Event | None = None  # set while mail stored before a restart is re-queued
-    abandoned: bool = False  # the mailbox task ended
-    late: deque[Envelope] = field(default_factory=deque)  # outbox sends waiting for mailbox room
-    late_drained: trio.Event = field(default_factory=trio.Event)  # set when ``late`` empties
-    cleared: bool = False  # stopped for good: its stored mailbox was (or is being) cleared
-    dropped: int = 0  # accepted messages it never handled, dropped when it was stopped
-    worker: Worker | None = None  # where its module is loaded (None: not placed)
-    handlers: frozenset[str] = frozenset()  # the handler functions its module defines
-    job: Job | None = None  # the batch its worker is running
-    room: trio.Event | None = None  # set when its mailbox has room again (for waiting senders)
-    backlog: deque[Envelope] = field(default_factory=deque)  # taken from the mailbox, not handled yet
-    log: deque[str] = field(default_factory=lambda: deque(maxlen=1000))  # printed output, errors, crashes
-    errors: int = 0  # handler errors since the daemon started (for top)
-
-    @property
-    def mailbox_depth(self) -> int:
-        if self.mailbox_rx is None:
-            return 0
-        return int(self.mailbox_rx.statistics().current_buffer_used)
-
-    @property
-    def accepting(self) -> bool:
-        return self.status == RUNNING
-
-    def label(self) -> str:
-        return self.name
 
 
 class Runtime:
