@@ -37,7 +37,7 @@ from .errors import ActorFailed, BadInput, NotFound, TheaterError, Timeout
 
 if TYPE_CHECKING:
     from .actor import Actor
-    from .runtime import Runtime
+    from .messaging import Messaging
 
 OPENING = "opening"
 OPEN = "open"
@@ -87,7 +87,7 @@ def _end_name(end: Any) -> str:
 
 
 class ChannelRegistry:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Messaging) -> None:
         self.runtime = runtime
         self.channels: dict[str, Channel] = {}
         self.closed: OrderedDict[str, None] = OrderedDict()
@@ -141,8 +141,8 @@ class ChannelRegistry:
         data["peer"], data["peer_name"] = target.id, target.name
         is_actor = not isinstance(opener, ClientEnd)
         if is_actor:
-            rt._check_cycle(opener, target)
-        limit = rt._timeout(timeout)
+            rt.check_cycle(opener, target)
+        limit = rt.timeout(timeout)
         deadline = trio.current_time() + limit
         ch = Channel("ch_" + secrets.token_hex(16), opener, target)
         ch.held = None if is_actor else []
@@ -265,8 +265,7 @@ class ChannelRegistry:
             end.mailbox_tx.send_nowait(env)
         except trio.WouldBlock:
             # exactly-once even under backpressure: deliver when there is room
-            assert self.runtime._nursery is not None
-            self.runtime._nursery.start_soon(self._late_close, end, env)
+            self.runtime.start_soon(self._late_close, end, env)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
 
