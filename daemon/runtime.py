@@ -66,7 +66,8 @@ from .actor import (
 from .chain import EXTERNAL
 from .errors import ActorFailed, BadInput, Busy, DiskFull, NotFound, TheaterError
 from .jsontext import check_json
-from .messaging import Messaging, Settings, check_handles_sends, hex_hash, store_error
+from .messaging import Settings, hex_hash, store_error
+from .outbox import Outbox, wake_senders
 from .jobs import BadResult, HandlerResult, Job, check_result
 from .jobs import item as _item
 from .loopcalls import LoopCalls
@@ -81,7 +82,6 @@ from .store import (
     MailboxAttempt,
     MailboxClear,
     MailboxDelete,
-    MailboxPut,
     Op,
     PutActor,
     PutEvent,
@@ -99,7 +99,7 @@ BATCH = 64  # sends/requests handed to one worker hop at most
 _WASM_GRACE = 5.0
 
 
-class Runtime(Messaging):
+class Runtime(Outbox):
     """All actors of one daemon.  Create it, then ``await runtime.serve(...)`` in a nursery."""
 
     def __init__(self, store: Store, settings: Settings | None = None) -> None:
@@ -530,7 +530,7 @@ class Runtime(Messaging):
                                 backlog.appendleft(nxt)
                                 break
                             batch.append(nxt)
-                    _room(actor)
+                    wake_senders(actor)
                     requeue, crash, settle = await self._handle_batch(actor, batch)
                     backlog.extendleft(reversed(requeue))
                     if crash is not None:
@@ -549,7 +549,7 @@ class Runtime(Messaging):
             while (env := _take(rx, backlog)) is not None:
                 if env.reply is not None:
                     env.reply.fail(self._not_handled(actor))
-            _room(actor)
+            wake_senders(actor)
             actor.done.set()
 
     def _not_handled(self, actor: Actor) -> TheaterError:
@@ -916,111 +916,6 @@ class Runtime(Messaging):
             if scope is not None and actor.job is job:
                 scope.deadline = trio.current_time() + left
 
-    async def _outbox_send(self, job: Job, ref: str, msg: bytes, timeout: float | None) -> None:
-        """A handler's send: part of its handling's transaction (a transactional outbox).
-
-        The mailbox row and the sender's event are stored in the same group as the
-        handler's own event; the message reaches the target's mailbox once that group is
-        in the store's queue.  A nearly full target makes the sender wait for room first
-        (backpressure) without storing anything yet, so a crash cannot double it."""
-        sender = job.actor
-        data: dict[str, Any] = {"peer": ref, "size": len(msg)}
-        try:
-            target = self.live(ref)
-            data["peer"], data["peer_name"] = target.id, target.name
-            check_handles_sends(target)
-            limit = self.timeout(timeout)
-            if target is not sender:
-                await self._wait_for_room(target, limit)
-        except TheaterError as exc:
-            data.update(outcome="error", error=str(exc))
-            self.emit(sender, "message-server/send", data, msg)
-            raise
-        if sender.job is not job:
-            raise NotFound(f"actor {sender.name} was stopped")
-        mail_id = next(self._mail_ids)
-        data["outcome"] = "ok"
-        job.ops.append(MailboxPut(mail_id, target.id, sender.id, msg))
-        self.emit(sender, "message-server/send", data, msg)
-        job.deliveries.append((target, Envelope(SEND, sender.id, msg, mail_id=mail_id)))
-
-    async def _wait_for_room(self, target: Actor, limit: float) -> None:
-        with trio.move_on_after(limit):
-            while target.status == RUNNING and (
-                target.replaying is not None or target.late
-                or target.mailbox_depth >= _capacity(target) // 2
-            ):
-                if target.room is None:
-                    target.room = trio.Event()
-                await target.room.wait()
-            if target.status != RUNNING:
-                raise NotFound(f"actor {target.name} is {target.status}")
-            return
-        raise Busy(f"mailbox full: actor {target.name} has {target.mailbox_depth} messages waiting")
-
-    def actor_log(self, actor: Actor, stream: str, text: str) -> None:
-        """Keep what an actor printed (or its handler errors), bounded, for ``logs``/``inspect``."""
-        lines = actor.log
-        stamp = chain.iso_timestamp(chain.now_us())
-        for line in text.splitlines():
-            lines.append(f"{stamp} {stream}: {line[:2000]}")
-
-    def _worker_log(self, worker: Worker, actor_id: str, stream: str, text: str) -> None:
-        """Output of a worker: an actor's (printed in its handler), or the worker's own
-        (another thread, the interpreter, fd 2), which goes to every actor it hosts.
-        Never to the daemon's log, which a worker must not be able to write into."""
-        actor = self.actors.get(actor_id)
-        if actor is not None and actor.id in worker.actors:
-            self.actor_log(actor, stream, text)
-            return
-        for hosted in worker.actors:
-            other = self.actors.get(hosted)
-            if other is not None:
-                self.actor_log(other, f"worker {stream}", text)
-
-    def _deliver(self, deliveries: list[tuple[Actor, Envelope]]) -> None:
-        """Hand outbox sends to their mailboxes, in order; a full one keeps them in ``late``."""
-        for target, env in deliveries:
-            if target.replaying is None and not target.late:
-                try:
-                    target.mailbox_tx.send_nowait(env)
-                    continue
-                except trio.WouldBlock:
-                    pass
-                except (trio.ClosedResourceError, trio.BrokenResourceError, AttributeError):
-                    self._undeliverable(target, [env])
-                    continue
-            target.late.append(env)
-            if len(target.late) == 1:
-                target.late_drained = trio.Event()
-                assert self._nursery is not None
-                self._nursery.start_soon(self._deliver_late, target)
-
-    async def _deliver_late(self, target: Actor) -> None:
-        try:
-            if target.replaying is not None:
-                await target.replaying.wait()
-            while target.late:
-                env = target.late[0]
-                await target.mailbox_tx.send(env)
-                if target.late and target.late[0] is env:
-                    target.late.popleft()
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            self._undeliverable(target, list(target.late))
-            target.late.clear()
-        finally:
-            target.late_drained.set()
-            _room(target)
-
-    def _undeliverable(self, target: Actor, envs: list[Envelope]) -> None:
-        """Outbox sends that found the target's mailbox closed.  A stop that cleared the
-        stored mailbox may have come before their rows were stored: remove them (after
-        them, in the store's order).  Otherwise the target is shutting down with the
-        daemon, and the rows stay for the next start."""
-        if target.cleared:
-            ops: list[Op] = [MailboxDelete(env.mail_id) for env in envs if env.mail_id is not None]
-            if ops:
-                self.store.submit(ops)
 
     def _opened(self, channel: Any, reply: ReplySlot | None, accept: Any, error: str | None) -> None:
         """The target decided on a channel open and its event is stored."""
@@ -1086,7 +981,6 @@ class Runtime(Messaging):
             reason = crash
         self._fail_actor(actor, reason, ops)
         return ops
-
 
 
     # ------------------------------------------------------------------
@@ -1253,19 +1147,6 @@ def _settle_after(waiter: Any, reply: ReplySlot | None, settle: Callable[[], Non
         settle()
     elif reply is not None:  # the caller must not believe what was not stored
         reply.fail(store_error(waiter.error))
-
-
-def _room(actor: Actor) -> None:
-    """Wake the senders waiting for room in ``actor``'s mailbox."""
-    room, actor.room = actor.room, None
-    if room is not None:
-        room.set()
-
-
-def _capacity(actor: Actor) -> int:
-    if actor.mailbox_tx is None:
-        return 0
-    return int(actor.mailbox_tx.statistics().max_buffer_size)
 
 
 def _text(args: dict[str, Any], key: str) -> str:
