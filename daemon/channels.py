@@ -31,11 +31,13 @@ from typing import TYPE_CHECKING, Any, Union
 
 import trio
 
+from .actor import CH_CLOSE, CH_MESSAGE, CH_OPEN, RUNNING, Envelope, ReplySlot
 from .chain import EXTERNAL
 from .errors import ActorFailed, BadInput, NotFound, TheaterError, Timeout
 
 if TYPE_CHECKING:
-    from .runtime import Actor, Runtime
+    from .actor import Actor
+    from .messaging import Messaging
 
 OPENING = "opening"
 OPEN = "open"
@@ -85,7 +87,7 @@ def _end_name(end: Any) -> str:
 
 
 class ChannelRegistry:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Messaging) -> None:
         self.runtime = runtime
         self.channels: dict[str, Channel] = {}
         self.closed: OrderedDict[str, None] = OrderedDict()
@@ -134,15 +136,13 @@ class ChannelRegistry:
 
     async def _open(self, opener: Any, ref: str, msg: bytes, timeout: float | None,
                     data: dict[str, Any]) -> Channel:
-        from .runtime import CH_OPEN, Envelope, ReplySlot
-
         rt = self.runtime
         target = rt.live(ref)
         data["peer"], data["peer_name"] = target.id, target.name
         is_actor = not isinstance(opener, ClientEnd)
         if is_actor:
-            rt._check_cycle(opener, target)
-        limit = rt._timeout(timeout)
+            rt.check_cycle(opener, target)
+        limit = rt.timeout(timeout)
         deadline = trio.current_time() + limit
         ch = Channel("ch_" + secrets.token_hex(16), opener, target)
         ch.held = None if is_actor else []
@@ -216,8 +216,6 @@ class ChannelRegistry:
             rt.emit(sender, "message-server/send-on-channel", data, msg)
 
     async def _deliver(self, ch: Channel, sender: Any, msg: bytes) -> None:
-        from .runtime import CH_MESSAGE, Envelope
-
         other = ch.other(sender)
         if sender is ch.opener:
             ch.from_opener += 1
@@ -255,8 +253,6 @@ class ChannelRegistry:
             self._notify_close(ch, end, reason)
 
     def _notify_close(self, ch: Channel, end: Any, reason: str) -> None:
-        from .runtime import CH_CLOSE, RUNNING, Envelope
-
         if isinstance(end, ClientEnd):
             self.release(ch)
             end.push("channel-closed", {"channel": ch.id, "reason": reason})
@@ -269,8 +265,7 @@ class ChannelRegistry:
             end.mailbox_tx.send_nowait(env)
         except trio.WouldBlock:
             # exactly-once even under backpressure: deliver when there is room
-            assert self.runtime._nursery is not None
-            self.runtime._nursery.start_soon(self._late_close, end, env)
+            self.runtime.start_soon(self._late_close, end, env)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
 

@@ -13,13 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .actor import CH_CLOSE, CH_MESSAGE, CH_OPEN, HANDLERS, Actor, Envelope
 from .chain import Head
 from .store import Op
 
 if TYPE_CHECKING:
     import trio
 
-    from .runtime import Actor, Envelope
     from .workerpool import Worker
 
 OUTCOMES = frozenset({"ok", "error", "crash", "missing"})
@@ -78,8 +78,6 @@ def check_result(data: Any, kind: str) -> HandlerResult:
 
 def item(env: Envelope) -> dict[str, Any]:
     """The ``run`` call's description of one envelope."""
-    from .runtime import CH_CLOSE, CH_MESSAGE, CH_OPEN, HANDLERS
-
     kind = env.kind
     entry: dict[str, Any] = {"fn": HANDLERS[kind][0]}
     if kind == CH_MESSAGE:

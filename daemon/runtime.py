@@ -33,12 +33,10 @@ import gc
 import itertools
 import logging
 import math
-import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +45,29 @@ import trio
 from actors import message_server as ms
 
 from . import chain
-from .chain import EXTERNAL, Head, StoredEvent
-from .errors import ActorFailed, BadInput, Busy, DiskFull, InternalError, NotFound, TheaterError, Timeout
+from .actor import (
+    CH_CLOSE,
+    CH_MESSAGE,
+    CH_OPEN,
+    FAILED,
+    HANDLERS,
+    REMOVED,
+    REQUEST,
+    RUNNING,
+    SEND,
+    STARTING,
+    STOPPED,
+    STOPPING,
+    Actor,
+    Envelope,
+    PendingRequest,
+    ReplySlot,
+)
+from .chain import EXTERNAL
+from .errors import ActorFailed, BadInput, Busy, DiskFull, NotFound, TheaterError
 from .jsontext import check_json
+from .messaging import Settings, hex_hash, store_error
+from .outbox import Outbox, wake_senders
 from .jobs import BadResult, HandlerResult, Job, check_result
 from .jobs import item as _item
 from .loopcalls import LoopCalls
@@ -64,7 +82,6 @@ from .store import (
     MailboxAttempt,
     MailboxClear,
     MailboxDelete,
-    MailboxPut,
     Op,
     PutActor,
     PutEvent,
@@ -77,162 +94,12 @@ from .workerpool import Profile, Worker, WorkerDied, WorkerPool, default_worker_
 
 log = logging.getLogger("theaterd.runtime")
 
-STARTING = "starting"
-RUNNING = "running"
-STOPPED = "stopped"
-REMOVED = "removed"  # forgotten by ``rm``: not listed, its name free; its chain kept (unless purged)
-FAILED = "failed"
-STOPPING = "stopping"
-
 BATCH = 64  # sends/requests handed to one worker hop at most
-#: the longest line of an actor's log kept
-MAX_LOG_LINE = 2000
 #: a component stops itself at its handler_timeout (a trap); its worker is killed only this much later
 _WASM_GRACE = 5.0
 
-SEND = "send"
-REQUEST = "request"
-CH_OPEN = "channel-open"
-CH_MESSAGE = "channel-message"
-CH_CLOSE = "channel-close"
 
-
-HANDLERS = {  # envelope kind -> (handler function, event type recorded by the receiver)
-    SEND: ("handle_send", "message-server/handle-send"),
-    REQUEST: ("handle_request", "message-server/handle-request"),
-    CH_OPEN: ("handle_channel_open", "message-server/handle-channel-open"),
-    CH_MESSAGE: ("handle_channel_message", "message-server/handle-channel-message"),
-    CH_CLOSE: ("handle_channel_close", "message-server/handle-channel-close"),
-}
-
-
-@dataclass(slots=True)
-class Settings:
-    default_timeout: float = 30.0
-    mailbox_size: int = 1024
-    stop_grace: float = 5.0
-    debug: bool = False
-    workers: int = 0  # shared worker processes; 0: one per usable CPU
-    memory_limit: int | None = 1 << 30  # per worker (RLIMIT_AS); a manifest's memory_limit overrides it
-    log_lines: int = 1000  # kept per actor for ``logs``
-
-
-class ReplySlot:
-    """Where a reply (or error) for one waiting caller lands."""
-
-    __slots__ = ("event", "value", "error", "abandoned", "callback")
-
-    def __init__(self) -> None:
-        self.event = trio.Event()
-        self.value: Any = None
-        self.error: TheaterError | None = None
-        self.abandoned = False
-        # called (on the event loop) once the slot is settled: for callers that do not
-        # wait in a task, like the server writing a reply frame
-        self.callback: Callable[[ReplySlot], None] | None = None
-
-    def set(self, value: Any) -> None:
-        if not self.event.is_set():
-            self.value = value
-            self.event.set()
-            if self.callback is not None:
-                self.callback(self)
-
-    def fail(self, error: TheaterError) -> None:
-        if not self.event.is_set():
-            self.error = error
-            self.event.set()
-            if self.callback is not None:
-                self.callback(self)
-
-    async def wait(self, timeout: float, what: str) -> Any:
-        with trio.move_on_after(timeout):
-            await self.event.wait()
-        if not self.event.is_set():
-            self.abandoned = True
-            raise Timeout(f"{what} timed out after {_fmt_seconds(timeout)}")
-        if self.error is not None:
-            raise self.error
-        return self.value
-
-
-@dataclass(slots=True)
-class Envelope:
-    kind: str
-    sender: str  # actor id or "external"
-    payload: bytes
-    reply: ReplySlot | None = None
-    mail_id: int | None = None  # durable mailbox row, for sends
-    channel: Any = None  # channels.Channel, for channel envelopes
-    attempts: int = 0  # deliveries that crashed the actor (stored sends)
-    void: bool = False  # dropped while the disk was full (its stored copy, if any, is queued again)
-
-
-@dataclass(slots=True)
-class PendingRequest:
-    target: Any  # Actor
-    slot: ReplySlot
-    deadline: float
-    limit: float
-
-    def timed_out(self) -> Timeout:
-        return Timeout(f"request to {self.target.name} timed out after {_fmt_seconds(self.limit)}")
-
-
-def _fmt_seconds(seconds: float) -> str:
-    return f"{seconds:g} s"
-
-
-@dataclass(slots=True, eq=False)
-class Actor:
-    id: str
-    name: str
-    manifest: Manifest
-    state: bytes | None = None
-    head: Head = field(default_factory=Head)
-    handled: int = 0
-    status: str = RUNNING
-    reason: str | None = None
-    created_us: int = 0
-    mailbox_tx: Any = None
-    mailbox_rx: Any = None
-    cancel_scope: trio.CancelScope | None = None
-    started: trio.Event = field(default_factory=trio.Event)  # its spawn finished (either way)
-    done: trio.Event = field(default_factory=trio.Event)
-    current: str | None = None  # handler being run
-    busy_since: float = 0.0
-    restarts: deque[float] = field(default_factory=deque)
-    restart_count: int = 0
-    replaying: trio.Event | None = None  # set while mail stored before a restart is re-queued
-    abandoned: bool = False  # the mailbox task ended
-    late: deque[Envelope] = field(default_factory=deque)  # outbox sends waiting for mailbox room
-    late_drained: trio.Event = field(default_factory=trio.Event)  # set when ``late`` empties
-    cleared: bool = False  # stopped for good: its stored mailbox was (or is being) cleared
-    dropped: int = 0  # accepted messages it never handled, dropped when it was stopped
-    worker: Worker | None = None  # where its module is loaded (None: not placed)
-    handlers: frozenset[str] = frozenset()  # the handler functions its module defines
-    job: Job | None = None  # the batch its worker is running
-    room: trio.Event | None = None  # set when its mailbox has room again (for waiting senders)
-    backlog: deque[Envelope] = field(default_factory=deque)  # taken from the mailbox, not handled yet
-    log: deque[str] = field(default_factory=lambda: deque(maxlen=1000))  # printed output, errors, crashes
-    errors: int = 0  # handler errors since the daemon started (for top)
-    partial: dict[str, str] = field(default_factory=dict)  # printed text waiting for its newline, per stream
-
-    @property
-    def mailbox_depth(self) -> int:
-        if self.mailbox_rx is None:
-            return 0
-        return int(self.mailbox_rx.statistics().current_buffer_used)
-
-    @property
-    def accepting(self) -> bool:
-        return self.status == RUNNING
-
-    def label(self) -> str:
-        return self.name
-
-
-class Runtime:
+class Runtime(Outbox):
     """All actors of one daemon.  Create it, then ``await runtime.serve(...)`` in a nursery."""
 
     def __init__(self, store: Store, settings: Settings | None = None) -> None:
@@ -243,19 +110,18 @@ class Runtime:
         self.pool = WorkerPool(self.settings.workers or default_worker_count(), self._host_call, self._worker_log,
                                default_profile=Profile(memory_limit=self.settings.memory_limit))
         self.pool.on_death = self._worker_gone
-        self.actors: dict[str, Actor] = {}  # by id: every actor known (running, stopped, failed)
-        self.names: dict[str, Actor] = {}  # by name: the live (running or failed) one
-        self.waiting_on: dict[Actor, Actor] = {}
+        self.actors = {}
+        self.names = {}
+        self.waiting_on = {}
         self.channels = ChannelRegistry(self)
-        self._nursery: trio.Nursery | None = None
+        self._nursery = None
         self._mail_ids = itertools.count(1)
         self._token: trio.lowlevel.TrioToken | None = None
         self.call_soon: LoopCalls | None = None  # once serving (or given by the caller before)
         self.timers = Timers()  # request deadlines of client connections
         self._spawned = 0
         self._attempts: dict[int, int] = {}  # crashed deliveries of stored mail, at start-up
-        #: while the store's disk is full: why (every write is refused, no message is handled)
-        self.suspended: DiskFull | None = None
+        self.suspended = None
         self._resumed = trio.Event()
         self.started_at = time.time()
 
@@ -340,10 +206,6 @@ class Runtime:
     # ------------------------------------------------------------------
     # a full disk
 
-    def writable(self) -> None:
-        """Raise :class:`DiskFull` while the store refuses writes."""
-        if self.suspended is not None:
-            raise self.store._full_error() if self.store.full is not None else self.suspended
 
     def _store_full(self, error: DiskFull) -> None:
         """The store failed a group for lack of space: stop handling until it is back.
@@ -439,27 +301,6 @@ class Runtime:
                 nursery.start_soon(self._stop_actor, actor, STOPPED, None, False, False)
         await self.pool.close()
 
-    # ------------------------------------------------------------------
-    # lookup
-
-    def resolve(self, ref: str) -> Actor:
-        """An actor by id or unique name (running ones first, then the newest stopped one)."""
-        actor = self.actors.get(ref) or self.names.get(ref)
-        if actor is None:
-            matches = [a for a in self.actors.values() if a.name == ref and a.status != REMOVED]
-            if matches:
-                actor = max(matches, key=lambda a: a.created_us)
-        if actor is None:
-            raise NotFound(f"unknown actor {ref!r}")
-        return actor
-
-    def live(self, ref: str) -> Actor:
-        actor = self.resolve(ref)
-        if actor.status == FAILED:
-            raise ActorFailed(f"actor {actor.name} has failed: {actor.reason}")
-        if actor.status != RUNNING:
-            raise NotFound(f"actor {actor.name} is {actor.status}")
-        return actor
 
     # ------------------------------------------------------------------
     # spawn / stop
@@ -506,7 +347,7 @@ class Runtime:
             self._unplace(actor)
         actor.current = None
         h = state_hash(actor.state)
-        data: dict[str, Any] = {"name": name, "manifest": str(manifest.path), "state_hash": _hex(h)}
+        data: dict[str, Any] = {"name": name, "manifest": str(manifest.path), "state_hash": hex_hash(h)}
         if failure is not None:
             data.update(outcome="error", error=failure)
             actor.status, actor.reason = FAILED, failure
@@ -689,7 +530,7 @@ class Runtime:
                                 backlog.appendleft(nxt)
                                 break
                             batch.append(nxt)
-                    _room(actor)
+                    wake_senders(actor)
                     requeue, crash, settle = await self._handle_batch(actor, batch)
                     backlog.extendleft(reversed(requeue))
                     if crash is not None:
@@ -708,7 +549,7 @@ class Runtime:
             while (env := _take(rx, backlog)) is not None:
                 if env.reply is not None:
                     env.reply.fail(self._not_handled(actor))
-            _room(actor)
+            wake_senders(actor)
             actor.done.set()
 
     def _not_handled(self, actor: Actor) -> TheaterError:
@@ -833,7 +674,7 @@ class Runtime:
             data["accepted"] = bool(accept and accept.accepted and error is None)
         actor.handled += 1
         h = state_hash(actor.state)
-        data["state_hash"] = _hex(h)
+        data["state_hash"] = hex_hash(h)
         reply = env.reply
         if reply is not None and reply.abandoned:
             data["reply"] = "discarded: the caller timed out"
@@ -1075,121 +916,6 @@ class Runtime:
             if scope is not None and actor.job is job:
                 scope.deadline = trio.current_time() + left
 
-    async def _outbox_send(self, job: Job, ref: str, msg: bytes, timeout: float | None) -> None:
-        """A handler's send: part of its handling's transaction (a transactional outbox).
-
-        The mailbox row and the sender's event are stored in the same group as the
-        handler's own event; the message reaches the target's mailbox once that group is
-        in the store's queue.  A nearly full target makes the sender wait for room first
-        (backpressure) without storing anything yet, so a crash cannot double it."""
-        sender = job.actor
-        data: dict[str, Any] = {"peer": ref, "size": len(msg)}
-        try:
-            target = self.live(ref)
-            data["peer"], data["peer_name"] = target.id, target.name
-            _check_handles_sends(target)
-            limit = self._timeout(timeout)
-            if target is not sender:
-                await self._wait_for_room(target, limit)
-        except TheaterError as exc:
-            data.update(outcome="error", error=str(exc))
-            self.emit(sender, "message-server/send", data, msg)
-            raise
-        if sender.job is not job:
-            raise NotFound(f"actor {sender.name} was stopped")
-        mail_id = next(self._mail_ids)
-        data["outcome"] = "ok"
-        job.ops.append(MailboxPut(mail_id, target.id, sender.id, msg))
-        self.emit(sender, "message-server/send", data, msg)
-        job.deliveries.append((target, Envelope(SEND, sender.id, msg, mail_id=mail_id)))
-
-    async def _wait_for_room(self, target: Actor, limit: float) -> None:
-        with trio.move_on_after(limit):
-            while target.status == RUNNING and (
-                target.replaying is not None or target.late
-                or target.mailbox_depth >= _capacity(target) // 2
-            ):
-                if target.room is None:
-                    target.room = trio.Event()
-                await target.room.wait()
-            if target.status != RUNNING:
-                raise NotFound(f"actor {target.name} is {target.status}")
-            return
-        raise Busy(f"mailbox full: actor {target.name} has {target.mailbox_depth} messages waiting")
-
-    def actor_log(self, actor: Actor, stream: str, text: str) -> None:
-        """Keep what an actor printed (or its handler errors), bounded, for ``logs``/``inspect``.
-
-        Printed output arrives in pieces (``print`` writes the text and the newline apart):
-        a line is kept once it is complete (or too long to wait for)."""
-        if stream in ("stdout", "stderr", "worker stdout", "worker stderr"):
-            text = actor.partial.pop(stream, "") + text
-            if not text.endswith("\n") and len(text) < MAX_LOG_LINE:
-                head, sep, rest = text.rpartition("\n")
-                if rest:
-                    actor.partial[stream] = rest
-                text = head + sep
-        lines = actor.log
-        stamp = chain.iso_timestamp(chain.now_us())
-        for line in text.splitlines():
-            lines.append(f"{stamp} {stream}: {line[:MAX_LOG_LINE]}")
-
-    def _worker_log(self, worker: Worker, actor_id: str, stream: str, text: str) -> None:
-        """Output of a worker: an actor's (printed in its handler), or the worker's own
-        (another thread, the interpreter, fd 2), which goes to every actor it hosts.
-        Never to the daemon's log, which a worker must not be able to write into."""
-        actor = self.actors.get(actor_id)
-        if actor is not None and actor.id in worker.actors:
-            self.actor_log(actor, stream, text)
-            return
-        for hosted in worker.actors:
-            other = self.actors.get(hosted)
-            if other is not None:
-                self.actor_log(other, f"worker {stream}", text)
-
-    def _deliver(self, deliveries: list[tuple[Actor, Envelope]]) -> None:
-        """Hand outbox sends to their mailboxes, in order; a full one keeps them in ``late``."""
-        for target, env in deliveries:
-            if target.replaying is None and not target.late:
-                try:
-                    target.mailbox_tx.send_nowait(env)
-                    continue
-                except trio.WouldBlock:
-                    pass
-                except (trio.ClosedResourceError, trio.BrokenResourceError, AttributeError):
-                    self._undeliverable(target, [env])
-                    continue
-            target.late.append(env)
-            if len(target.late) == 1:
-                target.late_drained = trio.Event()
-                assert self._nursery is not None
-                self._nursery.start_soon(self._deliver_late, target)
-
-    async def _deliver_late(self, target: Actor) -> None:
-        try:
-            if target.replaying is not None:
-                await target.replaying.wait()
-            while target.late:
-                env = target.late[0]
-                await target.mailbox_tx.send(env)
-                if target.late and target.late[0] is env:
-                    target.late.popleft()
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            self._undeliverable(target, list(target.late))
-            target.late.clear()
-        finally:
-            target.late_drained.set()
-            _room(target)
-
-    def _undeliverable(self, target: Actor, envs: list[Envelope]) -> None:
-        """Outbox sends that found the target's mailbox closed.  A stop that cleared the
-        stored mailbox may have come before their rows were stored: remove them (after
-        them, in the store's order).  Otherwise the target is shutting down with the
-        daemon, and the rows stay for the next start."""
-        if target.cleared:
-            ops: list[Op] = [MailboxDelete(env.mail_id) for env in envs if env.mail_id is not None]
-            if ops:
-                self.store.submit(ops)
 
     def _opened(self, channel: Any, reply: ReplySlot | None, accept: Any, error: str | None) -> None:
         """The target decided on a channel open and its event is stored."""
@@ -1256,210 +982,6 @@ class Runtime:
         self._fail_actor(actor, reason, ops)
         return ops
 
-    # ------------------------------------------------------------------
-    # chain helpers
-
-    def _event(self, actor: Actor, type: str, data: dict[str, Any], payload: bytes | None = None) -> StoredEvent:
-        """Append an event to the actor's chain (the caller stores it, in chain order)."""
-        ev = chain.make_event(actor.id, actor.head, type, data, payload)
-        actor.head = chain.head_after(ev)
-        return ev
-
-    def emit(self, actor: Actor | None, type: str, data: dict[str, Any], payload: bytes | None = None) -> None:
-        """Record an event of ``actor`` (none for external senders): in the store group of
-        the handler it runs now, if any, else on its own."""
-        if actor is None:
-            return
-        op = PutEvent(self._event(actor, type, data, payload))
-        job = actor.job
-        if job is not None:
-            job.ops.append(op)
-        else:
-            self.store.submit([op])
-
-    async def _commit(self, ops: list[Op]) -> None:
-        done = trio.Event()
-        failure: list[BaseException] = []
-
-        def wake(w: Any) -> None:
-            if w.error is not None:
-                failure.append(w.error)
-            done.set()
-
-        self.store.submit(ops, self.store.waiter(wake))
-        await done.wait()
-        if failure:
-            raise store_error(failure[0])
-
-    def record(self, actor: Actor | None, type: str, data: dict[str, Any], payload: bytes | None = None) -> list[Op]:
-        """Ops recording a sender-side event (nothing for external senders)."""
-        if actor is None:
-            return []
-        return [PutEvent(self._event(actor, type, data, payload))]
-
-    # ------------------------------------------------------------------
-    # messaging: the host API's implementation
-
-    def _timeout(self, timeout: float | None) -> float:
-        if timeout is None:
-            return self.settings.default_timeout
-        if not (isinstance(timeout, (int, float)) and timeout > 0 and math.isfinite(timeout)):
-            raise BadInput("timeout must be a positive number of seconds")
-        return float(timeout)
-
-    async def enqueue(self, target: Actor, env: Envelope, timeout: float) -> None:
-        """Put ``env`` in the mailbox; wait (backpressure) up to ``timeout`` when it is full."""
-        self.writable()
-        if target.replaying is not None:
-            with trio.move_on_after(timeout):
-                await target.replaying.wait()
-            if target.replaying is not None:
-                raise Busy(f"mailbox full: actor {target.name} is still replaying messages from before the restart")
-        if target.late:  # earlier sends are still waiting for room: keep their order
-            with trio.move_on_after(timeout):
-                await target.late_drained.wait()
-            if target.late:
-                raise Busy(f"mailbox full: actor {target.name} has {target.mailbox_depth} messages waiting")
-        try:
-            target.mailbox_tx.send_nowait(env)
-            return
-        except trio.WouldBlock:
-            pass
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise NotFound(f"actor {target.name} is stopping") from None
-        with trio.move_on_after(timeout):
-            try:
-                await target.mailbox_tx.send(env)
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
-                raise NotFound(f"actor {target.name} is stopping") from None
-            return
-        raise Busy(f"mailbox full: actor {target.name} has {target.mailbox_depth} messages waiting")
-
-    async def send(self, sender: Actor | None, ref: str, msg: bytes, timeout: float | None = None) -> None:
-        """Deliver a one-way message; returns once it is durably in the target's mailbox."""
-        done = trio.Event()
-        failure: list[TheaterError] = []
-
-        def finished(error: TheaterError | None) -> None:
-            if error is not None:
-                failure.append(error)
-            done.set()
-
-        await self.send_start(sender, ref, msg, timeout, finished)
-        await done.wait()
-        if failure:
-            raise failure[0]
-
-    async def send_start(self, sender: Actor | None, ref: str, msg: bytes, timeout: float | None,
-                         finished: Callable[[TheaterError | None], None]) -> None:
-        """Enqueue now (keeping arrival order); ``finished`` runs once it is stored.
-
-        Raises at once when the message cannot be accepted at all.
-        """
-        self.writable()
-        sender_id = sender.id if sender else EXTERNAL
-        data: dict[str, Any] = {"peer": ref, "size": len(msg)}
-        mail_id: int | None = None
-        try:
-            target = self.live(ref)
-            data["peer"], data["peer_name"] = target.id, target.name
-            _check_handles_sends(target)
-            limit = self._timeout(timeout)
-            mail_id = next(self._mail_ids)
-            env = Envelope(SEND, sender_id, msg, mail_id=mail_id)
-            put = MailboxPut(mail_id, target.id, sender_id, msg)
-            # The stored row must go to the writer before a handler can remove it.  When the
-            # mailbox has room, the envelope goes in now and the row is submitted below, in
-            # this same step on the loop: no handler can run before that.
-            queued = False
-            if target.replaying is None and not target.late:
-                try:
-                    target.mailbox_tx.send_nowait(env)
-                    queued = True
-                except trio.WouldBlock:
-                    pass
-                except (trio.ClosedResourceError, trio.BrokenResourceError):
-                    raise NotFound(f"actor {target.name} is stopping") from None
-            if not queued:  # it may wait for room: the row goes first
-                self.store.submit([put])
-                await self.enqueue(target, env, limit)
-        except TheaterError as exc:
-            ops: list[Op] = [] if mail_id is None else [MailboxDelete(mail_id)]
-            if sender is not None:
-                data.update(outcome="error", error=str(exc))
-                ops.extend(self.record(sender, "message-server/send", data, msg))
-            if ops:
-                self.store.submit(ops)
-            raise
-        data["outcome"] = "ok"
-
-        def stored(w: Any) -> None:
-            finished(None if w.error is None else store_error(w.error))
-
-        # acknowledged once the row (in this batch, or submitted before it) is committed
-        ops = self.record(sender, "message-server/send", data, msg)
-        if queued:
-            ops.insert(0, put)
-        self.store.submit(ops, self.store.waiter(stored))
-
-    def _check_cycle(self, sender: Actor | None, target: Actor) -> None:
-        if sender is None:
-            return
-        path = [target]
-        cur: Actor | None = target
-        while cur is not None and cur is not sender:
-            cur = self.waiting_on.get(cur)
-            if cur is not None:
-                path.append(cur)
-                if len(path) > len(self.actors) + 1:
-                    return
-        if cur is sender:
-            names = " -> ".join([sender.name, *(a.name for a in path)])
-            raise ActorFailed(f"request cycle: {names}")
-
-    async def request(self, sender: Actor | None, ref: str, msg: bytes, timeout: float | None = None) -> bytes:
-        """Send a request and wait for the reply (or a timeout, or a cycle error)."""
-        data: dict[str, Any] = {"peer": ref, "size": len(msg)}
-        try:
-            pending = await self.request_start(sender, ref, msg, timeout)
-            data["peer"], data["peer_name"] = pending.target.id, pending.target.name
-            try:
-                reply = await self.request_finish(pending)
-            finally:
-                if sender is not None:
-                    self.waiting_on.pop(sender, None)
-        except TheaterError as exc:
-            if sender is not None:
-                data.update(outcome="timeout" if isinstance(exc, Timeout) else "error", error=str(exc))
-                self.emit(sender, "message-server/request", data, msg)
-            raise
-        if sender is not None:
-            data.update(outcome="ok", reply_size=len(reply))
-            self.emit(sender, "message-server/request", data, msg)
-        return reply
-
-    async def request_start(self, sender: Actor | None, ref: str, msg: bytes, timeout: float | None) -> PendingRequest:
-        """Enqueue a request now (keeping arrival order); await :meth:`request_finish` for the reply."""
-        target = self.live(ref)
-        self._check_cycle(sender, target)
-        limit = self._timeout(timeout)
-        pending = PendingRequest(target, ReplySlot(), trio.current_time() + limit, limit)
-        if sender is not None:
-            self.waiting_on[sender] = target
-        try:
-            await self.enqueue(target, Envelope(REQUEST, sender.id if sender else EXTERNAL, msg, pending.slot), limit)
-        except BaseException:
-            if sender is not None:
-                self.waiting_on.pop(sender, None)
-            raise
-        return pending
-
-    async def request_finish(self, pending: PendingRequest) -> bytes:
-        remaining = max(pending.deadline - trio.current_time(), 0)
-        try:
-            return await pending.slot.wait(remaining, f"request to {pending.target.name}")
-        except Timeout:
-            raise pending.timed_out() from None
 
     # ------------------------------------------------------------------
     # restart, rm, prune
@@ -1599,10 +1121,6 @@ class Runtime:
                 if a.status != REMOVED and (include_stopped or a.status != STOPPED)]
 
 
-def _hex(h: bytes | None) -> str | None:
-    return None if h is None else h.hex()
-
-
 _Outcome = tuple[list[Envelope], str | None, Callable[[], None]]  # (handle again, crash, tell the caller)
 
 
@@ -1624,31 +1142,11 @@ def _nothing() -> None:
     pass
 
 
-def store_error(error: BaseException) -> TheaterError:
-    """What a caller is told when its write did not reach the store."""
-    if isinstance(error, TheaterError):  # DiskFull: exit 75, says how much is free
-        return error
-    return InternalError(f"cannot write the store: {error}")
-
-
 def _settle_after(waiter: Any, reply: ReplySlot | None, settle: Callable[[], None]) -> None:
     if waiter.error is None:
         settle()
     elif reply is not None:  # the caller must not believe what was not stored
         reply.fail(store_error(waiter.error))
-
-
-def _room(actor: Actor) -> None:
-    """Wake the senders waiting for room in ``actor``'s mailbox."""
-    room, actor.room = actor.room, None
-    if room is not None:
-        room.set()
-
-
-def _capacity(actor: Actor) -> int:
-    if actor.mailbox_tx is None:
-        return 0
-    return int(actor.mailbox_tx.statistics().max_buffer_size)
 
 
 def _text(args: dict[str, Any], key: str) -> str:
@@ -1663,12 +1161,6 @@ async def _unload(worker: Worker, actor_id: str) -> None:
         await worker.call("unload", {"actor": actor_id})
     except (WorkerDied, TheaterError):
         pass
-
-
-def _check_handles_sends(target: Actor) -> None:
-    """A send to an actor whose module (once loaded) has no ``handle_send`` fails at once."""
-    if target.handlers and "handle_send" not in target.handlers:
-        raise ActorFailed(f"actor {target.name} has no handle_send")
 
 
 def _load_manifests(paths: list[str]) -> list[Manifest | TheaterError]:
