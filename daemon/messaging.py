@@ -239,9 +239,11 @@ class Messaging:
                     pass
                 except (trio.ClosedResourceError, trio.BrokenResourceError):
                     raise NotFound(f"actor {target.name} is stopping") from None
-            if not queued:  # it may wait for room: the row goes first
-                self.store.submit([put])
-                await self.enqueue(target, env, limit)
+            if not queued:
+                # wait for room with nothing stored yet: a send refused (or given up by its
+                # caller) while waiting leaves no row that could be handled later
+                await self._queue_when_room(target, env, limit)
+                queued = True
         except TheaterError as exc:
             ops: list[Op] = [] if mail_id is None else [MailboxDelete(mail_id)]
             if sender is not None:
@@ -260,6 +262,25 @@ class Messaging:
         if queued:
             ops.insert(0, put)
         self.store.submit(ops, self.store.waiter(stored))
+
+    async def _queue_when_room(self, target: Actor, env: Envelope, limit: float) -> None:
+        """Put ``env`` into the mailbox once it has room (after any replay or late mail)."""
+        with trio.move_on_after(limit):
+            while True:
+                if target.status != RUNNING or target.mailbox_tx is None:
+                    raise NotFound(f"actor {target.name} is {target.status}")
+                if target.replaying is None and not target.late:
+                    try:
+                        target.mailbox_tx.send_nowait(env)
+                        return
+                    except trio.WouldBlock:
+                        pass
+                    except (trio.ClosedResourceError, trio.BrokenResourceError):
+                        raise NotFound(f"actor {target.name} is stopping") from None
+                if target.room is None:
+                    target.room = trio.Event()
+                await target.room.wait()
+        raise Busy(f"mailbox full: actor {target.name} has {target.mailbox_depth} messages waiting")
 
     def check_cycle(self, sender: Actor | None, target: Actor) -> None:
         if sender is None:

@@ -28,6 +28,7 @@ the handling event to the actor's chain.  Invariants:
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 import functools
 import gc
 import itertools
@@ -97,6 +98,13 @@ log = logging.getLogger("theaterd.runtime")
 BATCH = 64  # sends/requests handed to one worker hop at most
 #: a component stops itself at its handler_timeout (a trap); its worker is killed only this much later
 _WASM_GRACE = 5.0
+
+
+@dataclass(eq=False, slots=True)
+class Replay:
+    """Mail being fed into an actor's mailbox ahead of new mail (after a restart or a resync)."""
+
+    pending: deque[Envelope]
 
 
 class Runtime(Outbox):
@@ -197,9 +205,7 @@ class Runtime(Outbox):
             queued = pending.get(actor.id)
             if queued:
                 # accepted before the restart: handled first, in order, even past the mailbox size
-                actor.replaying = trio.Event()
-                assert self._nursery is not None
-                self._nursery.start_soon(self._replay, actor, queued)
+                self._start_replay(actor, queued)
         log.info("restored %d actors", sum(a.status == RUNNING for a in self.actors.values()))
         gc.freeze()  # long-lived actor objects: keep them out of every full collection
 
@@ -241,8 +247,13 @@ class Runtime(Outbox):
             if actor.status == RUNNING and actor.mailbox_tx is not None:
                 self._refill(actor, mail.get(actor.id, []))
         self.store.resume()
-        fixes: list[Op] = [SetStatus(a.id, a.status, a.reason) for a in self.actors.values()
-                           if a.id in rows and rows[a.id].status != a.status and a.status == FAILED]
+        # a status changed in memory whose write was refused (a stop, a failure): store it now
+        fixes: list[Op] = []
+        for a in self.actors.values():
+            if a.id in rows and rows[a.id].status != a.status and a.status in (FAILED, STOPPED, REMOVED):
+                fixes.append(SetStatus(a.id, a.status, a.reason))
+                if a.status == STOPPED and a.cleared:
+                    fixes.append(MailboxClear(a.id))
         if fixes:
             self.store.submit(fixes)
         log.warning("the disk has room again: actors reloaded from the store, handling goes on")
@@ -258,6 +269,10 @@ class Runtime(Outbox):
             waiting.append(env)
         waiting.extend(actor.late)
         actor.late.clear()
+        running = actor.replay
+        if running is not None:  # a replay still feeding the mailbox: what it holds is stale now
+            waiting.extend(running.pending)
+            running.pending.clear()
         kept = [env for env in waiting if env.mail_id is None]
         for env in waiting:
             if env.mail_id is not None:
@@ -265,24 +280,36 @@ class Runtime(Outbox):
         stored = [Envelope(SEND, m.sender, m.payload, mail_id=m.id, attempts=m.attempts) for m in rows]
         queue = stored + kept
         if queue:
-            actor.replaying = trio.Event()
-            assert self._nursery is not None
-            self._nursery.start_soon(self._replay, actor, queue)
+            self._start_replay(actor, queue)
 
-    async def _replay(self, actor: Actor, mail: list[Any]) -> None:
+    def _start_replay(self, actor: Actor, mail: list[Any]) -> None:
+        """Feed ``mail`` (stored rows or envelopes) into the actor's mailbox ahead of new mail."""
+        envs = [m if isinstance(m, Envelope) else
+                Envelope(SEND, m.sender, m.payload, mail_id=m.id, attempts=self._attempts.pop(m.id, 0))
+                for m in mail]
+        run = Replay(deque(envs))
+        actor.replay = run
+        if actor.replaying is None:
+            actor.replaying = trio.Event()
+        assert self._nursery is not None
+        self._nursery.start_soon(self._replay, actor, run)
+
+    async def _replay(self, actor: Actor, run: Replay) -> None:
         try:
-            for m in mail:
-                if isinstance(m, Envelope):
-                    await actor.mailbox_tx.send(m)
-                    continue
-                await actor.mailbox_tx.send(Envelope(SEND, m.sender, m.payload, mail_id=m.id,
-                                                     attempts=self._attempts.pop(m.id, 0)))
+            while run.pending:
+                env = run.pending[0]
+                await actor.mailbox_tx.send(env)
+                if run.pending and run.pending[0] is env:
+                    run.pending.popleft()
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
         finally:
-            assert actor.replaying is not None
-            actor.replaying.set()
-            actor.replaying = None
+            if actor.replay is run:  # (a newer replay, if any, ends the replaying)
+                actor.replay = None
+                if actor.replaying is not None:
+                    actor.replaying.set()
+                    actor.replaying = None
+                wake_senders(actor)
 
     def _start_mailbox(self, actor: Actor) -> None:
         size = actor.manifest.mailbox_size or self.settings.mailbox_size
@@ -326,16 +353,16 @@ class Runtime(Outbox):
         self.actors[actor.id] = actor  # listed as starting; a stop cancels the start
         failure: str | None = None
         try:
-            with trio.CancelScope() as scope:
+            # Once begun, a start finishes even if its caller goes away (it is bounded by
+            # handler_timeout): cancelling it would take a shared worker down with init.
+            # Only a stop of the starting actor cancels it.
+            with trio.CancelScope(shield=True) as scope:
                 actor.cancel_scope = scope
                 await self._host_actor(actor)
                 if "init" in actor.handlers:
                     actor.state = await self._run_init(actor)
             if scope.cancelled_caught:
                 failure = "stopped while starting"
-        except trio.Cancelled:
-            self._forget_start(actor)
-            raise
         except BadInput:  # not a usable component: refused like a bad manifest, nothing recorded
             self._forget_start(actor)
             raise
@@ -358,12 +385,16 @@ class Runtime(Outbox):
             actor.done.set()
         ev = self._event(actor, "runtime/spawn", data)
         with trio.CancelScope(shield=True):  # stored as running means it has a mailbox
-            await self._commit([
-                PutActor(actor.id, name, str(manifest.path), actor.status if failure else RUNNING,
-                         actor.created_us, actor.reason),
-                PutEvent(ev),
-                PutState(actor.id, h, actor.state, 0),
-            ])
+            try:
+                await self._commit([
+                    PutActor(actor.id, name, str(manifest.path), actor.status if failure else RUNNING,
+                             actor.created_us, actor.reason),
+                    PutEvent(ev),
+                    PutState(actor.id, h, actor.state, 0),
+                ])
+            except TheaterError:  # (the disk is full): nothing of it was stored
+                self._forget_start(actor)
+                raise
             if failure is None:
                 self._start_mailbox(actor)
                 actor.status = RUNNING
@@ -998,31 +1029,40 @@ class Runtime(Outbox):
         holder = self.names.get(actor.name)
         if holder is not None and holder is not actor and holder.status != STOPPED:
             raise BadInput(f"the name {actor.name!r} is taken by another actor (id {holder.id})")
-        if actor.status == RUNNING:
+        # once begun, a restart finishes (bounded by the stop grace and handler_timeout), even
+        # if its caller goes away: a half-restarted actor would hold its name forever
+        with trio.CancelScope(shield=True):
+            restarted = await self._restart(actor)
+        return restarted
+
+    async def _restart(self, actor: Actor) -> Actor:
+        was = actor.status
+        if was == RUNNING:
             await self._stop_actor(actor, STOPPED, None, record=False, persist=False)
-        manifest = await trio.to_thread.run_sync(load_manifest, str(actor.manifest.path))
-        actor.manifest = manifest
         self._unplace(actor)
         self.names[actor.name] = actor
         actor.status, actor.reason, actor.cleared = STARTING, None, False
         actor.restarts.clear()
         try:
+            actor.manifest = await trio.to_thread.run_sync(load_manifest, str(actor.manifest.path))
             await self._host_actor(actor)
         except TheaterError as exc:
             actor.status, actor.reason = FAILED, f"restart failed: {exc}"
-            await self._commit([SetStatus(actor.id, FAILED, actor.reason)])
+            self.store.submit([SetStatus(actor.id, FAILED, actor.reason)])
             raise ActorFailed(f"actor {actor.name} {actor.reason}") from None
         actor.restart_count += 1
         ev = self._event(actor, "runtime/restart", {"attempt": actor.restart_count, "reason": "restarted by request"})
-        with trio.CancelScope(shield=True):
+        try:
             await self._commit([PutEvent(ev), SetStatus(actor.id, RUNNING, None)])
-            mail = [m for m in await trio.to_thread.run_sync(self.store.load_mailbox) if m.actor == actor.id]
-            actor.status = RUNNING
-            self._start_mailbox(actor)
-            if mail:
-                actor.replaying = trio.Event()
-                assert self._nursery is not None
-                self._nursery.start_soon(self._replay, actor, mail)
+        except TheaterError:
+            actor.status = was if was != RUNNING else STOPPED
+            self._unplace(actor)
+            raise
+        mail = [m for m in await trio.to_thread.run_sync(self.store.load_mailbox) if m.actor == actor.id]
+        actor.status = RUNNING
+        self._start_mailbox(actor)
+        if mail:
+            self._start_replay(actor, mail)
         return actor
 
     async def remove(self, ref: str, purge: bool = False) -> Actor:
@@ -1079,6 +1119,11 @@ class Runtime(Outbox):
         target = self.live(row.actor)
         mail_id = next(self._mail_ids)
         await self._wait_for_room(target, self.settings.default_timeout)
+        # an event of the target's chain: never beside a running handler's events (which a
+        # crash would take back), so between two of its jobs
+        with trio.fail_after(self.settings.default_timeout):
+            while target.job is not None:
+                await trio.sleep(0.01)
         ev = self._event(target, "runtime/dead-letter-retry", {"mail": letter_id, "new_mail": mail_id,
                                                               "peer": row.sender})
         await self._commit([DeadLetterRetry(letter_id, mail_id), PutEvent(ev)])
