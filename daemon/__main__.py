@@ -63,15 +63,11 @@ HOME_FILES = ("theater.db-wal", "theater.db-shm", "theaterd.log")  # narrowed to
 
 def _prepare_home(home: Path) -> None:
     """Create the data directory 0700, or refuse one that others can enter; keep its files 0600."""
-    from .files import UnsafeDirError, check_private_dir, private_file
+    from .files import UnsafeDirError, ensure_private_dir, private_file
     from .store import DB_NAME
 
     try:
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    except OSError as exc:
-        raise StartupError(f"cannot create the data directory {home}: {exc.strerror}") from None
-    try:
-        check_private_dir(home, "data directory", "use a directory of your own with --home")
+        ensure_private_dir(home, "data directory", "use a directory of your own with --home")
     except UnsafeDirError as exc:
         raise StartupError(str(exc)) from None
     # SQLite gives the WAL and shared-memory files the database file's mode

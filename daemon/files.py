@@ -18,6 +18,7 @@ import errno
 import os
 import stat
 from dataclasses import dataclass
+from pathlib import Path
 
 from .errors import BadInput
 
@@ -121,6 +122,16 @@ def check_regular_file(path: str | os.PathLike[str], limit: int, what: str) -> N
 
 class UnsafeDirError(Exception):
     """A directory theaterd would keep private data in is not private."""
+
+
+def ensure_private_dir(path: Path, what: str, hint: str) -> None:
+    """Create ``path`` mode 0700 if it is missing, then :func:`check_private_dir` it;
+    raises :class:`UnsafeDirError` (one line, saying what to do) either way."""
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise UnsafeDirError(f"cannot create the {what} {path}: {exc.strerror}") from None
+    check_private_dir(path, what, hint)
 
 
 def check_private_dir(directory: str | os.PathLike[str], what: str, hint: str, *,

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from daemon.errors import BadInput, ErrorCode, InternalError, TheaterError, Timeout, Unavailable
-from daemon.files import UnsafeDirError, check_private_dir, private_file
+from daemon.files import UnsafeDirError, ensure_private_dir, private_file
 
 from ..app import App, SuggestingGroup, json_option
 from ..client import Client
@@ -92,11 +92,7 @@ def _launch(app: App, durability: str | None, debug: bool) -> tuple[int, Path]:
 def _private_log(home: Path) -> Path:
     """The log's path in ``home``, once the home is known to be private (theaterd would refuse it too)."""
     try:
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    except OSError as exc:
-        raise BadInput(f"cannot create the data directory {home}: {exc.strerror}") from None
-    try:
-        check_private_dir(home, "data directory", "use a directory of your own with --home")
+        ensure_private_dir(home, "data directory", "use a directory of your own with --home")
     except UnsafeDirError as exc:
         raise BadInput(str(exc)) from None
     return home / "theaterd.log"
