@@ -71,14 +71,14 @@ class State(enum.Enum):
     BROKEN = "broken"  # the peer broke the protocol: nothing more is read
 
 
-class _NeedData:
-    __slots__ = ()
+class NeedData(enum.Enum):
+    NEED_DATA = "need data"
 
     def __repr__(self) -> str:
         return "NEED_DATA"
 
 
-NEED_DATA: Final = _NeedData()
+NEED_DATA: Final = NeedData.NEED_DATA  # "feed me more bytes" (an enum member, so that mypy narrows on it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +153,7 @@ class Connection:
         else:
             self._eof = True
 
-    def next_event(self) -> Event | _NeedData:
+    def next_event(self) -> Event | NeedData:
         """The next frame the peer sent, :data:`NEED_DATA`, or :class:`ConnectionClosed`."""
         state = self.state
         if state is State.BROKEN:
@@ -275,4 +275,4 @@ class Connection:
         return call_id, self.send(Call(call_id, op, args or {}))
 
 
-__all__ = ["NEED_DATA", "Connection", "ConnectionClosed", "Event", "Role", "State", "is_long_lived"]
+__all__ = ["NEED_DATA", "NeedData", "Connection", "ConnectionClosed", "Event", "Role", "State", "is_long_lived"]
