@@ -36,6 +36,8 @@ from typing import Any
 import trio
 
 from . import __version__, wire
+from .connection import NEED_DATA, ConnectionClosed, Role
+from .connection import Connection as Protocol
 from .store import free_bytes
 from .chain import EXTERNAL, event_view, export_line
 from .chainverify import verify_chain
@@ -219,7 +221,7 @@ class Connection:
         self.runtime = server.runtime
         self.settings = server.settings
         self.stream = stream
-        self.reader = wire.FrameReader(self.settings.max_frame)
+        self.protocol = Protocol(Role.DAEMON, f"theaterd {__version__}", self.settings.max_frame)
         self.client_ends: set[ClientEnd] = set()  # this connection's ends of channels it opened
         self.follows = 0  # active chain follows: exempt from the idle limit
         self.writer_done = trio.Event()
@@ -256,10 +258,10 @@ class Connection:
         if self.closing or self._out_closed:
             return
         try:
-            data = wire.encode(frame, self.settings.max_frame)
-        except wire.LocalProtocolError as exc:
+            data = self.protocol.send(frame)
+        except wire.LocalProtocolError as exc:  # an answer too large, or one that cannot be encoded
             call_id = getattr(frame, "id", None)
-            data = wire.encode(wire.Error(call_id, int(ErrorCode.INTERNAL), str(exc)))
+            data = self.protocol.send(wire.Error(call_id, int(ErrorCode.INTERNAL), str(exc)))
         self._out.append(data)
         self._out_bytes += len(data)
         if self._blocked:
@@ -349,7 +351,7 @@ class Connection:
         """Send one connection-level error frame directly, then give up on the stream."""
         with trio.move_on_after(1):
             try:
-                await self.stream.send_all(wire.encode(wire.Error(None, int(code), message)))
+                await self.stream.send_all(self.protocol.send(wire.Error(None, int(code), message)))
                 await self.stream.send_eof()
                 # read what the peer already sent, so that closing does not reset the
                 # connection and destroy the error frame before the peer reads it
@@ -388,16 +390,19 @@ class Connection:
         """The next frame.  ``timeout`` bounds the whole wait (the handshake); otherwise a
         partial frame must complete within ``partial_frame_timeout`` of its first byte, and
         a connection is closed after ``idle_timeout`` without frames unless exempt."""
+        protocol = self.protocol
         now = trio.current_time()
         deadline = now + timeout if timeout is not None else None
-        partial_since = now if self.reader.buffered else None
+        partial_since = now if protocol.buffered else None
         idle_since = now
         while True:
-            frame = self.reader.next_frame()
-            if frame is not None:
-                return frame
+            event = protocol.next_event()
+            if event is not NEED_DATA:
+                if type(event) is ConnectionClosed:
+                    raise _Closed()
+                return event  # type: ignore[return-value]
             now = trio.current_time()
-            if self.reader.buffered and partial_since is None:
+            if protocol.buffered and partial_since is None:
                 partial_since = now
             if deadline is not None:
                 wake = deadline
@@ -410,9 +415,9 @@ class Connection:
                 data = await self._receive()
             if data is None:  # timed out
                 if deadline is not None or partial_since is not None:
-                    if self.reader.buffered:
+                    if protocol.buffered:
                         raise ProtocolError(
-                            f"incomplete frame: {self.reader.buffered} bytes and no more data for"
+                            f"incomplete frame: {protocol.buffered} bytes and no more data for"
                             f" {self.settings.partial_frame_timeout if deadline is None else timeout:g} s"
                         )
                     raise ProtocolError(f"no hello frame within {timeout:g} s")
@@ -420,11 +425,7 @@ class Connection:
                     idle_since = trio.current_time()
                     continue
                 raise _Closed("idle")
-            if not data:
-                if self.reader.buffered:
-                    raise ProtocolError(f"connection closed in the middle of a frame ({self.reader.buffered} bytes)")
-                raise _Closed()
-            self.reader.feed(data)
+            protocol.receive_data(data)  # b"" at EOF: the next event says how the stream ended
 
     async def _receive(self) -> bytes:
         """The next bytes from the socket (b"" at EOF).
@@ -465,20 +466,11 @@ class Connection:
         if self.server.connections > self.settings.max_connections:
             await self._fatal(ErrorCode.BUSY, f"busy: the daemon already has {self.settings.max_connections} connections")
             return
-        try:
-            hello = await self._next_frame(self.settings.handshake_timeout)
+        try:  # the protocol checks that it is a hello of our version
+            await self._next_frame(self.settings.handshake_timeout)
         except (_Closed, ProtocolError) as exc:
             if not isinstance(exc, _Closed):
                 await self._fatal(ErrorCode.PROTOCOL, str(exc) or "no hello frame")
-            return
-        if not isinstance(hello, wire.Hello):
-            await self._fatal(ErrorCode.PROTOCOL, "the first frame must be a hello")
-            return
-        if hello.version != wire.PROTOCOL_VERSION:
-            await self._fatal(
-                ErrorCode.PROTOCOL,
-                f"unsupported protocol version {hello.version} (theaterd {__version__} speaks {wire.PROTOCOL_VERSION})",
-            )
             return
         self.write(wire.Welcome(wire.PROTOCOL_VERSION, f"theaterd {__version__}", os.getpid(), os.getuid(),
                                 self.settings.max_frame))
@@ -511,15 +503,11 @@ class Connection:
                 frame = await self._next_frame()
             except _Closed:
                 return
-            except ProtocolError as exc:
+            except ProtocolError as exc:  # (the protocol lets only calls through after the hello)
                 self._flush_error(ErrorCode.PROTOCOL, str(exc))
                 await self._drain_output()
                 return
-            if not isinstance(frame, wire.Call):
-                self._flush_error(ErrorCode.PROTOCOL, f"unexpected {type(frame).__name__.lower()} frame from a client")
-                await self._drain_output()
-                return
-            await self._dispatch(frame)
+            await self._dispatch(frame)  # type: ignore[arg-type]
 
     async def _room(self) -> None:
         """Wait until the outgoing queue is at most half full (flow control for pushes)."""
