@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import trio
 
@@ -170,21 +170,12 @@ class Server:
         for conn in dirty:
             conn.flush()
 
-    async def serve(self, listener: trio.SocketListener, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Accept connections until cancelled; each gets its own task."""
-        async with trio.open_nursery() as nursery:
-            task_status.started()
-            async with listener:
-                while True:
-                    try:
-                        stream = await listener.accept()
-                    except OSError as exc:
-                        if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                            log.warning("accept failed (%s); retrying", exc)
-                            await trio.sleep(0.1)
-                            continue
-                        raise
-                    nursery.start_soon(self._connection, stream)
+    async def serve(self, listener: trio.SocketListener, *,
+                    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED) -> NoReturn:
+        """Accept connections until cancelled, each in a task of its own.  Out of file
+        descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM), ``trio.serve_listeners``
+        logs it, waits 100 ms and accepts again."""
+        await trio.serve_listeners(self._connection, [listener], task_status=task_status)
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         self.connections += 1
