@@ -105,8 +105,8 @@ def run(quick: bool) -> list[Figure]:
     r1 = ratio(t_ctl, t_min)
     return [
         Figure("1a", 1, "theaterctl request, one-shot wall time (median)", t_ctl, "s",
-               t_min, "minimal client (click+socket+cbor2)", r1, "<= 1.25x minimal",
-               r1 is not None and r1 <= 1.25,
+               t_min, "minimal client (click+socket+cbor2)", r1, "<= 1.15x minimal",
+               r1 is not None and r1 <= 1.15,
                f"{rounds} runs each, interleaved; modules imported: theaterctl {len(req_rows)}, minimal "
                f"{len(min_rows)}, python -c pass {len(pass_rows)}; the {len(own)} modules only theaterctl imports "
                f"take {sum(us for _, us in own) / 1e3:.0f} ms (self time under -X importtime), heaviest: "

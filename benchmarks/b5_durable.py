@@ -91,10 +91,11 @@ def run(quick: bool) -> list[Figure]:
             + f"; daemon durability {status.get('durability')}")
     return [
         Figure("5", 5, "acked sends/s, 50 concurrent clients, durability full", rate, "msgs/s",
-               base, "one fsync per event (SQLite FULL, commit per event)", ratio(rate, base), ">= 20,000/s",
-               rate is not None and rate >= 20000 and res.errors == 0, note),
-        Figure("5b", 5, "the same 50 clients against the bare echo server (client ceiling)", echo_rate, "msgs/s",
-               None, "", None, "(reported)", None,
+               base, "one fsync per event (SQLite FULL, commit per event)", ratio(rate, base), ">= 2x fsync per event",
+               rate is not None and base is not None and rate >= 2 * base and res.errors == 0, note),
+        Figure("5b", 5, "theater's share of the client ceiling (5's clients against the bare echo server)", rate,
+               "msgs/s", echo_rate, "the same 50 clients, bare echo server", ratio(rate, echo_rate),
+               ">= 70% of the ceiling", None if rate is None or echo_rate is None else rate >= 0.7 * echo_rate,
                f"{echo.ops} sends in {echo.seconds:.2f} s, {echo.errors} errors; p50 "
                f"{percentile(echo.lat, 50) * 1e3:.2f} ms; theater reached {ratio(rate, echo_rate) or 0:.0%} of it"),
     ]

@@ -32,6 +32,9 @@ MODULES = {
     6: "b6_many",
     7: "b7_concurrent",
     8: "b8_chain",
+    9: "b9_cpu",
+    10: "b10_crash",
+    11: "b11_hop",
 }
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.json"
 
@@ -130,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[1])
     parser.add_argument("--quick", action="store_true", help="small sizes: seconds instead of minutes")
     parser.add_argument("--only", type=_parse_only, default=None, metavar="N,...",
-                        help="run only these benchmarks (1-8)")
+                        help=f"run only these benchmarks (1-{len(MODULES)})")
     parser.add_argument("--json-out", type=Path, default=DEFAULT_OUT, metavar="PATH",
                         help=f"where to write the JSON results (default {DEFAULT_OUT})")
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")

@@ -57,6 +57,7 @@ from .timers import Timers
 from .files import LIMITS, read_regular_file
 from .manifest import DEFAULT_MEMORY_LIMIT, Manifest, check_name, load_manifest
 from .store import (
+    RemoveActor,
     DeadLetter,
     DeadLetterDrop,
     DeadLetterRetry,
@@ -79,10 +80,13 @@ log = logging.getLogger("theaterd.runtime")
 STARTING = "starting"
 RUNNING = "running"
 STOPPED = "stopped"
+REMOVED = "removed"  # forgotten by ``rm``: not listed, its name free; its chain kept (unless purged)
 FAILED = "failed"
 STOPPING = "stopping"
 
 BATCH = 64  # sends/requests handed to one worker hop at most
+#: the longest line of an actor's log kept
+MAX_LOG_LINE = 2000
 #: a component stops itself at its handler_timeout (a trap); its worker is killed only this much later
 _WASM_GRACE = 5.0
 
@@ -211,6 +215,8 @@ class Actor:
     room: trio.Event | None = None  # set when its mailbox has room again (for waiting senders)
     backlog: deque[Envelope] = field(default_factory=deque)  # taken from the mailbox, not handled yet
     log: deque[str] = field(default_factory=lambda: deque(maxlen=1000))  # printed output, errors, crashes
+    errors: int = 0  # handler errors since the daemon started (for top)
+    partial: dict[str, str] = field(default_factory=dict)  # printed text waiting for its newline, per stream
 
     @property
     def mailbox_depth(self) -> int:
@@ -440,7 +446,7 @@ class Runtime:
         """An actor by id or unique name (running ones first, then the newest stopped one)."""
         actor = self.actors.get(ref) or self.names.get(ref)
         if actor is None:
-            matches = [a for a in self.actors.values() if a.name == ref]
+            matches = [a for a in self.actors.values() if a.name == ref and a.status != REMOVED]
             if matches:
                 actor = max(matches, key=lambda a: a.created_us)
         if actor is None:
@@ -822,6 +828,7 @@ class Runtime:
         data["outcome"] = "ok" if error is None else "error"
         if error is not None:
             data["error"] = error
+            actor.errors += 1
         if kind == CH_OPEN:
             data["accepted"] = bool(accept and accept.accepted and error is None)
         actor.handled += 1
@@ -1080,6 +1087,7 @@ class Runtime:
         try:
             target = self.live(ref)
             data["peer"], data["peer_name"] = target.id, target.name
+            _check_handles_sends(target)
             limit = self._timeout(timeout)
             if target is not sender:
                 await self._wait_for_room(target, limit)
@@ -1110,11 +1118,21 @@ class Runtime:
         raise Busy(f"mailbox full: actor {target.name} has {target.mailbox_depth} messages waiting")
 
     def actor_log(self, actor: Actor, stream: str, text: str) -> None:
-        """Keep what an actor printed (or its handler errors), bounded, for ``logs``/``inspect``."""
+        """Keep what an actor printed (or its handler errors), bounded, for ``logs``/``inspect``.
+
+        Printed output arrives in pieces (``print`` writes the text and the newline apart):
+        a line is kept once it is complete (or too long to wait for)."""
+        if stream in ("stdout", "stderr", "worker stdout", "worker stderr"):
+            text = actor.partial.pop(stream, "") + text
+            if not text.endswith("\n") and len(text) < MAX_LOG_LINE:
+                head, sep, rest = text.rpartition("\n")
+                if rest:
+                    actor.partial[stream] = rest
+                text = head + sep
         lines = actor.log
         stamp = chain.iso_timestamp(chain.now_us())
         for line in text.splitlines():
-            lines.append(f"{stamp} {stream}: {line[:2000]}")
+            lines.append(f"{stamp} {stream}: {line[:MAX_LOG_LINE]}")
 
     def _worker_log(self, worker: Worker, actor_id: str, stream: str, text: str) -> None:
         """Output of a worker: an actor's (printed in its handler), or the worker's own
@@ -1345,6 +1363,7 @@ class Runtime:
         try:
             target = self.live(ref)
             data["peer"], data["peer_name"] = target.id, target.name
+            _check_handles_sends(target)
             limit = self._timeout(timeout)
             mail_id = next(self._mail_ids)
             env = Envelope(SEND, sender_id, msg, mail_id=mail_id)
@@ -1443,6 +1462,73 @@ class Runtime:
             raise pending.timed_out() from None
 
     # ------------------------------------------------------------------
+    # restart, rm, prune
+
+    async def restart(self, ref: str) -> Actor:
+        """Stop (if running) and start again: same id, name and last state, a fresh module.
+        Messages accepted and not handled yet are kept and handled after the restart."""
+        self.writable()
+        actor = self.resolve(ref)
+        if actor.status in (STARTING, STOPPING):
+            raise Busy(f"actor {actor.name} is {actor.status}; try again")
+        if actor.status == REMOVED:
+            raise NotFound(f"actor {actor.name} was removed")
+        holder = self.names.get(actor.name)
+        if holder is not None and holder is not actor and holder.status != STOPPED:
+            raise BadInput(f"the name {actor.name!r} is taken by another actor (id {holder.id})")
+        if actor.status == RUNNING:
+            await self._stop_actor(actor, STOPPED, None, record=False, persist=False)
+        manifest = await trio.to_thread.run_sync(load_manifest, str(actor.manifest.path))
+        actor.manifest = manifest
+        self._unplace(actor)
+        self.names[actor.name] = actor
+        actor.status, actor.reason, actor.cleared = STARTING, None, False
+        actor.restarts.clear()
+        try:
+            await self._host_actor(actor)
+        except TheaterError as exc:
+            actor.status, actor.reason = FAILED, f"restart failed: {exc}"
+            await self._commit([SetStatus(actor.id, FAILED, actor.reason)])
+            raise ActorFailed(f"actor {actor.name} {actor.reason}") from None
+        actor.restart_count += 1
+        ev = self._event(actor, "runtime/restart", {"attempt": actor.restart_count, "reason": "restarted by request"})
+        with trio.CancelScope(shield=True):
+            await self._commit([PutEvent(ev), SetStatus(actor.id, RUNNING, None)])
+            mail = [m for m in await trio.to_thread.run_sync(self.store.load_mailbox) if m.actor == actor.id]
+            actor.status = RUNNING
+            self._start_mailbox(actor)
+            if mail:
+                actor.replaying = trio.Event()
+                assert self._nursery is not None
+                self._nursery.start_soon(self._replay, actor, mail)
+        return actor
+
+    async def remove(self, ref: str, purge: bool = False) -> Actor:
+        """Forget a stopped or failed actor: it is no longer listed and its name is free.
+        Its chain is kept (``chain show ID`` still works) unless ``purge``."""
+        self.writable()
+        actor = self.resolve(ref)
+        if actor.status in (RUNNING, STARTING, STOPPING):
+            raise BadInput(f"actor {actor.name} is {actor.status}; stop it first")
+        if actor.status == REMOVED and not purge:
+            raise NotFound(f"actor {actor.name} was removed already")
+        if self.names.get(actor.name) is actor:
+            del self.names[actor.name]
+        self._unplace(actor)
+        await self._commit([RemoveActor(actor.id, purge)])
+        actor.status = REMOVED
+        if purge:
+            self.actors.pop(actor.id, None)
+        return actor
+
+    async def prune(self, purge: bool = False) -> list[Actor]:
+        """Remove every stopped and failed actor."""
+        gone = [a for a in self.actors.values() if a.status in (STOPPED, FAILED)]
+        for actor in gone:
+            await self.remove(actor.id, purge)
+        return gone
+
+    # ------------------------------------------------------------------
     # dead letters
 
     async def dead_letters(self, ref: str | None = None) -> list[dict[str, Any]]:
@@ -1497,6 +1583,7 @@ class Runtime:
             "created": chain.iso_timestamp(actor.created_us),
             "restarts": actor.restart_count,
             "channels": self.channels.count_for(actor),
+            "errors": actor.errors,
         }
         if actor.current is not None:
             view["busy"] = {"handler": actor.current, "seconds": round(time.monotonic() - actor.busy_since, 3)}
@@ -1508,7 +1595,8 @@ class Runtime:
         return view
 
     def list_view(self, include_stopped: bool = False) -> list[dict[str, Any]]:
-        return [self.actor_view(a) for a in self.actors.values() if include_stopped or a.status != STOPPED]
+        return [self.actor_view(a) for a in self.actors.values()
+                if a.status != REMOVED and (include_stopped or a.status != STOPPED)]
 
 
 def _hex(h: bytes | None) -> str | None:
@@ -1575,6 +1663,12 @@ async def _unload(worker: Worker, actor_id: str) -> None:
         await worker.call("unload", {"actor": actor_id})
     except (WorkerDied, TheaterError):
         pass
+
+
+def _check_handles_sends(target: Actor) -> None:
+    """A send to an actor whose module (once loaded) has no ``handle_send`` fails at once."""
+    if target.handlers and "handle_send" not in target.handlers:
+        raise ActorFailed(f"actor {target.name} has no handle_send")
 
 
 def _load_manifests(paths: list[str]) -> list[Manifest | TheaterError]:

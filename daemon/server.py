@@ -693,6 +693,29 @@ class Connection:
 
         return self._spawn(call, work)
 
+    async def op_restart(self, call: wire.Call, args: dict[str, Any]) -> Any:
+        async def work() -> Any:
+            actor = await self.runtime.restart(args["actor"])
+            return {"id": actor.id, "name": actor.name, "status": actor.status}
+
+        return self._spawn(call, work)
+
+    async def op_remove(self, call: wire.Call, args: dict[str, Any]) -> Any:
+        async def work() -> Any:
+            purge = bool(args.get("purge"))
+            actor = await self.runtime.remove(args["actor"], purge)
+            return {"id": actor.id, "name": actor.name, "purged": purge}
+
+        return self._spawn(call, work)
+
+    async def op_prune(self, call: wire.Call, args: dict[str, Any]) -> Any:
+        async def work() -> Any:
+            purge = bool(args.get("purge"))
+            gone = await self.runtime.prune(purge)
+            return {"removed": [{"id": a.id, "name": a.name} for a in gone], "purged": purge}
+
+        return self._spawn(call, work)
+
     async def op_dead_letters(self, call: wire.Call, args: dict[str, Any]) -> Any:
         async def work() -> Any:
             return await self.runtime.dead_letters(args.get("actor"))

@@ -25,6 +25,7 @@ import functools
 import hashlib
 import logging
 import os
+import queue
 from collections import deque
 import sqlite3
 import threading
@@ -208,6 +209,15 @@ class DeadLetterDrop:
 
 
 @dataclass(frozen=True, slots=True)
+class RemoveActor:
+    """Forget an actor (``rm``): status ``removed``, its stored mail gone; ``purge`` also
+    deletes its row, its chain and its dead letters."""
+
+    actor: str
+    purge: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class MailboxClear:
     """Every stored message still waiting for ``actor`` (stopped: they will never be handled)."""
 
@@ -215,31 +225,82 @@ class MailboxClear:
 
 
 Op = (PutEvent | PutState | PutActor | SetStatus | MailboxPut | MailboxDelete | MailboxClear | MailboxAttempt
-      | DeadLetter | DeadLetterRetry | DeadLetterDrop)
+      | DeadLetter | DeadLetterRetry | DeadLetterDrop | RemoveActor)
+
+
+_INSERT_EVENT: Final = "INSERT INTO events (actor, seq, hash, type, ts, record) VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT_STATE: Final = "INSERT OR IGNORE INTO states (hash, data) VALUES (?, ?)"
+_UPDATE_ACTOR_STATE: Final = "UPDATE actors SET state_hash = ?, handled = ? WHERE id = ?"
+_INSERT_MAIL: Final = "INSERT INTO mailbox (id, actor, sender, payload) VALUES (?, ?, ?, ?)"
+_DELETE_MAIL: Final = "DELETE FROM mailbox WHERE id = ?"
+
+
+class _Batched:
+    """The statements of one group of message operations, one ``executemany`` each.
+
+    Only for groups made of events, states and mailbox rows (what handling and sending
+    messages write).  Those commute across tables; within a table the order is kept, a
+    message's row is inserted before it is deleted (it was stored before it could be
+    handled), and only the last state of each actor is written to ``actors``.  A state
+    row already written for the actor (its state did not change) is not written again."""
+
+    __slots__ = ("events", "states", "actors", "puts", "deletes", "hashes")
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+        self.states: list[tuple[bytes, bytes | None]] = []
+        self.actors: dict[str, tuple[bytes | None, int, str]] = {}
+        self.puts: list[tuple[int, str, str, bytes]] = []
+        self.deletes: list[tuple[int]] = []
+        self.hashes: dict[str, bytes] = {}  # actor -> state hash written in this group
+
+    def add(self, ops: list[Op], known: dict[str, bytes]) -> bool:
+        """Take ``ops``; False when one of them needs the ordered path."""
+        for op in ops:
+            if isinstance(op, PutEvent):
+                e = op.event
+                self.events.append((e.actor, e.seq, e.hash, e.type, e.ts, e.record))
+            elif isinstance(op, PutState):
+                actor, h = op.actor, op.hash
+                if h is not None and self.hashes.get(actor, known.get(actor)) != h:
+                    self.states.append((h, op.data))
+                    self.hashes[actor] = h
+                self.actors[actor] = (h, op.handled, actor)
+            elif isinstance(op, MailboxDelete):
+                self.deletes.append((op.id,))
+            elif isinstance(op, MailboxPut):
+                self.puts.append((op.id, op.actor, op.sender, op.payload))
+            else:
+                return False
+        return True
+
+    def apply(self, db: sqlite3.Connection) -> None:
+        if self.events:
+            db.executemany(_INSERT_EVENT, self.events)
+        if self.states:
+            db.executemany(_INSERT_STATE, self.states)
+        if self.puts:
+            db.executemany(_INSERT_MAIL, self.puts)
+        if self.deletes:
+            db.executemany(_DELETE_MAIL, self.deletes)
+        if self.actors:
+            db.executemany(_UPDATE_ACTOR_STATE, self.actors.values())
 
 
 def _apply(db: sqlite3.Connection, op: Op) -> None:
     if isinstance(op, PutEvent):
         e = op.event
-        db.execute(
-            "INSERT INTO events (actor, seq, hash, type, ts, record) VALUES (?, ?, ?, ?, ?, ?)",
-            (e.actor, e.seq, e.hash, e.type, e.ts, e.record),
-        )
+        db.execute(_INSERT_EVENT, (e.actor, e.seq, e.hash, e.type, e.ts, e.record))
     elif isinstance(op, MailboxPut):
-        db.execute(
-            "INSERT INTO mailbox (id, actor, sender, payload) VALUES (?, ?, ?, ?)",
-            (op.id, op.actor, op.sender, op.payload),
-        )
+        db.execute(_INSERT_MAIL, (op.id, op.actor, op.sender, op.payload))
     elif isinstance(op, MailboxDelete):
-        db.execute("DELETE FROM mailbox WHERE id = ?", (op.id,))
+        db.execute(_DELETE_MAIL, (op.id,))
     elif isinstance(op, MailboxClear):
         db.execute("DELETE FROM mailbox WHERE actor = ?", (op.actor,))
     elif isinstance(op, PutState):
         if op.hash is not None:
-            db.execute("INSERT OR IGNORE INTO states (hash, data) VALUES (?, ?)", (op.hash, op.data))
-        db.execute(
-            "UPDATE actors SET state_hash = ?, handled = ? WHERE id = ?", (op.hash, op.handled, op.actor)
-        )
+            db.execute(_INSERT_STATE, (op.hash, op.data))
+        db.execute(_UPDATE_ACTOR_STATE, (op.hash, op.handled, op.actor))
     elif isinstance(op, PutActor):
         db.execute(
             "INSERT OR REPLACE INTO actors (id, name, manifest, status, reason, created_us)"
@@ -266,6 +327,14 @@ def _apply(db: sqlite3.Connection, op: Op) -> None:
         db.execute("DELETE FROM dead_letters WHERE id = ?", (op.id,))
     elif isinstance(op, DeadLetterDrop):
         db.execute("DELETE FROM dead_letters WHERE id = ?", (op.id,))
+    elif isinstance(op, RemoveActor):
+        db.execute("DELETE FROM mailbox WHERE actor = ?", (op.actor,))
+        if op.purge:
+            db.execute("DELETE FROM events WHERE actor = ?", (op.actor,))
+            db.execute("DELETE FROM dead_letters WHERE actor = ?", (op.actor,))
+            db.execute("DELETE FROM actors WHERE id = ?", (op.actor,))
+        else:
+            db.execute("UPDATE actors SET status = 'removed' WHERE id = ?", (op.actor,))
     else:  # pragma: no cover - exhaustive
         raise TypeError(op)
 
@@ -327,7 +396,10 @@ class Store:
         self.durability = durability
         self._items: deque[tuple[list[Op], _Waiter | None]] = deque()
         self._lock = threading.Lock()  # the commit lock: its holder drains and commits
-        self._signal = threading.Event()  # wakes the writer thread
+        # wakes the writer thread: one token per wake-up (a C queue: no Python-level condition
+        # variable on the event loop's thread); ``_wake_due`` says a token is on its way
+        self._wakeup: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._wake_due = False
         self._stopping = False
         self._db: sqlite3.Connection | None = None  # the write connection (used under the lock)
         self._thread: threading.Thread | None = None
@@ -346,6 +418,8 @@ class Store:
         #: called on the event loop: when the store becomes full, and when space is back
         self.on_full: Callable[[DiskFull], None] | None = None
         self.on_space: Callable[[], None] | None = None
+        # actor -> hash of the state row last committed for it: an unchanged state is not written again
+        self._state_written: dict[str, bytes] = {}
         self._check_and_init()
 
     # -- opening --------------------------------------------------------
@@ -421,7 +495,7 @@ class Store:
         self._closed = True
         if self._thread is not None:
             self._stopping = True
-            self._signal.set()
+            self._wake_writer(force=True)
             self._thread.join()
             self._thread = None
         if self._checkpointer is not None:
@@ -474,17 +548,25 @@ class Store:
             finally:
                 self._lock.release()
             if self._items:
-                self._signal.set()
-        elif not self._signal.is_set():  # (the writer clears it before it drains the queue)
-            self._signal.set()
+                self._wake_writer()
+        else:
+            self._wake_writer()
+
+    def _wake_writer(self, force: bool = False) -> None:
+        if force or not self._wake_due:
+            self._wake_due = True
+            self._wakeup.put(None)
 
     def waiter(self, callback: Callable[[_Waiter], None]) -> _Waiter:
         return _Waiter(callback)
 
     def _writer(self) -> None:
         while True:
-            self._signal.wait(FULL_PROBE_SECONDS if self.full is not None else None)
-            self._signal.clear()
+            try:
+                self._wakeup.get(timeout=FULL_PROBE_SECONDS if self.full is not None else None)
+            except queue.Empty:  # (full: time to probe again)
+                pass
+            self._wake_due = False
             with self._lock:
                 if self.full is not None:
                     self._probe_space()
@@ -522,7 +604,7 @@ class Store:
         """Accept writes again (after the owner has put its memory back in line with the store)."""
         self.full = None
         self._space_back = False
-        self._signal.set()
+        self._wake_writer(force=True)
 
     def _commit_pending(self, limit: int | None = None, own: _Waiter | None = None) -> None:
         """Commit what is queued (at most ``limit`` batches), in order, in groups (call with
@@ -540,12 +622,22 @@ class Store:
                 group.append(items.popleft())
                 left -= 1
             error: BaseException | None = None
+            known = self._state_written
+            batch = _Batched()
+            batched = batch if all(batch.add(ops, known) for ops, _ in group) else None
             try:
                 db.execute("BEGIN")
-                for ops, _ in group:
-                    for op in ops:
-                        _apply(db, op)
+                if batched is not None:
+                    batched.apply(db)
+                else:
+                    for ops, _ in group:
+                        for op in ops:
+                            _apply(db, op)
                 db.execute("COMMIT")
+                if batched is not None:
+                    known.update(batched.hashes)
+                else:
+                    known.clear()  # (cheaper than tracking what the ordered path wrote)
             except BaseException as exc:  # noqa: BLE001 - reported to every waiter
                 try:
                     db.execute("ROLLBACK")

@@ -158,6 +158,9 @@ OPS: Final[dict[str, dict[str, _Opt]]] = {
     "dead-letter-retry": {"id": (_INT, True)},
     "dead-letter-drop": {"id": (_INT, True)},
     "logs": {"actor": (_STR, False), "lines": (_INT, False)},
+    "restart": {"actor": (_STR, True)},
+    "remove": {"actor": (_STR, True), "purge": ((bool,), False)},
+    "prune": {"purge": ((bool,), False)},
 }
 
 

@@ -47,6 +47,7 @@ log = logging.getLogger("theaterd.workers")
 LINK_MAX_FRAME = 64 << 20
 #: longest line of a worker's standard error kept
 MAX_LINE = 2000
+_RECEIVE_SIZE = 1 << 20
 #: how long a new worker may take to start and confine itself
 START_TIMEOUT = 30.0
 _PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
@@ -94,10 +95,13 @@ class Worker:
     expected_end: bool = False  # retired or shut down on purpose: its end is no news
     culprit: str | None = None  # the actor whose handler made the daemon kill it, if any
     died: trio.Event = field(default_factory=trio.Event)
+    ready: bool = False  # configured (confined): actors may be placed on it
+    settled: trio.Event = field(default_factory=trio.Event)  # ready, or failed to start
     scratch: str = ""
     _calls: dict[int, _Pending] = field(default_factory=dict)
     _next_id: int = 0
     _send_lock: trio.Lock = field(default_factory=trio.Lock)
+    link: socket.socket | None = None  # the daemon's end of the socketpair (non-blocking), under ``stream``
 
     @property
     def alive(self) -> bool:
@@ -107,17 +111,41 @@ class Worker:
         return f"worker {self.index} (pid {self.pid})"
 
     async def send(self, frame: wire.Frame) -> None:
+        """Write one frame.  When no other write is under way it goes straight to the socket,
+        without a scheduler round; only what the socket does not take at once waits, holding
+        the send lock (taken before any yield, so no other frame can come between)."""
         if self.stream is None or self.dead is not None:
             raise WorkerDied(self.dead or "the worker is not running")
         data = wire.encode(frame, LINK_MAX_FRAME)
-        async with self._send_lock:
-            stream = self.stream
-            if stream is None:  # it died while this call waited for the link
-                raise WorkerDied(self.dead or "the worker is not running")
+        link = self.link
+        if link is not None and not self._send_lock.locked():
             try:
-                await stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                sent = link.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
                 raise WorkerDied(self.dead or "the link to the worker broke") from None
+            if sent == len(data):
+                return
+            data = data[sent:]
+            self._send_lock.acquire_nowait()
+            try:
+                await self._send_rest(data)
+            finally:
+                self._send_lock.release()
+            return
+        async with self._send_lock:
+            await self._send_rest(data)
+
+    async def _send_rest(self, data: bytes) -> None:
+        """Write ``data`` (with the send lock held), waiting for room as needed."""
+        stream = self.stream
+        if stream is None:  # it died while this call waited for the link
+            raise WorkerDied(self.dead or "the worker is not running")
+        try:
+            await stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            raise WorkerDied(self.dead or "the link to the worker broke") from None
 
     async def call(self, op: str, args: dict[str, Any], pushes: Any = None) -> Any:
         """Call the worker and wait for its answer; raises :class:`WorkerDied` or the
@@ -170,6 +198,7 @@ class WorkerPool:
         self.started = 0  # worker processes started so far (for views and tests)
         #: called (on the event loop) the moment a worker is known dead, before its callers wake
         self.on_death: Callable[[Worker], None] | None = None
+        self._closing = False  # shutting down: no replacements
 
     # -- lifecycle ------------------------------------------------------
 
@@ -184,6 +213,7 @@ class WorkerPool:
                 task_status.started()
                 await trio.sleep_forever()
         finally:
+            self._closing = True
             ending = list(self.workers)
             for worker in ending:  # nothing of ours outlives the pool
                 self.kill(worker, "the daemon is shutting down", expected=True)
@@ -193,6 +223,7 @@ class WorkerPool:
                         worker.process.wait(timeout=2)
                     except subprocess.TimeoutExpired:
                         pass
+
     def views(self) -> list[dict[str, Any]]:
         return [{"pid": w.pid, "index": w.index, "dedicated": w.dedicated, "actors": len(w.actors),
                  "sandbox": w.sandbox} for w in self.workers if w.pid]
@@ -230,9 +261,33 @@ class WorkerPool:
         try:
             await self._launch(worker)
         except BaseException:
+            with trio.CancelScope(shield=True):
+                await self._abandon(worker)
             self._forget(worker, "the worker failed to start")
             raise
+        finally:
+            worker.settled.set()
+        worker.ready = True
         return worker
+
+    async def _abandon(self, worker: Worker) -> None:
+        """A start that failed or was cancelled: nothing of it may outlive it (the process
+        is killed and reaped, the link closed)."""
+        worker.expected_end = True
+        if worker.process is not None and worker.process.returncode is None:
+            try:
+                os.killpg(worker.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            with trio.move_on_after(5):
+                await _exited(worker.process)
+        worker.link = None
+        if worker.stream is not None:
+            stream, worker.stream = worker.stream, None
+            try:
+                stream.socket.close()
+            except OSError:
+                pass
 
     async def _launch(self, worker: Worker) -> None:
         assert self._nursery is not None
@@ -257,6 +312,9 @@ class WorkerPool:
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE, cwd=worker.scratch, env=env, start_new_session=True,
             )
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
         worker.pid = worker.process.pid
@@ -266,6 +324,7 @@ class WorkerPool:
         self.started += 1
         self._nursery.start_soon(self._read_stderr, worker)
         worker.stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+        worker.link = ours
         reader = wire.FrameReader(LINK_MAX_FRAME)
         self._nursery.start_soon(self._watch, worker)
         with trio.fail_after(START_TIMEOUT):
@@ -308,12 +367,17 @@ class WorkerPool:
             await stream.aclose()
 
     async def _first_frame(self, worker: Worker, reader: wire.FrameReader) -> wire.Frame:
-        assert worker.stream is not None
         while True:
             frame = reader.next_frame()
             if frame is not None:
                 return frame
-            data = await worker.stream.receive_some(1 << 16)
+            stream = worker.stream
+            if stream is None:
+                raise WorkerDied(worker.dead or "the worker exited at start")
+            try:
+                data = await stream.receive_some(1 << 16)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
             if not data:
                 await worker.died.wait()
                 raise WorkerDied(worker.dead or "the worker exited at start")
@@ -323,23 +387,35 @@ class WorkerPool:
         """Wait for the process to exit; then the worker is dead (if the link was not first)."""
         process = worker.process
         assert process is not None
-        pidfd = os.pidfd_open(process.pid)
-        try:
-            await trio.lowlevel.wait_readable(pidfd)
-        finally:
-            os.close(pidfd)
-        code = process.wait()
+        code = await _exited(process)
         self._mark_dead(worker, worker.kill_reason or _exit_reason(code))
 
     async def _read(self, worker: Worker, reader: wire.FrameReader) -> None:
         assert worker.stream is not None and self._nursery is not None
+        # after a short read the link is most likely drained (the worker is busy with the
+        # call): wait for it to become readable, rather than read, fail and then wait
+        drained = False
         try:
             while True:
                 for frame in reader.frames():
                     self._dispatch(worker, frame)
-                data = await worker.stream.receive_some(1 << 20)
+                link = worker.link
+                if link is None:
+                    break
+                if drained:
+                    await trio.lowlevel.wait_readable(link)
+                else:
+                    await trio.lowlevel.checkpoint()
+                try:
+                    data = link.recv(_RECEIVE_SIZE)
+                except BlockingIOError:
+                    drained = True
+                    continue
+                except OSError:  # closed or reset: like the end of the link
+                    break
                 if not data:
                     break
+                drained = len(data) < _RECEIVE_SIZE
                 reader.feed(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
@@ -413,6 +489,7 @@ class WorkerPool:
         else:
             log.warning("%s died: %s", worker.label(), reason)
         worker._fail_calls(reason)
+        worker.link = None
         if worker.stream is not None:
             stream, worker.stream = worker.stream, None
             try:
@@ -421,6 +498,7 @@ class WorkerPool:
                 pass
         worker.died.set()
         self._forget(worker, reason)
+        self._replace(worker)
 
     def _forget(self, worker: Worker, reason: str) -> None:
         if worker in self.workers:
@@ -452,6 +530,7 @@ class WorkerPool:
 
     async def close(self) -> None:
         """Stop every worker (daemon shutdown)."""
+        self._closing = True
         for worker in list(self.workers):
             self.kill(worker, "the daemon is shutting down", expected=True)
         for worker in list(self.workers):
@@ -462,24 +541,64 @@ class WorkerPool:
 
     async def place(self, profile: Profile, dedicated: bool) -> Worker:
         """A worker for a new actor: its own when dedicated; else the least loaded shared
-        one of its profile (started anew if none is alive).  Actors with the daemon's default
-        profile share ``--workers`` workers; each other profile gets shared workers of its own."""
+        one of its profile that is ready.  Actors with the daemon's default profile share
+        ``--workers`` workers; each other profile gets shared workers of its own.
+
+        Only a configured worker takes actors (no actor code before the sandbox is in
+        place).  While a shared worker's replacement starts, the actors of the dead one
+        wait for it (one replacement, however many actors ask), unless another shared
+        worker is ready."""
         if dedicated:
             return await self.start_worker(profile, True)
-        if profile != self.default_profile:  # shared by actors of this very profile only
-            same = [w for w in self.workers if not w.dedicated and w.alive and w.stream is not None
-                    and w.profile == profile]
-            return min(same, key=lambda w: len(w.actors)) if same else await self.start_worker(profile, False)
-        shared = [w for w in self.workers if not w.dedicated and w.alive and w.stream is not None
-                  and w.profile == self.default_profile]
-        if len(shared) < self.shared_count:
-            # a shared worker died: its replacement takes the next actor
-            return await self.start_worker(self.default_profile, False)
-        return min(shared, key=lambda w: len(w.actors))
+        count = self.shared_count if profile == self.default_profile else 1
+        while True:
+            shared = [w for w in self.workers if not w.dedicated and w.alive and w.profile == profile]
+            ready = [w for w in shared if w.ready and w.stream is not None]
+            if len(shared) < count:
+                # none of this profile yet, or a shared worker died and no replacement is on its way
+                worker = await self.start_worker(profile, False)
+                if worker.alive:
+                    return worker
+                continue
+            if ready:
+                return min(ready, key=lambda w: len(w.actors))
+            starting = next(w for w in shared if not w.ready)
+            await starting.settled.wait()
+
+    def _replace(self, worker: Worker) -> None:
+        """Start the replacement of a shared worker that died, before any of its actors asks."""
+        if worker.dedicated or worker.expected_end or self._nursery is None or not worker.ready or self._closing:
+            return
+        if worker.profile != self.default_profile:
+            return  # (started when one of its actors next needs it)
+        if sum(1 for w in self.workers if not w.dedicated and w.alive and w.profile == self.default_profile) \
+                >= self.shared_count:
+            return
+        self._nursery.start_soon(self._start_replacement)
+
+    async def _start_replacement(self) -> None:
+        if self._closing or sum(1 for w in self.workers if not w.dedicated and w.alive
+                                and w.profile == self.default_profile) >= self.shared_count:
+            return  # an actor's placement started one first
+        try:
+            await self.start_worker(self.default_profile, False)
+        except (WorkerDied, OSError, trio.TooSlowError) as exc:
+            log.warning("could not start a replacement worker (the next placement tries again): %s", exc)
 
 
 class _BadFrame(Exception):
     pass
+
+
+async def _exited(process: subprocess.Popen[bytes]) -> int:
+    """Wait (without blocking the loop) for ``process`` to exit and reap it; its status."""
+    if process.returncode is None:
+        pidfd = os.pidfd_open(process.pid)
+        try:
+            await trio.lowlevel.wait_readable(pidfd)
+        finally:
+            os.close(pidfd)
+    return process.wait()
 
 
 @functools.lru_cache(maxsize=1)

@@ -213,12 +213,12 @@ async def test_missing_handlers(tmp_path: Path) -> None:
         await rt.spawn(str(write_actor(tmp_path, "requestonly", REQUEST_ONLY)))
         with pytest.raises(ActorFailed, match=r"^actor sendonly does not handle requests$"):
             await rt.request(None, "sendonly", b"{}")
-        await rt.send(None, "requestonly", b"{}")
+        # a send that could never be handled is refused at once, not accepted and failed later
+        with pytest.raises(ActorFailed, match=r"^actor requestonly has no handle_send$"):
+            await rt.send(None, "requestonly", b"{}")
         assert await rt.request(None, "requestonly", b"{}") == b"{}"
-        events = of_type(await chain_events(rt, "requestonly"), "message-server/handle-send")
-        assert len(events) == 1
-        assert events[0]["data"]["outcome"] == "error"
-        assert events[0]["data"]["error"] == "actor requestonly does not handle messages"
+        assert of_type(await chain_events(rt, "requestonly"), "message-server/handle-send") == []
+        assert [m for m in rt.store.load_mailbox() if m.actor == rt.resolve("requestonly").id] == []
         events = of_type(await chain_events(rt, "sendonly"), "message-server/handle-request")
         assert events[0]["data"]["error"] == "actor sendonly does not handle requests"
 
@@ -350,7 +350,8 @@ async def test_request_timeout_and_the_discarded_reply(tmp_path: Path) -> None:
 
 async def test_a_full_mailbox_pushes_back(tmp_path: Path) -> None:
     async with hosted_runtime(tmp_path / "home") as rt:
-        busy = await rt.spawn(str(write_actor(tmp_path, "tiny", SLEEPER, "mailbox_size = 1\n")))
+        source = SLEEPER + "\ndef handle_send(state, params):\n    return (state,)\n"
+        busy = await rt.spawn(str(write_actor(tmp_path, "tiny", source, "mailbox_size = 1\n")))
         replies: list[Any] = []
         async with trio.open_nursery() as nursery:
 

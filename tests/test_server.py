@@ -55,3 +55,20 @@ async def test_accept_out_of_file_descriptors_waits_and_accepts_again(
     assert second - first == pytest.approx(0.1) and third - second == pytest.approx(0.1)
     assert listener.closed
     assert len([r for r in caplog.records if "EMFILE" in r.getMessage()]) == 2
+
+
+def test_every_op_returns_its_answer_or_raises() -> None:
+    # ops written in the older shape (writing their own reply, or starting work without returning
+    # LATER) would be answered twice: the dispatcher writes what an op returns
+    import inspect
+
+    from daemon import wire
+    from daemon.server import Connection
+
+    for op in wire.OPS:
+        method = getattr(Connection, "op_" + op.replace("-", "_"))
+        body = [line.strip() for line in inspect.getsource(method).splitlines()
+                if line.startswith(" " * 8) and not line.startswith(" " * 9)]  # the method's own statements
+        for line in body:
+            assert not line.startswith("self.write("), (op, line)
+            assert not line.startswith(("self._spawn(", "self.nursery.start_soon(")), (op, line)

@@ -560,3 +560,38 @@ def test_a_submit_after_close_fails_instead_of_being_lost(tmp_path: Path) -> Non
     store.close()
     with pytest.raises(StoreError, match="the store is closed"):
         store.submit([PutEvent(build_chain(ACTOR, 1)[0])])
+
+
+def test_a_group_of_message_operations_is_stored_as_if_applied_in_order(tmp_path: Path) -> None:
+    """Handling and sending messages go in one executemany per statement: the result is the same as
+    applying the operations one by one (a row put and deleted in one group is gone, the actor keeps its
+    last state, an unchanged state adds no row)."""
+    store = Store(tmp_path)
+    store.start(inline)
+    try:
+        assert commit(store, [PutActor(ACTOR, "a", "m.toml", "running", 1), PutActor(OTHER, "b", "m.toml", "running", 1)]) is None
+        events = build_chain(ACTOR, 4)
+        s1, s2 = b'{"n":1}', b'{"n":2}'
+        held: list[Any] = []
+        with store._lock:  # hold the writer: the next submits form one group
+            for ops in (
+                [PutEvent(events[0]), PutState(ACTOR, state_hash(s1), s1, 1), MailboxPut(7, OTHER, ACTOR, b"x")],
+                [PutEvent(events[1]), PutState(ACTOR, state_hash(s1), s1, 2), MailboxPut(8, OTHER, ACTOR, b"y")],
+                [MailboxDelete(7), PutState(OTHER, None, None, 1)],
+                [PutEvent(events[2]), PutState(ACTOR, state_hash(s2), s2, 3)],
+            ):
+                store.submit(ops, store.waiter(held.append))
+        deadline = time.monotonic() + 10
+        while len(held) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [w.error for w in held] == [None] * 4
+        # the same state again, in a later group: no new row, the count moves on
+        assert commit(store, [PutEvent(events[3]), PutState(ACTOR, state_hash(s2), s2, 4)]) is None
+    finally:
+        store.close()
+    path = tmp_path / DB_NAME
+    assert [r[0] for r in db_rows(path, "SELECT seq FROM events WHERE actor = ? ORDER BY seq", (ACTOR,))] == [1, 2, 3, 4]
+    assert db_rows(path, "SELECT id, actor, payload FROM mailbox") == [(8, OTHER, b"y")]
+    assert db_rows(path, "SELECT id, state_hash, handled FROM actors ORDER BY name") == [
+        (ACTOR, state_hash(s2), 4), (OTHER, None, 1)]
+    assert sorted(r[0] for r in db_rows(path, "SELECT data FROM states")) == [s1, s2]

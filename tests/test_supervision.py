@@ -73,6 +73,34 @@ async def test_a_worker_that_exits_fails_the_request_and_the_actor_comes_back(tm
         assert of_type(events, "runtime/restart")
 
 
+async def test_the_actors_of_a_dead_worker_move_together_into_one_replacement(tmp_path: Path) -> None:
+    """A killed shared worker is replaced once, however many of its actors ask at the same time, and
+    none of them is placed on the replacement before it has confined itself."""
+    async with hosted_runtime(tmp_path / "home", default_settings(workers=1)) as rt:
+        names = ["p1", "p2", "p3"]
+        for name in names:
+            await rt.spawn(str(write_actor(tmp_path, name, PLAIN)))
+        old = rt.resolve("p1").worker
+        assert old is not None and all(rt.resolve(n).worker is old for n in names)
+        before = rt.pool.started
+        os.kill(old.pid, 9)
+        with trio.fail_after(10):
+            await old.died.wait()
+        answers: list[bytes] = []
+
+        async def ask(name: str) -> None:
+            answers.append(await rt.request(None, name, b"{}"))
+
+        async with trio.open_nursery() as nursery:
+            for name in names:
+                nursery.start_soon(ask, name)
+        assert answers == [b'"still here"'] * 3
+        new = rt.resolve("p1").worker
+        assert new is not None and new is not old and all(rt.resolve(n).worker is new for n in names)
+        assert rt.pool.started == before + 1
+        assert [w for w in rt.pool.workers if not w.dedicated] == [new]
+
+
 async def test_a_poison_send_is_dead_lettered_after_max_deliveries(tmp_path: Path) -> None:
     async with hosted_runtime(tmp_path / "home", default_settings(workers=1)) as rt:
         actor = await rt.spawn(str(write_actor(
@@ -213,3 +241,39 @@ async def test_restored_mail_is_handled_only_once_every_actor_is_known_again(tmp
         events = await chain_events(rt, "relay")
         assert [e for e in of_type(events, "message-server/handle-send") if e["data"]["outcome"] != "ok"] == []
         assert json.loads(relay.state or b"{}") == {"n": 20}
+
+
+async def test_restart_keeps_id_name_state_and_accepted_mail(tmp_path: Path) -> None:
+    async with hosted_runtime(tmp_path / "home") as rt:
+        actor = await rt.spawn(str(write_actor(tmp_path, "c", SINK)))
+        await rt.send(None, "c", b"{}")
+        await wait_until(lambda: actor.handled == 1)
+        old_worker = actor.worker
+        again = await rt.restart("c")
+        assert again is actor and actor.status == RUNNING and actor.worker is not None
+        assert json.loads(actor.state or b"{}") == {"n": 1}
+        await rt.send(None, "c", b"{}")
+        await wait_until(lambda: json.loads(actor.state or b"{}") == {"n": 2}, what="handled after the restart")
+        assert of_type(await chain_events(rt, "c"), "runtime/restart")
+        await rt.stop("c")
+        await rt.restart(actor.id)  # a stopped actor comes back too
+        assert rt.resolve("c").status == RUNNING and old_worker is not None
+        await _chain_ok(rt, "c")
+
+
+async def test_rm_forgets_a_stopped_actor_and_frees_its_name(tmp_path: Path) -> None:
+    async with hosted_runtime(tmp_path / "home") as rt:
+        first = await rt.spawn(str(write_actor(tmp_path, "c", SINK)))
+        with pytest.raises(BadInput, match="stop it first"):
+            await rt.remove("c")
+        await rt.stop("c")
+        await rt.remove("c")
+        assert [v["name"] for v in rt.list_view(True)] == []
+        second = await rt.spawn(str(write_actor(tmp_path, "c", SINK)))
+        assert rt.resolve("c") is second
+        assert rt.store.events(first.id)  # its chain is kept...
+        await rt.stop("c")
+        gone = await rt.prune(purge=True)
+        assert [a.id for a in gone] == [second.id]
+        assert rt.store.events(second.id) == []  # ...unless purged
+        assert [v["name"] for v in rt.list_view(True)] == []

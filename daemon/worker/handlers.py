@@ -16,6 +16,7 @@ A handler's outcome is one of four, reported to the daemon as a plain map
 from __future__ import annotations
 
 import hashlib
+import linecache
 import sys
 import traceback
 from types import ModuleType, TracebackType
@@ -55,6 +56,9 @@ def load_module(actor_id: str, path: str, source: bytes) -> ModuleType:
     code = _code_cache.get(key)
     if code is None:
         code = _code_cache[key] = compile(source, path, "exec")
+        # tracebacks show the actor's source lines: this worker may not read the file itself
+        text = source.decode("utf-8", "replace")
+        linecache.cache[path] = (len(text), None, text.splitlines(keepends=True), path)
     mod_name = f"theater_actor_{actor_id.replace('-', '')}"
     module = ModuleType(mod_name)
     module.__file__ = path

@@ -10,6 +10,7 @@ lock, one whole frame at a time.
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import queue
@@ -46,8 +47,11 @@ class Link:
         self._ids_lock = threading.Lock()
         self._waiting: dict[int, queue.SimpleQueue[wire.Frame]] = {}
 
-    def write(self, frame: wire.Frame) -> None:
+    def write(self, frame: wire.Frame, *more: wire.Frame) -> None:
+        """Write whole frames, in one system call when there are several (one wake-up for the daemon)."""
         data = wire.encode(frame, LINK_MAX_FRAME)
+        if more:
+            data = b"".join([data, *(wire.encode(f, LINK_MAX_FRAME) for f in more)])
         with self._write_lock:
             self.sock.sendall(data)
 
@@ -164,14 +168,15 @@ class Worker:
                 self.pool.submit(self._guarded, frame, self._simple)
 
     def _guarded(self, call: wire.Call, fn: Any) -> None:
+        last: list[wire.Frame] = []  # a ``run``'s last push: written together with the reply
         try:
-            result = fn(call)
+            result = fn(call, last) if call.op == "run" else fn(call)
         except _Refused as exc:
-            self.link.write(wire.Error(call.id, int(exc.code), str(exc)))
+            self.link.write(*last, wire.Error(call.id, int(exc.code), str(exc)))
         except BaseException as exc:  # noqa: BLE001 - reported to the daemon, never raised here
-            self.link.write(wire.Error(call.id, int(ErrorCode.ACTOR_FAILED), handlers.describe(exc)))
+            self.link.write(*last, wire.Error(call.id, int(ErrorCode.ACTOR_FAILED), handlers.describe(exc)))
         else:
-            self.link.write(wire.Reply(call.id, result))
+            self.link.write(*last, wire.Reply(call.id, result))
 
     def _configure(self, call: wire.Call) -> dict[str, Any]:
         from .confine import confine
@@ -199,11 +204,18 @@ class Worker:
             return {"handlers": handlers.handlers_of(module)}
         if call.op == "unload":
             self.modules.pop(args["actor"], None)
+            # a module and its functions hold each other (__globals__): only the cyclic
+            # collector frees them, and what they held, now rather than some day
+            gc.collect()
             return {}
         raise _Refused(ErrorCode.PROTOCOL, f"unknown worker operation {call.op!r}")
 
-    def _run(self, call: wire.Call) -> dict[str, Any]:
-        """Handle a batch of one actor's messages in order; one ``done`` push each."""
+    def _run(self, call: wire.Call, last: list[wire.Frame]) -> dict[str, Any]:
+        """Handle a batch of one actor's messages in order; one ``done`` push each.
+
+        Each push is written as soon as its handler returns, but the batch's last one,
+        which goes into ``last`` for the caller to write with the reply: one write and
+        one wake-up of the daemon for both (no handler runs between them)."""
         args = call.args
         actor = args["actor"]
         hosted = self.modules.get(actor)
@@ -214,8 +226,10 @@ class Worker:
         host = WorkerHost(self.link, actor)
         self.current.actor = actor
         count = 0
+        items = args["items"]
+        final = len(items) - 1
         try:
-            for item in args["items"]:
+            for index, item in enumerate(items):
                 channel = item.get("channel")
                 info = ms.ChannelInfo(channel[0], channel[1]) if channel else None
                 params = item.get("params")
@@ -226,16 +240,19 @@ class Worker:
                 finally:
                     ms._bind_host(None)
                 result = _bounded(result, item["fn"])
+                push = wire.Push(call.id, "done", result)
                 try:
-                    self.link.write(wire.Push(call.id, "done", result))
+                    wire.encode(push, LINK_MAX_FRAME)
                 except wire.LocalProtocolError as exc:  # a value the link cannot carry
                     result = {"outcome": "error", "error": f"{item['fn']} returned a result the daemon cannot take: {exc}"}
-                    self.link.write(wire.Push(call.id, "done", result))
+                    push = wire.Push(call.id, "done", result)
                 if result["outcome"] == "ok":
                     state = result["state"]
                 count += 1
-                if result["outcome"] == "crash":
-                    break  # the daemon applies the restart policy before anything else
+                if index == final or result["outcome"] == "crash":
+                    last.append(push)
+                    break  # (a crash: the daemon applies the restart policy before anything else)
+                self.link.write(push)
         finally:
             self.current.actor = None
         return {"count": count}

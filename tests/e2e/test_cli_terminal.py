@@ -402,11 +402,12 @@ def test_top_once_with_a_busy_and_a_failed_actor(theaterd: DaemonProcess, short_
     assert by_name["broken"]["status"] == "failed"
     assert by_name["sleeper"]["busy"]["handler"] == "handle_send" and by_name["sleeper"]["mailbox"] >= 1
     assert by_name["counter"]["rate"] == 0.0 and by_name["counter"]["handled"] == 20
+    assert by_name["counter"]["errors"] == 0
     # piped: a plain frame, one token per column
     lines = theaterd.ctl("top", "--once", "--interval", "0.1").stdout.splitlines()
-    assert lines[0].split() == ["NAME", "ID", "STATUS", "MSG/S", "MAILBOX", "BUSY", "CHANNELS", "HANDLED",
-                                "RESTARTS"]
-    assert all(len(line.split()) == 9 for line in lines[1:])
+    assert lines[0].split() == ["NAME", "ID", "STATUS", "MSG/S", "MAILBOX", "BUSY", "ERRORS", "CHANNELS",
+                                "HANDLED", "RESTARTS"]
+    assert all(len(line.split()) == 10 for line in lines[1:])
     # on a terminal: one frame that fits
     code, text = on_terminal(terminal, "top", "--once", "--interval", "0.1")
     assert code == 0, text

@@ -112,6 +112,6 @@ def test_handler_error_keeps_the_actor_serving_without_traceback(theaterd: Daemo
         r = theaterd.ctl("request", "bad", "{}")
         assert r.returncode == 1 and "missing thing" in r.stderr and "Traceback" not in r.stderr
     r = theaterd.ctl("send", "bad", "{}")
-    assert r.returncode == 0  # accepted; handling fails: recorded, not the sender's error
+    assert r.returncode == 1 and "actor bad has no handle_send" in r.stderr  # refused at once, not accepted
     events = json.loads(theaterd.ctl("--json", "chain", "show", "bad").stdout)
     assert [e["data"].get("outcome") for e in events[1:3]] == ["error", "error"]

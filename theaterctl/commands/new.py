@@ -116,9 +116,10 @@ def module_name(name: str) -> str:
 @click.argument("name")
 @click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False),
               help="Where to create it (default: ./NAME).")
+@click.option("--wasm", is_flag=True, help="A WebAssembly component actor in C, with its build script.")
 @json_option
 @click.pass_obj
-def command(app: App, name: str, directory: Path | None) -> None:
+def command(app: App, name: str, directory: Path | None, wasm: bool) -> None:
     """Create a new actor NAME: a manifest, a module with every handler stubbed, and a test.
 
     The module is named after NAME with '-' and '.' as '_' (my-actor: my_actor.py).
@@ -126,7 +127,7 @@ def command(app: App, name: str, directory: Path | None) -> None:
     \b
     Examples:
       theaterctl new my-actor && theaterctl spawn my-actor/manifest.toml
-      theaterctl new widget --dir actors/widget
+      theaterctl new fast-thing --wasm && sh fast-thing/build.sh
     """
     check_name(name)
     module = module_name(name)
@@ -134,15 +135,24 @@ def command(app: App, name: str, directory: Path | None) -> None:
     if target.exists() and any(target.iterdir()):
         raise BadInput(f"{target} already exists and is not empty")
     target.mkdir(parents=True, exist_ok=True)
-    files = {
-        target / "manifest.toml": MANIFEST.format(name=name, module=module),
-        target / f"{module}.py": MODULE.format(name=name),
-        target / f"test_{module}.py": TEST.format(name=name),
-    }
-    for path, text in files.items():
-        path.write_text(text)
+    if wasm:
+        from .. import wasm_template
+
+        files = {target / rel: data for rel, data in wasm_template.files(name, module).items()}
+    else:
+        files = {
+            target / "manifest.toml": MANIFEST.format(name=name, module=module).encode(),
+            target / f"{module}.py": MODULE.format(name=name).encode(),
+            target / f"test_{module}.py": TEST.format(name=name).encode(),
+        }
+    for path, data in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
     if app.json:
         emit_json({"name": name, "directory": str(target), "files": [str(p) for p in files]})
+    elif wasm:
+        note(f"created {target}/: manifest.toml, {module}.c, build.sh, wasm-common/, wit/")
+        note(f"build it with: sh {target / 'build.sh'}; then: theaterctl spawn {target / 'manifest.toml'}")
     else:
         note(f"created {target}/: manifest.toml, {module}.py, test_{module}.py")
         note(f"spawn it with: theaterctl spawn {target / 'manifest.toml'}")

@@ -12,8 +12,8 @@ from ..output import (STATUS_STYLES, Column, busy_text, emit_json, is_tty, plain
 COLUMNS = (
     Column("NAME", flex=True, min_width=8), Column("ID", drop=4), Column("STATUS"),
     Column("MSG/S", right=True), Column("MAILBOX", right=True), Column("BUSY", flex=True, min_width=10),
-    Column("CHANNELS", drop=2, right=True), Column("HANDLED", drop=3, right=True),
-    Column("RESTARTS", drop=1, right=True),
+    Column("ERRORS", drop=5, right=True), Column("CHANNELS", drop=2, right=True),
+    Column("HANDLED", drop=3, right=True), Column("RESTARTS", drop=1, right=True),
 )
 
 
@@ -44,8 +44,8 @@ def rows(actors: list[dict[str, Any]], per_second: dict[str, float], short: bool
     out = []
     for a in actors:
         out.append([a["name"], short_id(a["id"], short), a["status"], _rate_text(per_second.get(a["id"])),
-                    a.get("mailbox", 0), busy_text(a, person), a.get("channels", 0), a["handled"],
-                    a.get("restarts", 0)])
+                    a.get("mailbox", 0), busy_text(a, person), a.get("errors", 0), a.get("channels", 0),
+                    a["handled"], a.get("restarts", 0)])
     return out
 
 
