@@ -105,24 +105,40 @@ class Connection:
     accepts and sends; a client takes the daemon's from its ``welcome``.
     """
 
-    __slots__ = ("role", "name", "state", "welcome", "_reader", "_max_frame", "_eof", "_welcomed",
-                 "_next_id", "_unanswered", "_live")
+    __slots__ = ("role", "name", "_state", "welcome", "_reader", "_next_frame", "_max_frame", "_eof",
+                 "_welcomed", "_serving", "_answering", "_next_id", "_unanswered", "_live")
 
     def __init__(self, role: Role, name: str = "", max_frame: int = DEFAULT_MAX_FRAME) -> None:
         self.role = role
         self.name = name
-        self.state = State.AWAITING_HELLO if role is Role.DAEMON else State.AWAITING_WELCOME
         self.welcome: Welcome | None = None  # client: the daemon's welcome, once it came
         self._reader = FrameReader(max_frame)
+        self._next_frame = self._reader.next_frame
         self._max_frame = max_frame
         self._eof = False
         self._welcomed = False  # this side has sent its hello (client) or welcome (daemon)
+        # the daemon's steady state, checked first on every frame: reading calls, writing answers
+        self._serving = False  # daemon, open: the next frames are calls
+        self._answering = False  # daemon, welcome sent and not closed: replies and pushes may go
+        self._state = State.AWAITING_WELCOME
+        self.state = State.AWAITING_HELLO if role is Role.DAEMON else State.AWAITING_WELCOME
         # client side: call ids
         self._next_id = 1
         self._unanswered: dict[int, bool] = {}  # calls without their reply or error -> long-lived?
         self._live: set[int] = set()  # long-lived calls that had their reply: pushes may come
 
     # -- state ----------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @state.setter
+    def state(self, state: State) -> None:
+        self._state = state
+        daemon = self.role is Role.DAEMON
+        self._serving = daemon and state is State.OPEN
+        self._answering = daemon and self._welcomed and state in (State.OPEN, State.BROKEN)
 
     @property
     def max_frame(self) -> int:
@@ -155,14 +171,22 @@ class Connection:
 
     def next_event(self) -> Event | NeedData:
         """The next frame the peer sent, :data:`NEED_DATA`, or :class:`ConnectionClosed`."""
-        state = self.state
-        if state is State.BROKEN:
-            raise RemoteProtocolError("the connection is broken")
-        try:
-            frame = self._reader.next_frame()
-        except RemoteProtocolError:
-            self.state = State.BROKEN
-            raise
+        if self._serving:
+            try:
+                frame = self._next_frame()
+            except RemoteProtocolError:
+                self.state = State.BROKEN
+                raise
+            if type(frame) is Call:
+                return frame
+        else:
+            if self._state is State.BROKEN:
+                raise RemoteProtocolError("the connection is broken")
+            try:
+                frame = self._next_frame()
+            except RemoteProtocolError:
+                self.state = State.BROKEN
+                raise
         if frame is None:
             if not self._eof:
                 return NEED_DATA
@@ -172,8 +196,6 @@ class Connection:
                     f"connection closed in the middle of a frame ({self._reader.buffered} bytes)")
             self.state = State.CLOSED
             return ConnectionClosed()
-        if state is State.OPEN and type(frame) is Call and self.role is Role.DAEMON:
-            return frame  # the daemon's steady state, first
         return self._received(frame)
 
     def _broken(self, message: str) -> RemoteProtocolError:
@@ -230,12 +252,9 @@ class Connection:
     def send(self, frame: Frame) -> bytes:
         """The bytes of ``frame``, checked against what this side may send now."""
         kind = type(frame)
+        if self._answering and (kind is Reply or kind is Push):
+            return encode(frame, self._max_frame)  # the daemon's steady state, first
         state = self.state
-        if state is State.OPEN and self._welcomed and kind in _DAEMON_SENDS and self.role is Role.DAEMON:
-            data = encode(frame, self._max_frame)  # the daemon's steady state, first
-            if kind is Error and frame.id is None:  # type: ignore[union-attr]
-                self.state = State.CLOSED
-            return data
         if state is State.CLOSED:
             raise LocalProtocolError(f"cannot send a {kind.__name__.lower()} frame: the connection is closed")
         if self.role is Role.DAEMON:
@@ -248,6 +267,7 @@ class Connection:
                     raise LocalProtocolError("the daemon's first frame must be a welcome, after the client's hello")
                 data = encode(frame, self._max_frame)
                 self._welcomed = True
+                self.state = state  # (now answering)
                 return data
             if kind not in _DAEMON_SENDS:
                 raise LocalProtocolError(f"a daemon does not send {kind.__name__.lower()} frames")
