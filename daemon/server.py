@@ -11,14 +11,20 @@ Calls that enqueue a message (``send``, ``request``, ``channel-send``) do
 the enqueue inline, so a connection's messages reach mailboxes in the order
 they were sent; only the wait for the answer runs beside the reader.
 
-Errors are translated to wire frames in exactly one place,
-:meth:`Connection._answer`.  A failure in one connection closes that
+Operations are one method each (``op_<name>``): what it returns is the reply,
+what it raises is the error, and :meth:`Connection._fail` is the one place
+where a failure becomes an error frame.  An op whose answer comes later (a
+``send`` once stored, a ``request`` when the actor replies, the concurrent
+ones) returns :data:`LATER`.  The wire state (handshake, frame types) is the
+sans-IO :class:`daemon.connection.Connection`'s; this module keeps the socket,
+the timers and flow control.  A failure in one connection closes that
 connection and nothing else.  A client going away never cancels an actor: it
 only drops its pending replies and closes the channels it opened.
 """
 
 from __future__ import annotations
 
+import enum
 import errno
 import logging
 import math
@@ -31,16 +37,18 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, NoReturn
 
 import trio
 
 from . import __version__, wire
+from .connection import NEED_DATA, ConnectionClosed, Role
+from .connection import Connection as Protocol
 from .store import free_bytes
 from .chain import EXTERNAL, event_view, export_line
 from .chainverify import verify_chain
 from .channels import ClientEnd
-from .errors import BadInput, ErrorCode, NotFound, ProtocolError, TheaterError
+from .errors import BadInput, ErrorCode, InternalError, NotFound, ProtocolError, TheaterError
 from .files import UnsafeDirError, check_private_dir
 from .jsontext import check_json
 from .runtime import PendingRequest, ReplySlot, Runtime
@@ -55,6 +63,13 @@ RECEIVE_SIZE = 65536  # bytes per read
 WRITE_BATCH_BYTES = 1 << 20  # queued frames joined into one write by the writer task, at most (about)
 MAX_INFLIGHT = 1024  # calls read and not yet answered, per connection; beyond it the reader waits
 MAX_OUTGOING_BYTES = 64 << 20  # bytes queued for a client that does not read (at least 4 frames' worth)
+
+
+class Later(enum.Enum):
+    LATER = "later"
+
+
+LATER: Final = Later.LATER  # what an op returns when its answer is written later (see Connection._dispatch)
 
 
 async def _first(work: Awaitable[tuple[Any, Any]]) -> Any:
@@ -168,21 +183,12 @@ class Server:
         for conn in dirty:
             conn.flush()
 
-    async def serve(self, listener: trio.SocketListener, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Accept connections until cancelled; each gets its own task."""
-        async with trio.open_nursery() as nursery:
-            task_status.started()
-            async with listener:
-                while True:
-                    try:
-                        stream = await listener.accept()
-                    except OSError as exc:
-                        if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                            log.warning("accept failed (%s); retrying", exc)
-                            await trio.sleep(0.1)
-                            continue
-                        raise
-                    nursery.start_soon(self._connection, stream)
+    async def serve(self, listener: trio.SocketListener, *,
+                    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED) -> NoReturn:
+        """Accept connections until cancelled, each in a task of its own.  Out of file
+        descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM), ``trio.serve_listeners``
+        logs it, waits 100 ms and accepts again."""
+        await trio.serve_listeners(self._connection, [listener], task_status=task_status)
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         self.connections += 1
@@ -219,7 +225,7 @@ class Connection:
         self.runtime = server.runtime
         self.settings = server.settings
         self.stream = stream
-        self.reader = wire.FrameReader(self.settings.max_frame)
+        self.protocol = Protocol(Role.DAEMON, f"theaterd {__version__}", self.settings.max_frame)
         self.client_ends: set[ClientEnd] = set()  # this connection's ends of channels it opened
         self.follows = 0  # active chain follows: exempt from the idle limit
         self.writer_done = trio.Event()
@@ -256,10 +262,10 @@ class Connection:
         if self.closing or self._out_closed:
             return
         try:
-            data = wire.encode(frame, self.settings.max_frame)
-        except wire.LocalProtocolError as exc:
+            data = self.protocol.send(frame)
+        except wire.LocalProtocolError as exc:  # an answer too large, or one that cannot be encoded
             call_id = getattr(frame, "id", None)
-            data = wire.encode(wire.Error(call_id, int(ErrorCode.INTERNAL), str(exc)))
+            data = self.protocol.send(wire.Error(call_id, int(ErrorCode.INTERNAL), str(exc)))
         self._out.append(data)
         self._out_bytes += len(data)
         if self._blocked:
@@ -349,7 +355,7 @@ class Connection:
         """Send one connection-level error frame directly, then give up on the stream."""
         with trio.move_on_after(1):
             try:
-                await self.stream.send_all(wire.encode(wire.Error(None, int(code), message)))
+                await self.stream.send_all(self.protocol.send(wire.Error(None, int(code), message)))
                 await self.stream.send_eof()
                 # read what the peer already sent, so that closing does not reset the
                 # connection and destroy the error frame before the peer reads it
@@ -388,16 +394,19 @@ class Connection:
         """The next frame.  ``timeout`` bounds the whole wait (the handshake); otherwise a
         partial frame must complete within ``partial_frame_timeout`` of its first byte, and
         a connection is closed after ``idle_timeout`` without frames unless exempt."""
+        protocol = self.protocol
         now = trio.current_time()
         deadline = now + timeout if timeout is not None else None
-        partial_since = now if self.reader.buffered else None
+        partial_since = now if protocol.buffered else None
         idle_since = now
         while True:
-            frame = self.reader.next_frame()
-            if frame is not None:
-                return frame
+            event = protocol.next_event()
+            if event is not NEED_DATA:
+                if type(event) is ConnectionClosed:
+                    raise _Closed()
+                return event  # type: ignore[return-value]
             now = trio.current_time()
-            if self.reader.buffered and partial_since is None:
+            if protocol.buffered and partial_since is None:
                 partial_since = now
             if deadline is not None:
                 wake = deadline
@@ -410,9 +419,9 @@ class Connection:
                 data = await self._receive()
             if data is None:  # timed out
                 if deadline is not None or partial_since is not None:
-                    if self.reader.buffered:
+                    if protocol.buffered:
                         raise ProtocolError(
-                            f"incomplete frame: {self.reader.buffered} bytes and no more data for"
+                            f"incomplete frame: {protocol.buffered} bytes and no more data for"
                             f" {self.settings.partial_frame_timeout if deadline is None else timeout:g} s"
                         )
                     raise ProtocolError(f"no hello frame within {timeout:g} s")
@@ -420,11 +429,7 @@ class Connection:
                     idle_since = trio.current_time()
                     continue
                 raise _Closed("idle")
-            if not data:
-                if self.reader.buffered:
-                    raise ProtocolError(f"connection closed in the middle of a frame ({self.reader.buffered} bytes)")
-                raise _Closed()
-            self.reader.feed(data)
+            protocol.receive_data(data)  # b"" at EOF: the next event says how the stream ended
 
     async def _receive(self) -> bytes:
         """The next bytes from the socket (b"" at EOF).
@@ -465,20 +470,11 @@ class Connection:
         if self.server.connections > self.settings.max_connections:
             await self._fatal(ErrorCode.BUSY, f"busy: the daemon already has {self.settings.max_connections} connections")
             return
-        try:
-            hello = await self._next_frame(self.settings.handshake_timeout)
+        try:  # the protocol checks that it is a hello of our version
+            await self._next_frame(self.settings.handshake_timeout)
         except (_Closed, ProtocolError) as exc:
             if not isinstance(exc, _Closed):
                 await self._fatal(ErrorCode.PROTOCOL, str(exc) or "no hello frame")
-            return
-        if not isinstance(hello, wire.Hello):
-            await self._fatal(ErrorCode.PROTOCOL, "the first frame must be a hello")
-            return
-        if hello.version != wire.PROTOCOL_VERSION:
-            await self._fatal(
-                ErrorCode.PROTOCOL,
-                f"unsupported protocol version {hello.version} (theaterd {__version__} speaks {wire.PROTOCOL_VERSION})",
-            )
             return
         self.write(wire.Welcome(wire.PROTOCOL_VERSION, f"theaterd {__version__}", os.getpid(), os.getuid(),
                                 self.settings.max_frame))
@@ -511,15 +507,11 @@ class Connection:
                 frame = await self._next_frame()
             except _Closed:
                 return
-            except ProtocolError as exc:
+            except ProtocolError as exc:  # (the protocol lets only calls through after the hello)
                 self._flush_error(ErrorCode.PROTOCOL, str(exc))
                 await self._drain_output()
                 return
-            if not isinstance(frame, wire.Call):
-                self._flush_error(ErrorCode.PROTOCOL, f"unexpected {type(frame).__name__.lower()} frame from a client")
-                await self._drain_output()
-                return
-            await self._dispatch(frame)
+            await self._dispatch(frame)  # type: ignore[arg-type]
 
     async def _room(self) -> None:
         """Wait until the outgoing queue is at most half full (flow control for pushes)."""
@@ -549,50 +541,52 @@ class Connection:
 
     # -- calls --------------------------------------------------------------
 
+    def _fail(self, call: wire.Call, exc: BaseException) -> None:
+        """The one place where an operation's failure becomes its error frame."""
+        if not isinstance(exc, TheaterError):
+            log.error("internal error in %s", call.op, exc_info=exc)
+            exc = InternalError(f"internal error: {type(exc).__name__}: {exc}")
+        self.write(wire.error_frame(call.id, exc))
+
     async def _answer(self, call: wire.Call, work: Awaitable[Any]) -> None:
-        """Await ``work`` and write its result or its error: the one translation point."""
+        """Await ``work`` and answer with its result or its error (none for :data:`LATER`)."""
         self.in_flight += 1
         try:
             result = await work
-        except TheaterError as exc:
-            self.write(wire.error_frame(call.id, exc))
-        except trio.Cancelled:
-            raise
         except Exception as exc:
-            log.exception("internal error in %s", call.op)
-            self.write(wire.Error(call.id, int(ErrorCode.INTERNAL), f"internal error: {type(exc).__name__}: {exc}"))
+            self._fail(call, exc)
         else:
-            self.write(wire.Reply(call.id, result))
+            if result is not LATER:
+                self.write(wire.Reply(call.id, result))
         finally:
             self.in_flight -= 1
 
-    def _spawn(self, call: wire.Call, work: Callable[[], Awaitable[Any]]) -> None:
+    def _spawn(self, call: wire.Call, work: Callable[[], Awaitable[Any]]) -> Later:
+        """Answer the call from a task of its own (calls run concurrently)."""
         self.nursery.start_soon(self._answer, call, work())
+        return LATER
 
     async def _dispatch(self, call: wire.Call) -> None:
+        """Run one call: what its op returns is the reply, what it raises the error (see ``_fail``)."""
         if call.id not in self.unanswered:  # answered by the first reply or error with its id
             self.unanswered.add(call.id)
             self.server.calls_in_flight += 1
             if len(self.unanswered) > self.server.calls_in_flight_peak:
                 self.server.calls_in_flight_peak = len(self.unanswered)
         try:
-            wire.check_args(call.op, call.args)
-        except ProtocolError as exc:
-            self.write(wire.Error(call.id, int(ErrorCode.PROTOCOL), str(exc)))
-            return
-        try:
-            await _HANDLERS[call.op](self, call, call.args)
-        except TheaterError as exc:
-            self.write(wire.error_frame(call.id, exc))
+            wire.check_args(call.op, call.args)  # a bad argument fails the call (76), not the connection
+            result = await _HANDLERS[call.op](self, call, call.args)
         except Exception as exc:
-            log.exception("internal error in %s", call.op)
-            self.write(wire.Error(call.id, int(ErrorCode.INTERNAL), f"internal error: {type(exc).__name__}: {exc}"))
+            self._fail(call, exc)
+        else:
+            if result is not LATER:
+                self.write(wire.Reply(call.id, result))
 
     # quick, ordered ------------------------------------------------------
 
-    async def op_status(self, call: wire.Call, args: dict[str, Any]) -> None:
+    async def op_status(self, call: wire.Call, args: dict[str, Any]) -> Any:
         rt = self.runtime
-        self.write(wire.Reply(call.id, {
+        return {
             "pid": os.getpid(),
             "version": __version__,
             "uptime": round(time.time() - rt.started_at, 3),
@@ -607,37 +601,35 @@ class Connection:
             "sandbox": rt.pool.sandbox_summary(),
             "calls_in_flight": self.server.calls_in_flight,
             "calls_in_flight_peak": self.server.calls_in_flight_peak,
-        }))
+        }
 
-    async def op_shutdown(self, call: wire.Call, args: dict[str, Any]) -> None:
-        self.write(wire.Reply(call.id, None))
-        self.server.on_shutdown()
+    async def op_shutdown(self, call: wire.Call, args: dict[str, Any]) -> Any:
+        self.server.on_shutdown()  # (sets an event: the reply still goes out first)
+        return None
 
-    async def op_list(self, call: wire.Call, args: dict[str, Any]) -> None:
-        self.write(wire.Reply(call.id, self.runtime.list_view(bool(args.get("all")))))
+    async def op_list(self, call: wire.Call, args: dict[str, Any]) -> Any:
+        return self.runtime.list_view(bool(args.get("all")))
 
-    async def op_channels(self, call: wire.Call, args: dict[str, Any]) -> None:
-        self.write(wire.Reply(call.id, self.runtime.channels.views()))
+    async def op_channels(self, call: wire.Call, args: dict[str, Any]) -> Any:
+        return self.runtime.channels.views()
 
-    async def op_send(self, call: wire.Call, args: dict[str, Any]) -> None:
+    async def op_send(self, call: wire.Call, args: dict[str, Any]) -> Any:
         check_json(args["msg"])
 
-        def finished(error: TheaterError | None) -> None:
-            self.write(wire.error_frame(call.id, error) if error else wire.Reply(call.id, None))
+        def finished(error: TheaterError | None) -> None:  # once the message is stored
+            if error is not None:
+                self._fail(call, error)
+            else:
+                self.write(wire.Reply(call.id, None))
 
-        try:
-            await self.runtime.send_start(None, args["actor"], args["msg"], args.get("timeout"), finished)
-        except TheaterError as exc:
-            self.write(wire.error_frame(call.id, exc))
+        await self.runtime.send_start(None, args["actor"], args["msg"], args.get("timeout"), finished)
+        return LATER
 
-    async def op_request(self, call: wire.Call, args: dict[str, Any]) -> None:
+    async def op_request(self, call: wire.Call, args: dict[str, Any]) -> Any:
         check_json(args["msg"])
-        try:
-            pending = await self.runtime.request_start(None, args["actor"], args["msg"], args.get("timeout"))
-        except TheaterError as exc:
-            self.write(wire.error_frame(call.id, exc))
-            return
+        pending = await self.runtime.request_start(None, args["actor"], args["msg"], args.get("timeout"))
         self._await_reply(call, pending)
+        return LATER
 
     def _await_reply(self, call: wire.Call, pending: PendingRequest) -> None:
         """Write the reply (or the timeout) when it comes, with no task waiting for it."""
@@ -648,7 +640,7 @@ class Connection:
             timers.cancel(self.waiting.pop(slot))
             self.in_flight -= 1
             if slot.error is not None:
-                self.write(wire.error_frame(call.id, slot.error))
+                self._fail(call, slot.error)
             else:
                 self.write(wire.Reply(call.id, slot.value))
 
@@ -657,7 +649,7 @@ class Connection:
             slot.callback = None
             slot.abandoned = True  # the handler records its late reply as discarded
             self.in_flight -= 1
-            self.write(wire.error_frame(call.id, pending.timed_out()))
+            self._fail(call, pending.timed_out())
 
         self.in_flight += 1
         self.waiting[slot] = timers.at(pending.deadline, timed_out)
@@ -665,14 +657,14 @@ class Connection:
         if slot.event.is_set():
             answered(slot)
 
-    async def op_channel_send(self, call: wire.Call, args: dict[str, Any]) -> None:
+    async def op_channel_send(self, call: wire.Call, args: dict[str, Any]) -> Any:
         check_json(args["msg"])
         end = self._end_for(args["channel"])
-        await self._answer(call, self.runtime.channels.send(end, args["channel"], args["msg"]))
+        return await self.runtime.channels.send(end, args["channel"], args["msg"])
 
-    async def op_channel_close(self, call: wire.Call, args: dict[str, Any]) -> None:
+    async def op_channel_close(self, call: wire.Call, args: dict[str, Any]) -> Any:
         end = self._end_for(args["channel"])
-        await self._answer(call, self.runtime.channels.close(end, args["channel"]))
+        return await self.runtime.channels.close(end, args["channel"])
 
     def _prune_ends(self) -> None:
         """Forget ends whose channels have closed (a long session may open many)."""
@@ -687,78 +679,77 @@ class Connection:
 
     # slow, concurrent ----------------------------------------------------
 
-    async def op_spawn(self, call: wire.Call, args: dict[str, Any]) -> None:
+    async def op_spawn(self, call: wire.Call, args: dict[str, Any]) -> Any:
         async def work() -> Any:
             actor = await self.runtime.spawn(args["manifest"], args.get("name"), args.get("state"))
             return {"id": actor.id, "name": actor.name}
 
-        self._spawn(call, work)
+        return self._spawn(call, work)
 
-    async def op_stop(self, call: wire.Call, args: dict[str, Any]) -> None:
+    async def op_stop(self, call: wire.Call, args: dict[str, Any]) -> Any:
         async def work() -> Any:
             actor = await self.runtime.stop(args["actor"])
             return {"id": actor.id, "name": actor.name, "status": actor.status, "dropped": actor.dropped}
 
-        self._spawn(call, work)
+        return self._spawn(call, work)
 
-    async def op_restart(self, call: wire.Call, args: dict[str, Any]) -> None:
+    async def op_restart(self, call: wire.Call, args: dict[str, Any]) -> Any:
         async def work() -> Any:
             actor = await self.runtime.restart(args["actor"])
             return {"id": actor.id, "name": actor.name, "status": actor.status}
 
-        self._spawn(call, work)
+        return self._spawn(call, work)
 
-    async def op_remove(self, call: wire.Call, args: dict[str, Any]) -> None:
+    async def op_remove(self, call: wire.Call, args: dict[str, Any]) -> Any:
         async def work() -> Any:
             purge = bool(args.get("purge"))
             actor = await self.runtime.remove(args["actor"], purge)
             return {"id": actor.id, "name": actor.name, "purged": purge}
 
-        self._spawn(call, work)
+        return self._spawn(call, work)
 
-    async def op_prune(self, call: wire.Call, args: dict[str, Any]) -> None:
+    async def op_prune(self, call: wire.Call, args: dict[str, Any]) -> Any:
         async def work() -> Any:
             purge = bool(args.get("purge"))
             gone = await self.runtime.prune(purge)
             return {"removed": [{"id": a.id, "name": a.name} for a in gone], "purged": purge}
 
-        self._spawn(call, work)
+        return self._spawn(call, work)
 
-    async def op_dead_letters(self, call: wire.Call, args: dict[str, Any]) -> None:
+    async def op_dead_letters(self, call: wire.Call, args: dict[str, Any]) -> Any:
         async def work() -> Any:
             return await self.runtime.dead_letters(args.get("actor"))
 
-        self._spawn(call, work)
+        return self._spawn(call, work)
 
-    async def op_dead_letter_retry(self, call: wire.Call, args: dict[str, Any]) -> None:
+    async def op_dead_letter_retry(self, call: wire.Call, args: dict[str, Any]) -> Any:
         async def work() -> Any:
             return await self.runtime.retry_dead_letter(args["id"])
 
-        self._spawn(call, work)
+        return self._spawn(call, work)
 
-    async def op_dead_letter_drop(self, call: wire.Call, args: dict[str, Any]) -> None:
+    async def op_dead_letter_drop(self, call: wire.Call, args: dict[str, Any]) -> Any:
         async def work() -> Any:
             return await self.runtime.drop_dead_letter(args["id"])
 
-        self._spawn(call, work)
+        return self._spawn(call, work)
 
-    async def op_logs(self, call: wire.Call, args: dict[str, Any]) -> None:
+    async def op_logs(self, call: wire.Call, args: dict[str, Any]) -> Any:
         lines = args.get("lines")
         ref = args.get("actor")
         if ref is None:
-            self.write(wire.Reply(call.id, {"actor": None, "lines": _daemon_log(self.server.home, lines)}))
-            return
+            return {"actor": None, "lines": _daemon_log(self.server.home, lines)}
         actor = self.runtime.resolve(ref)
         kept = list(actor.log)
         if lines is not None:
             kept = kept[-lines:] if lines > 0 else []
-        self.write(wire.Reply(call.id, {"actor": actor.id, "name": actor.name, "lines": kept}))
+        return {"actor": actor.id, "name": actor.name, "lines": kept}
 
-    async def op_state(self, call: wire.Call, args: dict[str, Any]) -> None:
+    async def op_state(self, call: wire.Call, args: dict[str, Any]) -> Any:
         actor = self.runtime.resolve(args["actor"])
-        self.write(wire.Reply(call.id, {"id": actor.id, "name": actor.name, "state": actor.state}))
+        return {"id": actor.id, "name": actor.name, "state": actor.state}
 
-    async def op_inspect(self, call: wire.Call, args: dict[str, Any]) -> None:
+    async def op_inspect(self, call: wire.Call, args: dict[str, Any]) -> Any:
         async def work() -> Any:
             rt = self.runtime
             actor = rt.resolve(args["actor"])
@@ -770,9 +761,9 @@ class Connection:
             view["events"] = [event_view(h, rec) for _, h, rec in rows]
             return view
 
-        self._spawn(call, work)
+        return self._spawn(call, work)
 
-    async def op_chain(self, call: wire.Call, args: dict[str, Any]) -> None:
+    async def op_chain(self, call: wire.Call, args: dict[str, Any]) -> Any:
         rt = self.runtime
         actor = rt.resolve(args["actor"])
         limit = args.get("limit")
@@ -798,10 +789,9 @@ class Connection:
 
         if not args.get("follow"):
             after = args.get("after") or 0
-            self._spawn(call, lambda: _first(trio.to_thread.run_sync(read, after, limit)))
-            return
+            return self._spawn(call, lambda: _first(trio.to_thread.run_sync(read, after, limit)))
 
-        async def follow() -> None:
+        async def follow() -> Later:  # replies with the first page, then pushes; ends with the connection
             self.follows += 1
             try:
                 events, top = await trio.to_thread.run_sync(read, args.get("after") or 0, limit)
@@ -823,10 +813,11 @@ class Connection:
                         last = new[-1]["seq"]
             finally:
                 self.follows -= 1
+            return LATER
 
-        self.nursery.start_soon(follow)
+        return self._spawn(call, follow)
 
-    async def op_event(self, call: wire.Call, args: dict[str, Any]) -> None:
+    async def op_event(self, call: wire.Call, args: dict[str, Any]) -> Any:
         async def work() -> Any:
             actor = self.runtime.resolve(args["actor"])
             row = await trio.to_thread.run_sync(self.runtime.store.find_event, actor.id, args["ref"])
@@ -835,9 +826,9 @@ class Connection:
             _, h, rec = row
             return event_view(h, rec, full=True)
 
-        self._spawn(call, work)
+        return self._spawn(call, work)
 
-    async def op_verify(self, call: wire.Call, args: dict[str, Any]) -> None:
+    async def op_verify(self, call: wire.Call, args: dict[str, Any]) -> Any:
         async def work() -> Any:
             actor = self.runtime.resolve(args["actor"])
             store = self.runtime.store
@@ -850,9 +841,9 @@ class Connection:
 
             return await trio.to_thread.run_sync(run)
 
-        self._spawn(call, work)
+        return self._spawn(call, work)
 
-    async def op_export(self, call: wire.Call, args: dict[str, Any]) -> None:
+    async def op_export(self, call: wire.Call, args: dict[str, Any]) -> Any:
         actor = self.runtime.resolve(args["actor"])
         store = self.runtime.store
         after = args.get("after") or 0
@@ -864,26 +855,27 @@ class Connection:
             return {"lines": [export_line(h, rec) for _, h, rec in rows], "last": rows[-1][0] if rows else after,
                     "more": more}
 
-        self._spawn(call, lambda: trio.to_thread.run_sync(run))
+        return self._spawn(call, lambda: trio.to_thread.run_sync(run))
 
-    async def op_channel_open(self, call: wire.Call, args: dict[str, Any]) -> None:
+    async def op_channel_open(self, call: wire.Call, args: dict[str, Any]) -> Any:
         check_json(args["msg"])
         end = ClientEnd(lambda event, data: self.write(wire.Push(call.id, event, data)))
 
-        async def work() -> None:
+        async def work() -> Later:
             self._prune_ends()
             self.client_ends.add(end)
             try:
                 ch = await self.runtime.channels.open_from_client(end, args["actor"], args["msg"], args.get("timeout"))
-            except TheaterError as exc:
+            except BaseException:
                 self.client_ends.discard(end)
-                self.write(wire.error_frame(call.id, exc))
-                return
+                raise
             end.channel_id = ch.id
+            # the reply goes out before the first push of the channel: release() lets those go
             self.write(wire.Reply(call.id, {"channel": ch.id, "actor": ch.target.id, "name": ch.target.name}))
             self.runtime.channels.release(ch)
+            return LATER
 
-        self.nursery.start_soon(work)
+        return self._spawn(call, work)
 
 
 # every operation of the protocol, to the method that serves it (``channel-open`` -> ``op_channel_open``)
@@ -903,7 +895,7 @@ def _daemon_log(home: str, lines: int | None) -> list[str]:
     return kept[-count:] if count > 0 else []
 
 
-_HANDLERS: dict[str, Callable[[Connection, wire.Call, dict[str, Any]], Awaitable[None]]] = {
+_HANDLERS: dict[str, Callable[[Connection, wire.Call, dict[str, Any]], Awaitable[Any]]] = {
     op: getattr(Connection, "op_" + op.replace("-", "_")) for op in wire.OPS
 }
 

@@ -796,9 +796,10 @@ def test_error_frame_from_foreign_exceptions() -> None:
 # purity
 
 
-def test_importing_wire_loads_neither_trio_nor_socket() -> None:
+@pytest.mark.parametrize("module", ["daemon.wire", "daemon.connection"])
+def test_importing_the_protocol_loads_neither_trio_nor_socket(module: str) -> None:
     code = (
-        "import sys, json, daemon.wire\n"
+        f"import sys, json, {module}\n"
         "mods = sorted(m for m in sys.modules if m.split('.')[0] in ('trio', 'socket', '_socket', 'daemon'))\n"
         "print(json.dumps(mods))\n"
     )
@@ -807,7 +808,7 @@ def test_importing_wire_loads_neither_trio_nor_socket() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     mods = json.loads(proc.stdout)
-    assert "daemon.wire" in mods  # the probe really imported the module
+    assert module in mods  # the probe really imported the module
     assert "trio" not in mods
     assert "socket" not in mods
     assert not [m for m in mods if m.startswith("trio.")]

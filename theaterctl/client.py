@@ -26,7 +26,8 @@ from collections.abc import Iterator
 from typing import Any, List
 
 from daemon import wire
-from daemon.errors import BadInput, ErrorCode, ProtocolError, TheaterError, Unavailable, error_from_code
+from daemon.connection import NEED_DATA, Connection, ConnectionClosed, Role, State
+from daemon.errors import BadInput, ErrorCode, TheaterError, Timeout, Unavailable, error_from_code
 from daemon.jsontext import from_json_bytes, to_json_bytes
 from daemon.paths import default_socket
 
@@ -67,15 +68,20 @@ def check_daemon_uid(sock: socket.socket, path: str | os.PathLike[str]) -> None:
         raise Unavailable(f"refusing to talk to {path}: the daemon runs as uid {uid}, not as you ({os.getuid()})")
 
 
+def failure(frame: wire.Error) -> TheaterError:
+    """The client side's one translation of an error frame into its :class:`TheaterError` subclass."""
+    return error_from_code(frame.code, frame.message)
+
+
 class Client:
     """One connection to theaterd.  Not thread-safe; one call at a time (or use :meth:`pipeline`)."""
 
-    def __init__(self, sock: socket.socket, path: str, welcome: wire.Welcome, reader: wire.FrameReader) -> None:
+    def __init__(self, sock: socket.socket, path: str, conn: Connection) -> None:
         self.sock = sock
         self.path = path
-        self.welcome = welcome
-        self._reader = reader
-        self._next_id = 1
+        self.conn = conn
+        assert conn.welcome is not None
+        self.welcome: wire.Welcome = conn.welcome
 
     # -- connecting -------------------------------------------------------
 
@@ -85,22 +91,19 @@ class Client:
         sock = connect_socket(path, timeout)
         try:
             check_daemon_uid(sock, path)
-            reader = wire.FrameReader()
+            conn = Connection(Role.CLIENT, CLIENT_NAME)
             try:
-                sock.sendall(wire.encode(wire.Hello(wire.PROTOCOL_VERSION, CLIENT_NAME)))
-                frame = _read_frame(sock, reader)
+                sock.sendall(conn.send(wire.Hello(wire.PROTOCOL_VERSION, CLIENT_NAME)))
+                frame = next_frame(sock, conn)
             except TimeoutError:
                 raise Unavailable(f"the daemon at {path} accepted the connection but did not answer within"
                                   f" {timeout:g} s") from None
             except (BrokenPipeError, ConnectionResetError):
                 raise Unavailable(f"the daemon at {path} closed the connection") from None
             if isinstance(frame, wire.Error):
-                raise error_from_code(frame.code, frame.message)
-            if not isinstance(frame, wire.Welcome):
-                raise ProtocolError(f"expected a welcome frame, got {type(frame).__name__}")
-            sock.settimeout(None)
-            reader.max_frame = frame.max_frame  # the daemon's limit, announced in the welcome
-            return cls(sock, path, frame, reader)
+                raise failure(frame)
+            sock.settimeout(None)  # (anything but a welcome or an error was a RemoteProtocolError)
+            return cls(sock, path, conn)
         except BaseException:
             sock.close()
             raise
@@ -120,32 +123,32 @@ class Client:
     # -- the raw call -------------------------------------------------------
 
     def _send_call(self, op: str, args: dict[str, Any]) -> int:
-        call_id = self._next_id
-        self._next_id += 1
+        if self.conn.state is State.CLOSED:
+            raise Unavailable("the daemon closed the connection")
         try:
-            frame = wire.Call(call_id, op, {k: v for k, v in args.items() if v is not None})
-            try:
-                data = wire.encode(frame, self.welcome.max_frame)
-            except wire.LocalProtocolError as exc:
-                raise BadInput(f"the {op} call is too large to send: {exc}") from None
+            call_id, data = self.conn.call(op, {k: v for k, v in args.items() if v is not None})
+        except wire.LocalProtocolError as exc:
+            raise BadInput(f"the {op} call is too large to send: {exc}") from None
+        try:
             self.sock.sendall(data)
         except (BrokenPipeError, ConnectionResetError):
             raise Unavailable("the daemon closed the connection") from None
         return call_id
 
+    def _next_frame(self) -> wire.Frame:
+        return next_frame(self.sock, self.conn)
+
     def _await_reply(self, call_id: int, timeout: float | None = None) -> Any:
         self.sock.settimeout(timeout)
         while True:
             try:
-                frame = _read_frame(self.sock, self._reader)
+                frame = self._next_frame()
             except TimeoutError:
-                from daemon.errors import Timeout
-
                 raise Timeout(f"no answer from the daemon within {timeout:g} s") from None
             if isinstance(frame, wire.Reply) and frame.id == call_id:
                 return frame.result
             if isinstance(frame, wire.Error) and frame.id in (call_id, None):
-                raise error_from_code(frame.code, frame.message)
+                raise failure(frame)
 
     def call(self, op: str, /, **args: Any) -> Any:
         """Run one operation (see docs/protocol.md) and return its result.
@@ -161,13 +164,12 @@ class Client:
         pending = set(ids)
         results: dict[int, Any] = {}
         while pending:
-            frame = _read_frame(self.sock, self._reader)
+            frame = self._next_frame()
             if isinstance(frame, (wire.Reply, wire.Error)) and frame.id in pending:
                 pending.discard(frame.id)
-                results[frame.id] = (frame.result if isinstance(frame, wire.Reply)
-                                     else error_from_code(frame.code, frame.message))
+                results[frame.id] = frame.result if isinstance(frame, wire.Reply) else failure(frame)
             elif isinstance(frame, wire.Error) and frame.id is None:
-                raise error_from_code(frame.code, frame.message)
+                raise failure(frame)
         return [results[i] for i in ids]
 
     # -- the API ------------------------------------------------------------
@@ -219,11 +221,11 @@ class Client:
                                             "follow": True})
         yield from self._await_reply(call_id)
         while True:
-            frame = _read_frame(self.sock, self._reader)
+            frame = self._next_frame()
             if isinstance(frame, wire.Push) and frame.id == call_id:
                 yield frame.data
             elif isinstance(frame, wire.Error) and frame.id in (call_id, None):
-                raise error_from_code(frame.code, frame.message)
+                raise failure(frame)
 
     def export_lines(self, actor: str) -> Iterator[str]:
         """The chain as self-contained JSON Lines entries, oldest first, page by page."""
@@ -268,18 +270,23 @@ class Client:
             pass
 
 
-def _read_frame(sock: socket.socket, reader: wire.FrameReader) -> wire.Frame:
+def next_frame(sock: socket.socket, conn: Connection) -> wire.Frame:
+    """The next frame from the daemon, reading ``sock`` as needed; the end of the stream is
+    :class:`Unavailable` (the daemon went away, even in the middle of a frame)."""
     while True:
-        frame = reader.next_frame()
-        if frame is not None:
-            return frame
-        try:
-            data = sock.recv(65536)
-        except ConnectionResetError:
-            data = b""
-        if not data:
+        event = conn.next_event()
+        if event is NEED_DATA:
+            try:
+                data = sock.recv(65536)
+            except ConnectionResetError:
+                data = b""
+            if not data and conn.buffered:
+                raise Unavailable("the daemon closed the connection")
+            conn.receive_data(data)
+        elif isinstance(event, ConnectionClosed):
             raise Unavailable("the daemon closed the connection")
-        reader.feed(data)
+        else:
+            return event
 
 
 __all__ = ["Client", "TheaterError", "ErrorCode", "to_json_bytes", "from_json_bytes"]

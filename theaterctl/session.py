@@ -34,10 +34,11 @@ from typing import Any
 import trio
 
 from daemon import wire
-from daemon.errors import BadInput, ProtocolError, TheaterError, Unavailable, error_from_code
+from daemon.connection import NEED_DATA, Connection, ConnectionClosed, Role, State
+from daemon.errors import BadInput, TheaterError, Unavailable
 
 from . import output
-from .client import CLIENT_NAME
+from .client import CLIENT_NAME, failure
 
 
 class ChannelSession:
@@ -59,17 +60,16 @@ class ChannelSession:
         self.end_reason = ""  # why this side closed the channel, for the status line
         self.signal: int | None = None  # the signal that ended the session
         self.bad_line: str | None = None  # the error for a piped line that was not JSON
-        self.reader = wire.FrameReader()
+        self.conn = Connection(Role.CLIENT, CLIENT_NAME)
         self.stream: trio.SocketStream | None = None
         self.channel_id = ""
         self.target_name = actor
-        self._ids = 1
         self.pending: set[int] = set()
         self.acked = trio.Event()
         self.closed_by_peer = False
         self.last_message = 0.0
         self.replies: dict[int, trio.Event] = {}
-        self.open_id = 1
+        self.open_id = 0  # the channel-open call's id
         self.opened = False
         self.interrupted = False  # Ctrl-C before the channel was open
         self.lost = False  # the daemon went away during the session
@@ -88,36 +88,40 @@ class ChannelSession:
         from .client import check_daemon_uid
 
         check_daemon_uid(self.stream.socket, self.socket_path)  # type: ignore[arg-type]
-        await self._write(wire.Hello(wire.PROTOCOL_VERSION, CLIENT_NAME))
+        await self.stream.send_all(self.conn.send(wire.Hello(wire.PROTOCOL_VERSION, CLIENT_NAME)))
         frame = await self._read()
         if isinstance(frame, wire.Error):
-            raise error_from_code(frame.code, frame.message)
-        if not isinstance(frame, wire.Welcome):
-            raise ProtocolError("expected a welcome frame")
+            raise failure(frame)  # (anything but a welcome or an error was a RemoteProtocolError)
 
-    async def _write(self, frame: wire.Frame) -> None:
+    def _call(self, op: str, args: dict[str, Any]) -> tuple[int, bytes]:
+        """One call's id and bytes: the id is known (to wait for the answer) before the bytes go out."""
+        if self.conn.state is State.CLOSED:  # the daemon's connection-level error came first
+            raise trio.BrokenResourceError("the daemon closed the connection")
+        return self.conn.call(op, args)
+
+    async def _write(self, data: bytes) -> None:
         assert self.stream is not None
-        await self.stream.send_all(wire.encode(frame))
+        await self.stream.send_all(data)
 
     async def _read(self) -> wire.Frame:
+        """The next frame; the end of the stream (even in the middle of a frame) is :class:`Unavailable`."""
         assert self.stream is not None
         while True:
-            frame = self.reader.next_frame()
-            if frame is not None:
-                return frame
-            data = await self.stream.receive_some(65536)
-            if not data:
+            event = self.conn.next_event()
+            if event is NEED_DATA:
+                data = await self.stream.receive_some(65536)
+                if not data and self.conn.buffered:
+                    raise Unavailable("the daemon closed the connection")
+                self.conn.receive_data(data)
+            elif isinstance(event, ConnectionClosed):
                 raise Unavailable("the daemon closed the connection")
-            self.reader.feed(data)
+            else:
+                return event
 
     @property
     def shown_id(self) -> str:
         """The channel id as the status lines show it: short (ch_ + 8 hex digits) on a terminal."""
         return output.short_id(self.channel_id, short=output.is_tty(sys.stderr))
-
-    def _next_id(self) -> int:
-        self._ids += 1
-        return self._ids
 
     # -- the session ------------------------------------------------------------
 
@@ -148,7 +152,8 @@ class ChannelSession:
         args: dict[str, Any] = {"actor": self.actor, "msg": self.initial}
         if self.timeout is not None:
             args["timeout"] = self.timeout
-        await self._write(wire.Call(self.open_id, "channel-open", args))
+        self.open_id, data = self._call("channel-open", args)
+        await self._write(data)
         early: list[wire.Frame] = []
         while True:
             frame = await self._read()
@@ -157,7 +162,7 @@ class ChannelSession:
                 self.target_name = frame.result.get("name", self.actor)
                 return early
             if isinstance(frame, wire.Error) and frame.id in (self.open_id, None):
-                raise error_from_code(frame.code, frame.message)
+                raise failure(frame)
             early.append(frame)
 
     async def _signals(self, signals: Any) -> None:
@@ -301,10 +306,10 @@ class ChannelSession:
             await self._send(text)
 
     async def _send(self, text: str) -> None:
-        call_id = self._next_id()
+        call_id, data = self._call("channel-send", {"channel": self.channel_id, "msg": text.encode()})
         self.pending.add(call_id)
         self.acked = trio.Event()
-        await self._write(wire.Call(call_id, "channel-send", {"channel": self.channel_id, "msg": text.encode()}))
+        await self._write(data)
 
     async def _input_interactive(self) -> None:
         """Lines from the line editor; the actor's messages are printed above the prompt."""
@@ -348,13 +353,13 @@ class ChannelSession:
                 while trio.current_time() - self.last_message < self.linger:
                     await trio.sleep(self.last_message + self.linger - trio.current_time())
         if not self.closed_by_peer:
-            call_id = self._next_id()
             done = trio.Event()
-            self.pending.add(call_id)
-            self.replies[call_id] = done
             with trio.move_on_after(5):
                 try:
-                    await self._write(wire.Call(call_id, "channel-close", {"channel": self.channel_id}))
+                    call_id, data = self._call("channel-close", {"channel": self.channel_id})
+                    self.pending.add(call_id)
+                    self.replies[call_id] = done
+                    await self._write(data)
                     await done.wait()
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass

@@ -17,7 +17,7 @@ import pytest
 
 from daemon import wire
 from tests.conftest import EXAMPLES, DaemonProcess, bin_path
-from theaterctl.client import Client, _read_frame
+from theaterctl.client import Client
 
 pytestmark = pytest.mark.e2e
 
@@ -292,7 +292,7 @@ def test_a_slow_reader_gets_every_reply_whole_and_in_order(theaterd: DaemonProce
         time.sleep(0.5)  # let the replies pile up unread
         got: dict[int, bytes] = {}
         while len(got) < len(ids):
-            frame = _read_frame(client.sock, client._reader)
+            frame = client._next_frame()
             assert isinstance(frame, wire.Reply), frame
             got[frame.id] = frame.result
             time.sleep(0.002)

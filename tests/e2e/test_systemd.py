@@ -26,8 +26,9 @@ from pathlib import Path
 import pytest
 
 from daemon import wire
+from daemon.connection import Connection, Role
 from tests.conftest import EXAMPLES, ROOT, bin_path
-from theaterctl.client import _read_frame
+from theaterctl.client import next_frame
 
 pytestmark = pytest.mark.e2e
 
@@ -194,9 +195,10 @@ def test_socket_activation(short_tmp: Path, procs: list) -> None:
         procs.append(proc)
         # Like systemd's, the socket accepted this connection before theaterd ran: it is answered
         # once theaterd is up (it waited in the backlog).
-        early.sendall(wire.encode(wire.Hello(wire.PROTOCOL_VERSION, "early-bird")))
+        conn = Connection(Role.CLIENT, "early-bird")
+        early.sendall(conn.send(wire.Hello(wire.PROTOCOL_VERSION, "early-bird")))
         early.settimeout(START_TIMEOUT)
-        welcome = _read_frame(early, wire.FrameReader())
+        welcome = next_frame(early, conn)
         assert isinstance(welcome, wire.Welcome), welcome
         assert welcome.pid == proc.pid  # exec kept the launcher's pid, which LISTEN_PID names
         early.close()
