@@ -33,7 +33,7 @@ def load(name: str, *, fuel: int | None = 50_000_000, memory_limit: int = 16 * M
          timeout: float | None = None, cache_dir: Path | None = None) -> ComponentActor:
     actor = load_component(EXAMPLES / name, fuel=fuel, memory_limit=memory_limit, timeout=timeout,
                            wasi=WasiGrants(), cache_dir=cache_dir, fast=_mode["fast"])
-    if name.startswith(("wasm-counter", "wasm-echo", "wasm-spin", "wasm-hog")):
+    if name.startswith(("wasm-counter", "wasm-echo", "wasm-spin", "wasm-hog", "wasm-chatroom")):
         assert actor.fast_path == _mode["fast"]
     else:
         assert not actor.fast_path  # several core modules: always the component path
@@ -120,6 +120,40 @@ def test_echo_behaves_like_the_python_echo() -> None:
         h.channel_close("ch_1")
     assert wasm_e.state == py_e.state == b'{"seen": 3}'
     assert wasm_e.host.channel_messages == py_e.host.channel_messages == [("ch_1", {"n": 1})]
+
+
+# ---- chatroom (imports message-context) -------------------------------------------
+
+
+def _chatroom_session(h: ActorHarness) -> None:
+    assert h.open_channel({"join": "  Ada Lovelace  "}, channel_id="ch_a") == ms.ChannelAccept(True, None)
+    assert h.open_channel({"join": "Zo\u00eb \u2603 \U0001F600 \"q\"\\ \n"}, channel_id="ch_b").accepted
+    assert h.open_channel(b"not json", channel_id="ch_c").accepted  # anon
+    assert h.open_channel({"join": "\u00e9" * 100}, channel_id="ch_d").accepted  # cut to 64 characters
+    assert h.open_channel({"join": 5}, channel_id="ch_e").accepted  # anon
+    h.channel_message("ch_b", {"text": "hi", "n": [1, 2.5, None, True]})
+    h.channel_message("ch_a", b"plain \xff text")  # not JSON (nor UTF-8): passed on as a string
+    h.channel_message("ch_unknown", "\"quoted\"")
+    h.channel_close("ch_a")
+    h.channel_close("ch_gone")
+
+
+def test_chatroom_behaves_like_the_python_chatroom() -> None:
+    wasm_c = harness("wasm-chatroom/chatroom.wasm", {"members": {}})
+    py_c = python_harness("chatroom")
+    for h in (wasm_c, py_c):
+        _chatroom_session(h)
+    assert wasm_c.state == py_c.state  # byte for byte
+    assert wasm_c.value["members"]["ch_d"] == "\u00e9" * 64
+    assert wasm_c.host.channel_messages == py_c.host.channel_messages
+    assert ("ch_c", {"from": "Ada Lovelace", "msg": "plain \ufffd text"}) in wasm_c.host.channel_messages
+
+
+def test_chatroom_learns_the_channel_from_message_context() -> None:
+    actor = load("wasm-chatroom/chatroom.wasm")
+    # Outside a channel open the host answers none, and the chatroom refuses.
+    assert actor.handle_channel_open(b'{"members": {}}', (b"{}",)) == (
+        b'{"members": {}}', (ms.ChannelAccept(False, b"no channel"),))
 
 
 def test_large_values_cross_in_both_directions_unchanged() -> None:

@@ -22,7 +22,8 @@ import pytest
 from tests.conftest import EXAMPLES, ROOT
 
 BIN = Path(sys.executable).parent  # wasm-tools and componentize-py install next to the interpreter
-C_EXAMPLES = {"wasm-counter": "counter", "wasm-echo": "echo", "wasm-spin": "spin", "wasm-hog": "hog"}
+C_EXAMPLES = {"wasm-counter": "counter", "wasm-echo": "echo", "wasm-spin": "spin", "wasm-hog": "hog",
+              "wasm-chatroom": "chatroom"}
 
 
 def _tool(name: str) -> str | None:

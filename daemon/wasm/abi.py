@@ -6,7 +6,7 @@ is a list of such values, one per byte.  wasmtime-py's generic conversion
 walks that list in Python, one ctypes object per byte (about 1.5 us per
 byte each way).  This module converts only the shapes our WIT contract uses
 (``option<json>``, ``tuple<json>``, ``string``, ``result<..., string>``,
-``channel-accept``) and moves a ``list<u8>`` in bulk: the element array is
+``channel-accept``, ``channel-info``) and moves a ``list<u8>`` in bulk: the element array is
 one block of memory with the byte at a fixed offset in every element, so a
 strided slice of a ``memoryview`` reads or writes all of them at C speed.
 
@@ -86,8 +86,7 @@ def _boxed(fill: Any, value: Any) -> Any:
 
 
 def lower_option_bytes(val: Val, data: bytes | None) -> None:
-    val.kind = _K_OPTION
-    val.of.option = None if data is None else _boxed(lower_bytes, data)
+    lower_option(val, lower_bytes, data)
 
 
 def lower_tuple(val: Val, items: Sequence[tuple[Any, Any]]) -> None:
@@ -100,6 +99,25 @@ def lower_tuple(val: Val, items: Sequence[tuple[Any, Any]]) -> None:
     val.of.tuple = raw
     for i, (fill, value) in enumerate(items):
         fill(raw.data[i], value)
+
+
+def lower_record(val: Val, fields: Sequence[tuple[str, Any, Any]]) -> None:
+    """``record { ... }`` from (field name, lower function, value) triples, in the type's order."""
+    raw = ffi.wasmtime_component_valrecord_t()
+    ffi.wasmtime_component_valrecord_new_uninit(ctypes.byref(raw), len(fields))
+    for i, (name, _, _) in enumerate(fields):
+        raw.data[i].name = ffi.str_to_capi(name)
+        raw.data[i].val.kind = _K_BOOL  # valid until filled, so a failure can be freed
+    val.kind = _K_RECORD
+    val.of.record = raw
+    for i, (_, fill, value) in enumerate(fields):
+        fill(raw.data[i].val, value)
+
+
+def lower_option(val: Val, fill: Any, value: Any) -> None:
+    """``option<T>``: none when ``value`` is None."""
+    val.kind = _K_OPTION
+    val.of.option = None if value is None else _boxed(fill, value)
 
 
 def lower_result(val: Val, ok: bool, fill: Any, value: Any) -> None:

@@ -1,4 +1,4 @@
-"""The WIT contract (wit/message-server.wit) as the host checks it: names, signatures, grants.
+"""The WIT contract (wit/) as the host checks it: names, signatures, grants.
 
 Host functions defined through wasmtime's C API are typed only when called, so
 every import and export of a component is compared here, at load, with the
@@ -22,6 +22,7 @@ HOST_INTERFACE = f"{PACKAGE}/message-server-host"
 TYPES_INTERFACE = f"{PACKAGE}/types"
 CLIENT_INTERFACE = f"{PACKAGE}/message-server-client"
 ACTOR_INTERFACE = f"{PACKAGE}/actor"
+CONTEXT_INTERFACE = f"{PACKAGE}/message-context"  # theater's addition (wit/theater.wit)
 
 _JSON = "list<u8>"
 _STATE = f"option<{_JSON}>"
@@ -55,6 +56,15 @@ HOST_SIGNATURES: dict[str, str] = {
     "close-channel": "func(channel-id: string) -> result<_, string>",
 }
 
+# message-context function -> its signature as WIT text
+CONTEXT_SIGNATURES: dict[str, str] = {
+    "current-channel": "func() -> option<record { channel-id: string, opener: string }>",
+    "current-actor": "func() -> string",
+}
+
+# imported interface -> the functions the host provides in it
+PROVIDED: dict[str, dict[str, str]] = {HOST_INTERFACE: HOST_SIGNATURES, CONTEXT_INTERFACE: CONTEXT_SIGNATURES}
+
 
 @dataclass(frozen=True, slots=True)
 class WasiGrants:
@@ -85,22 +95,22 @@ def check_imports(path: Path, component: wc.Component, engine: wasmtime.Engine, 
     for name, extern in component.type.imports(engine).items():
         if name == TYPES_INTERFACE:
             continue
-        if name == HOST_INTERFACE:
+        provided = PROVIDED.get(name)
+        if provided is not None:
             for fname, fty in functions(extern, engine).items():
-                want = HOST_SIGNATURES.get(fname)
+                want = provided.get(fname)
                 if want is None:
-                    raise ComponentError(f"{path} imports {HOST_INTERFACE}#{fname}, which the host does not provide")
+                    raise ComponentError(f"{path} imports {name}#{fname}, which the host does not provide")
                 got = abi.describe_func(fty)
                 if got != want:
-                    raise ComponentError(f"{path} imports {HOST_INTERFACE}#{fname} as {got}, "
-                                         f"but the host provides {want}")
+                    raise ComponentError(f"{path} imports {name}#{fname} as {got}, but the host provides {want}")
             continue
         if name.startswith("wasi:"):
             if wasi.any:
                 continue
             raise ComponentError(f"{path} imports {name}, which needs a WASI grant (none given)")
         raise ComponentError(f"{path} imports {name}, which the host does not provide "
-                             f"(it provides {HOST_INTERFACE} and, with a grant, WASI)")
+                             f"(it provides {HOST_INTERFACE}, {CONTEXT_INTERFACE} and, with a grant, WASI)")
 
 
 def check_exports(path: Path, component: wc.Component, engine: wasmtime.Engine) -> frozenset[str]:

@@ -9,7 +9,7 @@ module plus canonical-ABI adapters whose layout the WIT contract fixes.  So,
 when the component's main core module exports ``memory``, ``cabi_realloc`` and
 the handler exports under their conventional names (``<interface>#<func>``,
 ``cabi_post_<interface>#<func>``) with the flattened signatures of our WIT,
-and imports nothing but the message-server host functions, this module
+and imports nothing but the host functions (message-server-host, message-context), this module
 instantiates that core module itself and:
 
 * lowers a value by calling the guest's ``cabi_realloc`` and copying the bytes
@@ -29,6 +29,8 @@ Return-area layouts (wasm32, all 4-byte aligned):
     ... handle-request adds tuple<json>       reply ptr@16 len@20
     ... handle-channel-open adds channel-accept   accepted@16, option<json> disc@20 ptr@24 len@28
     host result<_|json|string, string>        disc@0, ptr@4, len@8
+    current-channel's option<channel-info>    disc@0, channel-id ptr@4 len@8, opener ptr@12 len@16
+    current-actor's string                    ptr@0, len@4
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from wasmtime import _ffi as ffi
 from actors import message_server as ms
 
 HOST_MODULE = "theater:simple/message-server-host"
+CONTEXT_MODULE = "theater:simple/message-context"
 EXPORTS = {
     "init": "theater:simple/actor#init",
     "handle_send": "theater:simple/message-server-client#handle-send",
@@ -55,7 +58,9 @@ EXPORTS = {
 }
 _EXPORT_PARAMS = {"init": 5, "handle_send": 5, "handle_request": 5, "handle_channel_open": 5,
                   "handle_channel_message": 7, "handle_channel_close": 5}
-_HOST_PARAMS = {"send": 5, "request": 5, "open-channel": 5, "send-on-channel": 5, "close-channel": 3}
+_HOST_PARAMS = {(HOST_MODULE, "send"): 5, (HOST_MODULE, "request"): 5, (HOST_MODULE, "open-channel"): 5,
+                (HOST_MODULE, "send-on-channel"): 5, (HOST_MODULE, "close-channel"): 3,
+                (CONTEXT_MODULE, "current-channel"): 1, (CONTEXT_MODULE, "current-actor"): 1}
 _I32 = ffi.WASMTIME_I32.value
 _func_call = ffi.dll.wasmtime_func_call  # the raw ctypes function (argtypes set by wasmtime-py)
 
@@ -148,9 +153,8 @@ class CoreProgram:
         # Every import must be a host function we implement at the core level.
         for imp in module.imports:
             ty = imp.type
-            if imp.module != HOST_MODULE or imp.name not in _HOST_PARAMS or not isinstance(ty, wasmtime.FuncType):
-                return None
-            if not _i32_sig(ty, _HOST_PARAMS[imp.name], 0):
+            nparams = _HOST_PARAMS.get((imp.module, imp.name or ""))
+            if nparams is None or not isinstance(ty, wasmtime.FuncType) or not _i32_sig(ty, nparams, 0):
                 return None
         by_name = {e.name: e.type for e in module.exports}
         realloc = by_name.get("cabi_realloc")
@@ -331,6 +335,8 @@ def _host_result(instance: CoreInstance, context: Any, area: int, ok: bool, data
 
 def _run_host(name: str, context: Any, a: list[int]) -> None:
     instance: CoreInstance = _current.instance
+    if name in ("current-channel", "current-actor"):
+        return _run_context(instance, name, context, a[0])
     try:
         if name == "close-channel":
             ms.close_channel(instance.read_str(context, a[0], a[1]))
@@ -352,6 +358,26 @@ def _run_host(name: str, context: Any, a: list[int]) -> None:
     _host_result(instance, context, a[-1], True, reply)
 
 
+def _run_context(instance: CoreInstance, name: str, context: Any, area: int) -> None:
+    """message-context: write the answer at ``area`` (layouts in the module docstring)."""
+    if area % 4:
+        raise CoreTrap(f"misaligned return area at {area}")
+    if name == "current-actor":
+        texts = [ms.current_actor()]
+        head = b""
+    else:
+        info = ms.current_channel()
+        if info is None:
+            return instance.write(context, area, bytes(4))
+        texts = [info.channel_id, info.opener]
+        head = bytes((1, 0, 0, 0))
+    words = []
+    for text in texts:
+        encoded = text.encode("utf-8")
+        words += [instance.put(context, encoded), len(encoded)]
+    instance.write(context, area, head + b"".join(w.to_bytes(4, "little") for w in words))
+
+
 HostHook = Callable[[BaseException | None, Any], int]
 
 
@@ -359,7 +385,7 @@ def define_host(linker: wasmtime.Linker, on_return: HostHook) -> None:
     """Define the host imports in ``linker``.  ``on_return(exc, context)`` runs after each host call
     with the exception it raised (None on success) and returns the trap pointer to hand back (0: none)."""
     keep = []
-    for name, nparams in _HOST_PARAMS.items():
+    for (module, name), nparams in _HOST_PARAMS.items():
         functype = wasmtime.FuncType([wasmtime.ValType.i32()] * nparams, [])
 
         def callback(env: Any, caller: Any, args: Any, nargs: int, results: Any, nresults: int,
@@ -373,7 +399,7 @@ def define_host(linker: wasmtime.Linker, on_return: HostHook) -> None:
 
         entry = ffi.wasmtime_func_callback_t(callback)
         keep.append(entry)
-        encoded_module, encoded_name = HOST_MODULE.encode(), name.encode()
+        encoded_module, encoded_name = module.encode(), name.encode()
         error = ffi.wasmtime_linker_define_func(linker.ptr(), encoded_module, len(encoded_module), encoded_name,
                                                 len(encoded_name), functype.ptr(), entry, None, _no_finalizer)
         if error:

@@ -1,4 +1,4 @@
-"""The message-server host functions a component imports, and the linkers that provide them.
+"""The host functions a component imports (message-server-host, message-context), and the linkers.
 
 Every host function calls the thread-bound host of :mod:`actors.message_server`
 (what the daemon binds per worker thread, or a test's fake).  A
@@ -24,7 +24,7 @@ from wasmtime import component as wc
 from actors import message_server as ms
 
 from . import abi, core
-from .contract import HOST_INTERFACE, TYPES_INTERFACE
+from .contract import CONTEXT_INTERFACE, HOST_INTERFACE, TYPES_INTERFACE
 from .engine import EPOCH_TICK, first_line
 
 _lock = threading.Lock()
@@ -84,12 +84,30 @@ def _host_close_channel(args: Any, slot: Any) -> None:
     _ok(slot)
 
 
-HOST_FUNCTIONS: dict[str, _HostFn] = {
-    "send": _host_send,
-    "request": _host_request,
-    "open-channel": _host_open_channel,
-    "send-on-channel": _host_send_on_channel,
-    "close-channel": _host_close_channel,
+def _host_current_channel(args: Any, slot: Any) -> None:
+    info = ms.current_channel()
+    fields = None if info is None else [("channel-id", abi.lower_string, info.channel_id),
+                                        ("opener", abi.lower_string, info.opener)]
+    abi.lower_option(slot, abi.lower_record, fields)
+
+
+def _host_current_actor(args: Any, slot: Any) -> None:
+    abi.lower_string(slot, ms.current_actor())
+
+
+# imported interface -> function name -> implementation
+HOST_FUNCTIONS: dict[str, dict[str, _HostFn]] = {
+    HOST_INTERFACE: {
+        "send": _host_send,
+        "request": _host_request,
+        "open-channel": _host_open_channel,
+        "send-on-channel": _host_send_on_channel,
+        "close-channel": _host_close_channel,
+    },
+    CONTEXT_INTERFACE: {
+        "current-channel": _host_current_channel,
+        "current-actor": _host_current_actor,
+    },
 }
 
 
@@ -131,16 +149,17 @@ def get_linker(engine: wasmtime.Engine, wasi: bool) -> wc.Linker:
         with linker.root() as root:
             with root.add_instance(TYPES_INTERFACE):
                 pass
-            with root.add_instance(HOST_INTERFACE) as host:
-                for name, fn in HOST_FUNCTIONS.items():
-                    index = len(_host_fns) + 1
-                    _host_fns[index] = fn
-                    encoded = name.encode()
-                    error = ffi.wasmtime_component_linker_instance_add_func(
-                        host.ptr(), ctypes.create_string_buffer(encoded), len(encoded),
-                        _host_entry, index, _host_finalize)
-                    if error:
-                        raise wasmtime.WasmtimeError._from_ptr(error)
+            for interface, fns in HOST_FUNCTIONS.items():
+                with root.add_instance(interface) as host:
+                    for name, fn in fns.items():
+                        index = len(_host_fns) + 1
+                        _host_fns[index] = fn
+                        encoded = name.encode()
+                        error = ffi.wasmtime_component_linker_instance_add_func(
+                            host.ptr(), ctypes.create_string_buffer(encoded), len(encoded),
+                            _host_entry, index, _host_finalize)
+                        if error:
+                            raise wasmtime.WasmtimeError._from_ptr(error)
         _linkers[wasi] = linker
         return linker
 

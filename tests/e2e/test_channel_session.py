@@ -30,6 +30,7 @@ pytestmark = pytest.mark.e2e
 ECHO = str(EXAMPLES / "echo" / "manifest.toml")
 COUNTER = str(EXAMPLES / "counter" / "manifest.toml")
 CHATROOM = str(EXAMPLES / "chatroom" / "manifest.toml")
+WASM_CHATROOM = str(EXAMPLES / "wasm-chatroom" / "manifest.toml")
 TICKER = str(EXAMPLES / "ticker" / "manifest.toml")
 PING = str(EXAMPLES / "pingpong" / "ping" / "manifest.toml")
 PONG = str(EXAMPLES / "pingpong" / "pong" / "manifest.toml")
@@ -389,11 +390,14 @@ def test_sigkill_closes_the_channel_and_the_actor_hears_it(theaterd: DaemonProce
 # example actors with channels
 
 
-def test_chatroom_between_two_sessions(theaterd: DaemonProcess, sessions: Callable[..., Session]) -> None:
-    spawn(theaterd, CHATROOM)
-    alice = sessions(theaterd, "--linger", "0.2", "chatroom", '{"join": "alice"}')
+@pytest.mark.parametrize("manifest", [CHATROOM, WASM_CHATROOM], ids=["python", "wasm"])
+def test_chatroom_between_two_sessions(theaterd: DaemonProcess, sessions: Callable[..., Session],
+                                       manifest: str) -> None:
+    spawn(theaterd, manifest)
+    room = "wasm-chatroom" if manifest == WASM_CHATROOM else "chatroom"
+    alice = sessions(theaterd, "--linger", "0.2", room, '{"join": "alice"}')
     alice.wait_open()
-    bob = sessions(theaterd, "--linger", "0.2", "chatroom", '{"join": "bob"}')
+    bob = sessions(theaterd, "--linger", "0.2", room, '{"join": "bob"}')
     bob.wait_open()
     alice.expect_json({"joined": "bob"})
 
@@ -402,7 +406,7 @@ def test_chatroom_between_two_sessions(theaterd: DaemonProcess, sessions: Callab
     alice.send('{"text": "hi bob"}')
     bob.expect_json({"from": "alice", "msg": {"text": "hi bob"}})
 
-    members = state(theaterd, "chatroom")["members"]
+    members = state(theaterd, room)["members"]
     assert sorted(members.values()) == ["alice", "bob"]
 
     bob.end_input()
@@ -416,7 +420,7 @@ def test_chatroom_between_two_sessions(theaterd: DaemonProcess, sessions: Callab
     assert [_json_or_none(line) for line in alice.seen["stdout"]] == [
         {"joined": "bob"}, {"from": "bob", "msg": {"text": "hi alice"}}, {"left": "bob"},
     ]
-    assert poll("the chatroom to be empty", lambda: state(theaterd, "chatroom") == {"members": {}}) is True
+    assert poll("the chatroom to be empty", lambda: state(theaterd, room) == {"members": {}}) is True
 
 
 def test_pingpong_actor_to_actor_channel(theaterd: DaemonProcess) -> None:

@@ -198,12 +198,55 @@ static int request(bytes actor, bytes msg, bytes *reply_or_error) {
     return host_result(r, reply_or_error);
 }
 
+/* ---- imports: message-context (wit/theater.wit; build for the theater-actor world) ---- */
+
+#define CONTEXT "theater:simple/message-context"
+IMPORT(CONTEXT, "current-channel") void host_current_channel(u32 *);
+
+/* Inside handle-channel-open: 1 with the channel's id and its opener ("external" for a client). */
+static int current_channel(bytes *channel, bytes *opener) {
+    u32 r[5];
+    host_current_channel(r);
+    if (!((const u8 *)r)[0]) return 0;
+    *channel = (bytes){(const u8 *)(size_t)r[1], r[2]};
+    *opener = (bytes){(const u8 *)(size_t)r[3], r[4]};
+    return 1;
+}
+
 /* ---- a tiny JSON reader ---------------------------------------------------- */
 
 static size_t json_ws(bytes j, size_t i) {
     while (i < j.len && (j.ptr[i] == ' ' || j.ptr[i] == '\t' || j.ptr[i] == '\n' || j.ptr[i] == '\r')) i++;
     return i;
 }
+
+static int is_digit(u8 c) { return c >= '0' && c <= '9'; }
+
+/* Index just past the literal or number starting at i, or 0 when it is neither (JSON's grammar). */
+static size_t json_scalar(bytes j, size_t i) {
+    static const char *const words[] = {"true", "false", "null"};
+    for (int w = 0; w < 3; w++) {
+        bytes word = cstr(words[w]);
+        if (j.len - i >= word.len && bytes_eq((bytes){j.ptr + i, word.len}, words[w])) return i + word.len;
+    }
+    if (i < j.len && j.ptr[i] == '-') i++;
+    if (i >= j.len || !is_digit(j.ptr[i])) return 0;
+    if (j.ptr[i] == '0') i++;
+    else while (i < j.len && is_digit(j.ptr[i])) i++;
+    if (i < j.len && j.ptr[i] == '.') {
+        if (++i >= j.len || !is_digit(j.ptr[i])) return 0;
+        while (i < j.len && is_digit(j.ptr[i])) i++;
+    }
+    if (i < j.len && (j.ptr[i] == 'e' || j.ptr[i] == 'E')) {
+        i++;
+        if (i < j.len && (j.ptr[i] == '+' || j.ptr[i] == '-')) i++;
+        if (i >= j.len || !is_digit(j.ptr[i])) return 0;
+        while (i < j.len && is_digit(j.ptr[i])) i++;
+    }
+    return i;
+}
+
+static int is_hex(u8 c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 
 /* Index just past the value starting at i (after whitespace), or 0 when malformed. */
 static size_t json_skip(bytes j, size_t i, int depth) {
@@ -212,8 +255,20 @@ static size_t json_skip(bytes j, size_t i, int depth) {
     u8 c = j.ptr[i];
     if (c == '"') {
         for (i++; i < j.len; i++) {
-            if (j.ptr[i] == '\\') i++;
-            else if (j.ptr[i] == '"') return i + 1;
+            u8 d = j.ptr[i];
+            if (d == '"') return i + 1;
+            if (d < 0x20) return 0;
+            if (d != '\\') continue;
+            if (++i >= j.len) return 0;
+            d = j.ptr[i];
+            if (d == 'u') {
+                if (j.len - i < 5 || !is_hex(j.ptr[i + 1]) || !is_hex(j.ptr[i + 2]) || !is_hex(j.ptr[i + 3])
+                    || !is_hex(j.ptr[i + 4])) return 0;
+                i += 4;
+            } else if (d != '"' && d != '\\' && d != '/' && d != 'b' && d != 'f' && d != 'n' && d != 'r'
+                       && d != 't') {
+                return 0;
+            }
         }
         return 0;
     }
@@ -240,13 +295,10 @@ static size_t json_skip(bytes j, size_t i, int depth) {
             i++;
         }
     }
-    size_t start = i;
-    while (i < j.len && j.ptr[i] != ',' && j.ptr[i] != '}' && j.ptr[i] != ']' && j.ptr[i] != ' '
-           && j.ptr[i] != '\t' && j.ptr[i] != '\n' && j.ptr[i] != '\r') i++;
-    return i > start ? i : 0;
+    return json_scalar(j, i);
 }
 
-/* Is `j` one well-formed JSON value (by this reader's standard)? */
+/* Is `j` one well-formed JSON value?  (Strings are checked for escapes, not for UTF-8.) */
 static int json_valid(bytes j) {
     size_t end = json_skip(j, 0, 0);
     return end && json_ws(j, end) == j.len;
@@ -304,6 +356,131 @@ static int json_plain_string(bytes v, bytes *out) {
     if (v.len < 2 || v.ptr[0] != '"' || v.ptr[v.len - 1] != '"') return 0;
     for (size_t i = 1; i + 1 < v.len; i++) if (v.ptr[i] == '\\') return 0;
     *out = (bytes){v.ptr + 1, v.len - 2};
+    return 1;
+}
+
+/* Iterate the members of the object `j`: start with *at = 0; 1 with the next key token (quotes
+ * included) and raw value, 0 at the end or when malformed. */
+static int json_next(bytes j, size_t *at, bytes *key, bytes *value) {
+    size_t i = json_ws(j, *at);
+    if (*at == 0) {
+        if (i >= j.len || j.ptr[i] != '{') return 0;
+        i = json_ws(j, i + 1);
+    } else if (i < j.len && j.ptr[i] == ',') {
+        i = json_ws(j, i + 1);
+    } else {
+        return 0;
+    }
+    if (i >= j.len || j.ptr[i] != '"') return 0;
+    size_t kend = json_skip(j, i, 1);
+    if (!kend) return 0;
+    *key = (bytes){j.ptr + i, kend - i};
+    i = json_ws(j, kend);
+    if (i >= j.len || j.ptr[i] != ':') return 0;
+    size_t vstart = json_ws(j, i + 1);
+    size_t vend = json_skip(j, vstart, 1);
+    if (!vend) return 0;
+    *value = (bytes){j.ptr + vstart, vend - vstart};
+    *at = vend;
+    return 1;
+}
+
+/* ---- UTF-8 and JSON strings ------------------------------------------------ */
+
+static void buf_utf8(buf *b, u32 cp) {
+    u8 out[4];
+    size_t n;
+    if (cp < 0x80) { out[0] = (u8)cp; n = 1; }
+    else if (cp < 0x800) { out[0] = (u8)(0xC0 | cp >> 6); out[1] = (u8)(0x80 | (cp & 0x3F)); n = 2; }
+    else if (cp < 0x10000) {
+        out[0] = (u8)(0xE0 | cp >> 12); out[1] = (u8)(0x80 | ((cp >> 6) & 0x3F)); out[2] = (u8)(0x80 | (cp & 0x3F));
+        n = 3;
+    } else {
+        out[0] = (u8)(0xF0 | cp >> 18); out[1] = (u8)(0x80 | ((cp >> 12) & 0x3F));
+        out[2] = (u8)(0x80 | ((cp >> 6) & 0x3F)); out[3] = (u8)(0x80 | (cp & 0x3F));
+        n = 4;
+    }
+    buf_put(b, out, n);
+}
+
+/* The code point at s[i] into *cp; returns how many bytes it took (an invalid sequence: 1 byte, U+FFFD). */
+static size_t utf8_next(bytes s, size_t i, u32 *cp) {
+    u8 c = s.ptr[i];
+    size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+    static const u32 least[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (n == 1) { *cp = c; return 1; }
+    if (n == 0 || s.len - i < n) { *cp = 0xFFFD; return 1; }
+    u32 v = c & (0x7F >> n);
+    for (size_t k = 1; k < n; k++) {
+        if ((s.ptr[i + k] & 0xC0) != 0x80) { *cp = 0xFFFD; return 1; }
+        v = v << 6 | (s.ptr[i + k] & 0x3F);
+    }
+    if (v < least[n] || v > 0x10FFFF || (v >= 0xD800 && v < 0xE000)) { *cp = 0xFFFD; return 1; }
+    *cp = v;
+    return n;
+}
+
+static int utf8_valid(bytes s) {
+    u32 cp;
+    for (size_t i = 0, n; i < s.len; i += n) {
+        n = utf8_next(s, i, &cp);
+        if (n == 1 && s.ptr[i] >= 0x80) return 0;
+    }
+    return 1;
+}
+
+static void buf_hex4(buf *b, u32 v) {
+    static const char hex[] = "0123456789abcdef";
+    u8 out[6] = {'\\', 'u', (u8)hex[v >> 12 & 15], (u8)hex[v >> 8 & 15], (u8)hex[v >> 4 & 15], (u8)hex[v & 15]};
+    buf_put(b, out, 6);
+}
+
+/* `s` (UTF-8; invalid bytes become U+FFFD) as a JSON string token, escaped as Python's json.dumps
+ * escapes it (ensure_ascii: everything outside ' '..'~' as \uXXXX). */
+static void buf_json_string(buf *b, bytes s) {
+    buf_str(b, "\"");
+    u32 cp;
+    for (size_t i = 0, n; i < s.len; i += n) {
+        n = utf8_next(s, i, &cp);
+        const char *esc = cp == '"' ? "\\\"" : cp == '\\' ? "\\\\" : cp == '\n' ? "\\n" : cp == '\r' ? "\\r"
+                          : cp == '\t' ? "\\t" : cp == '\b' ? "\\b" : cp == '\f' ? "\\f" : 0;
+        if (esc) buf_str(b, esc);
+        else if (cp >= 0x20 && cp < 0x7F) { u8 c = (u8)cp; buf_put(b, &c, 1); }
+        else if (cp >= 0x10000) { buf_hex4(b, 0xD800 + ((cp - 0x10000) >> 10)); buf_hex4(b, 0xDC00 + (cp & 0x3FF)); }
+        else buf_hex4(b, cp);
+    }
+    buf_str(b, "\"");
+}
+
+static u32 hex4(const u8 *p) {
+    u32 v = 0;
+    for (int k = 0; k < 4; k++) v = v << 4 | (u32)(is_digit(p[k]) ? p[k] - '0' : (p[k] | 0x20) - 'a' + 10);
+    return v;
+}
+
+/* The UTF-8 text of the JSON string token `tok` (escapes resolved; a lone surrogate becomes U+FFFD). */
+static int json_string_value(bytes tok, bytes *out) {
+    if (tok.len < 2 || tok.ptr[0] != '"' || json_skip(tok, 0, 0) != tok.len) return 0;
+    buf b = {0};
+    for (size_t i = 1; i + 1 < tok.len; i++) {
+        u8 c = tok.ptr[i];
+        if (c != '\\') { buf_put(&b, &c, 1); continue; }
+        c = tok.ptr[++i];
+        if (c != 'u') {
+            u8 plain = c == 'b' ? '\b' : c == 'f' ? '\f' : c == 'n' ? '\n' : c == 'r' ? '\r' : c == 't' ? '\t' : c;
+            buf_put(&b, &plain, 1);
+            continue;
+        }
+        u32 cp = hex4(tok.ptr + i + 1);
+        i += 4;
+        if (cp >= 0xD800 && cp < 0xDC00 && i + 6 < tok.len && tok.ptr[i + 1] == '\\' && tok.ptr[i + 2] == 'u') {
+            u32 low = hex4(tok.ptr + i + 3);
+            if (low >= 0xDC00 && low < 0xE000) { cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00); i += 6; }
+        }
+        if (cp >= 0xD800 && cp < 0xE000) cp = 0xFFFD;
+        buf_utf8(&b, cp);
+    }
+    *out = buf_view(&b);
     return 1;
 }
 
