@@ -35,6 +35,7 @@ MODULES = {
     9: "b9_cpu",
     10: "b10_crash",
     11: "b11_hop",
+    12: "b12_wasm",
 }
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.json"
 

@@ -18,10 +18,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # every figure key the suite reports
 FIGURES = {"1a", "1b", "1c", "2a", "2b", "3", "4a", "4b", "5", "5b", "6a", "6b", "6c", "7a", "7b", "7c", "8a", "8b", "8c", "9", "10",
-           "11a", "11b"}
+           "11a", "11b", "12a", "12b", "12c", "12d", "12e"}
 FIELDS = {"key", "bench", "name", "value", "unit", "baseline", "baseline_label", "ratio", "target", "met", "notes"}
 # figures compared with a baseline measured in the same run
-WITH_BASELINE = {"1a", "1b", "2a", "2b", "3", "5", "5b", "6c", "9", "10", "11a"}
+WITH_BASELINE = {"1a", "1b", "2a", "2b", "3", "5", "5b", "6c", "9", "10", "11a", "12a", "12b", "12c", "12d", "12e"}
 
 
 def _has_pykka() -> bool:
