@@ -123,7 +123,7 @@ class SandboxReport:
         if self.unix:
             text += ", no unix sockets"
         if self.memory_limit is not None:
-            text += f", memory {_size(self.memory_limit)}"
+            text += f", memory {describe_size(self.memory_limit)}"
         return text
 
 
@@ -204,7 +204,7 @@ def apply(policy: Policy, *, max_abi: int | None = None) -> SandboxReport:
             try:
                 resource.setrlimit(resource.RLIMIT_AS, (policy.memory_limit, policy.memory_limit))
             except (ValueError, OSError) as e:  # ValueError: above a hard limit set before
-                raise SandboxError(f"cannot set RLIMIT_AS to {_size(policy.memory_limit)}: {e}") from None
+                raise SandboxError(f"cannot set RLIMIT_AS to {describe_size(policy.memory_limit)}: {e}") from None
         if (err := _prctl(_PR_SET_NO_NEW_PRIVS, 1)) < 0:
             raise SandboxError(f"cannot set no_new_privs: {os.strerror(-err)}")
         _drop_capabilities()
@@ -306,7 +306,7 @@ def _check_memory_limit(limit: int) -> None:
     except (OSError, ValueError):
         return
     if limit <= size:
-        raise SandboxError(f"memory_limit {_size(limit)} is not above the worker's current size {_size(size)}")
+        raise SandboxError(f"memory_limit {describe_size(limit)} is not above the worker's current size {describe_size(size)}")
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -405,5 +405,5 @@ def _use_as_tmpdir(scratch: Path) -> None:
         setattr(sys.modules["tempfile"], "tempdir", None)  # gettempdir() looks again, and finds scratch
 
 
-def _size(n: int) -> str:
+def describe_size(n: int) -> str:
     return f"{n // MiB} MiB" if n % MiB == 0 else f"{n} bytes"

@@ -50,6 +50,9 @@ MAX_LINE = 2000
 _RECEIVE_SIZE = 1 << 20
 #: how long a new worker may take to start and confine itself
 START_TIMEOUT = 30.0
+#: the size of a worker's scratch tmpfs (its HOME, TMPDIR and working directory), where the
+#: system gives workers a mount namespace; it also holds the .wasm files the worker loads
+SCRATCH_BYTES = 256 << 20
 _PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
@@ -338,6 +341,7 @@ class WorkerPool:
                 "read": list(profile.read),
                 "write": [*profile.write, worker.scratch],
                 "network": profile.network,
+                "scratch_bytes": SCRATCH_BYTES if _private_mounts() else None,
             })
         worker.sandbox = str(answer.get("sandbox", "none")) if isinstance(answer, dict) else "none"
         log.info("started %s (%s)", worker.label(), worker.sandbox)
@@ -607,17 +611,28 @@ def _wrapper() -> tuple[str, ...]:
 
     * ``setpriv --pdeathsig KILL``: the worker's process goes when the daemon dies, even
       killed (-9), even while a handler holds the worker's GIL;
-    * ``unshare --pid --fork --kill-child``: the worker is PID 1 of a PID namespace of its
-      own, so that every process it starts (even one that called setsid or forked twice)
-      ends with it.
-    Each is used only if it works here (unshare --pid needs root or user namespaces)."""
+    * ``unshare --pid --mount --fork --kill-child``: the worker is PID 1 of a PID namespace
+      of its own, so that every process it starts (even one that called setsid or forked
+      twice) ends with it; and it has a mount namespace of its own, where it mounts a
+      size-capped tmpfs over its scratch directory (:data:`SCRATCH_BYTES`).
+    Each is used only if it works here (unshare needs root or user namespaces); without a
+    mount namespace, the PID namespace alone; without either, neither."""
     prefix: list[str] = []
     setpriv, unshare = shutil.which("setpriv"), shutil.which("unshare")
     if setpriv and _works([setpriv, "--pdeathsig", "KILL", "--", "true"]):
         prefix += [setpriv, "--pdeathsig", "KILL", "--"]
-    if unshare and _works([unshare, "--pid", "--fork", "--kill-child", "--", "true"]):
-        prefix += [unshare, "--pid", "--fork", "--kill-child", "--"]
+    if unshare:
+        for flags in (["--pid", "--mount"], ["--pid"]):
+            command = [unshare, *flags, "--fork", "--kill-child", "--"]
+            if _works([*command, "true"]):
+                prefix += command
+                break
     return tuple(prefix)
+
+
+def _private_mounts() -> bool:
+    """Do workers get a mount namespace of their own (so they can mount their scratch tmpfs)?"""
+    return "--mount" in _wrapper()
 
 
 def _works(command: list[str]) -> bool:

@@ -63,6 +63,27 @@ def _write(path):
     return path
 
 
+def _fill(limit_mib):
+    """Write 1 MiB blocks into HOME (the worker's scratch) until refused or limit_mib is reached."""
+    written, error = 0, None
+    path = os.path.join(os.environ["HOME"], "fill")
+    block = b"x" * (1 << 20)
+    try:
+        with open(path, "wb") as f:
+            while written < limit_mib:
+                f.write(block)
+                f.flush()
+                written += 1
+    except OSError as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    return {"written_mib": written, "error": error, "cwd": os.getcwd(), "home": os.environ["HOME"]}
+
+
 def _hello_frame():
     # {"t": "hello", "version": 1}, hand-encoded CBOR behind a 4-byte big-endian length
     body = bytes([0xa2, 0x61]) + b"t" + bytes([0x65]) + b"hello" + bytes([0x67]) + b"version" + bytes([0x01])
@@ -217,6 +238,8 @@ def handle_request(state, params):
         reply = _try(lambda: _store(msg["home"]))
     elif do == "kill":
         reply = _try(lambda: os.kill(msg["pid"], signal.SIGKILL))
+    elif do == "fill":
+        reply = _fill(msg["mib"])
     elif do == "lift-memory-limit":
         reply = _try(lambda: _lift_and_allocate(msg["bytes"]))
     else:

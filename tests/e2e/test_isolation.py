@@ -253,6 +253,26 @@ def test_a_handler_cannot_write_into_theater_home(stage: Stage) -> None:
     assert not got["ok"] and not target.exists(), f"the actor wrote into THEATER_HOME: {got}"
 
 
+def test_a_handler_cannot_fill_the_disk_through_its_scratch_directory(stage: Stage) -> None:
+    """The scratch directory (HOME, TMPDIR, cwd) is a tmpfs of SCRATCH_BYTES in the worker's own
+    mount namespace: writes past it fail with ENOSPC and nothing lands on the daemon's disk."""
+    from daemon.workerpool import SCRATCH_BYTES, _private_mounts
+
+    if not _private_mounts():
+        pytest.skip("this system gives workers no mount namespace (unshare --mount needs root or user namespaces)")
+    cap_mib = SCRATCH_BYTES >> 20
+    view = json.loads(stage.d.ctl("--json", "inspect", "victim").stdout)
+    assert f"scratch {cap_mib} MiB" in json.dumps(view), view
+    got = ask(stage.d, "victim", {"do": "fill", "mib": cap_mib + 64})
+    assert got["error"] is not None and "No space left" in got["error"], got
+    assert cap_mib - 8 <= got["written_mib"] <= cap_mib, got
+    assert got["cwd"] == got["home"], got  # the working directory is the tmpfs, not the directory under it
+    # The daemon's view of the directory stayed empty, and its own mounts show no tmpfs of ours.
+    assert not any(Path(got["home"]).iterdir())
+    assert "theater-scratch" not in Path("/proc/self/mountinfo").read_text()
+    stage.check_everyone()
+
+
 def test_a_handler_cannot_read_private_files_outside_its_paths(stage: Stage) -> None:
     ssh = stage.tmp / "user" / ".ssh"
     ssh.mkdir(parents=True)
