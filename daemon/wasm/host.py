@@ -44,44 +44,22 @@ def _err(slot: Any, message: str) -> None:
     abi.lower_result(slot, False, abi.lower_string, message or "failed")
 
 
-def _host_send(args: Any, slot: Any) -> None:
-    try:
-        ms.send(abi.lift_string(args[0]), abi.lift_bytes(args[1]))
-    except ms.MessageServerError as exc:
-        return _err(slot, str(exc))
-    _ok(slot)
+def _message_server_call(name: str, lifts: tuple[Callable[[Any], Any], ...], fill: Any) -> _HostFn:
+    """The host function ``name``: its arguments lifted by ``lifts``, then a call of the
+    ``actors.message_server`` function of that name; its reply lowered by ``fill`` (None: unit)."""
+    function = name.replace("-", "_")
+
+    def host_fn(args: Any, slot: Any) -> None:
+        try:
+            reply = getattr(ms, function)(*(lift(args[i]) for i, lift in enumerate(lifts)))
+        except ms.MessageServerError as exc:
+            return _err(slot, str(exc))
+        _ok(slot, fill, reply)
+
+    return host_fn
 
 
-def _host_request(args: Any, slot: Any) -> None:
-    try:
-        reply = ms.request(abi.lift_string(args[0]), abi.lift_bytes(args[1]))
-    except ms.MessageServerError as exc:
-        return _err(slot, str(exc))
-    _ok(slot, abi.lower_bytes, reply)
-
-
-def _host_open_channel(args: Any, slot: Any) -> None:
-    try:
-        channel_id = ms.open_channel(abi.lift_string(args[0]), abi.lift_bytes(args[1]))
-    except ms.MessageServerError as exc:
-        return _err(slot, str(exc))
-    _ok(slot, abi.lower_string, channel_id)
-
-
-def _host_send_on_channel(args: Any, slot: Any) -> None:
-    try:
-        ms.send_on_channel(abi.lift_string(args[0]), abi.lift_bytes(args[1]))
-    except ms.MessageServerError as exc:
-        return _err(slot, str(exc))
-    _ok(slot)
-
-
-def _host_close_channel(args: Any, slot: Any) -> None:
-    try:
-        ms.close_channel(abi.lift_string(args[0]))
-    except ms.MessageServerError as exc:
-        return _err(slot, str(exc))
-    _ok(slot)
+_TO_ACTOR = (abi.lift_string, abi.lift_bytes)  # (actor or channel id, message)
 
 
 def _host_current_channel(args: Any, slot: Any) -> None:
@@ -98,11 +76,11 @@ def _host_current_actor(args: Any, slot: Any) -> None:
 # imported interface -> function name -> implementation
 HOST_FUNCTIONS: dict[str, dict[str, _HostFn]] = {
     HOST_INTERFACE: {
-        "send": _host_send,
-        "request": _host_request,
-        "open-channel": _host_open_channel,
-        "send-on-channel": _host_send_on_channel,
-        "close-channel": _host_close_channel,
+        "send": _message_server_call("send", _TO_ACTOR, None),
+        "request": _message_server_call("request", _TO_ACTOR, abi.lower_bytes),
+        "open-channel": _message_server_call("open-channel", _TO_ACTOR, abi.lower_string),
+        "send-on-channel": _message_server_call("send-on-channel", _TO_ACTOR, None),
+        "close-channel": _message_server_call("close-channel", (abi.lift_string,), None),
     },
     CONTEXT_INTERFACE: {
         "current-channel": _host_current_channel,
