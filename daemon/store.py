@@ -39,7 +39,7 @@ from .errors import DiskFull
 
 log = logging.getLogger("theaterd.store")
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 DB_NAME: Final = "theater.db"
 MAX_GROUP: Final = 4096  # batches per transaction
 # The write connection never checkpoints (copying the WAL back into the database,
@@ -76,7 +76,8 @@ CREATE TABLE IF NOT EXISTS mailbox (
     actor TEXT NOT NULL,
     sender TEXT NOT NULL,
     payload BLOB NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0
+    attempts INTEGER NOT NULL DEFAULT 0,
+    sent INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS mailbox_by_actor ON mailbox (actor, id);
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -86,13 +87,18 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     payload BLOB NOT NULL,
     attempts INTEGER NOT NULL,
     reason TEXT NOT NULL,
-    ts INTEGER NOT NULL
+    ts INTEGER NOT NULL,
+    sent INTEGER NOT NULL DEFAULT 0
 );
 """
 
 # what each older format needs to become the current one
+# (tables that did not exist yet are made by _SCHEMA afterwards)
 _MIGRATIONS: dict[str, list[str]] = {
-    "1": ["ALTER TABLE mailbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0"],
+    "1": ["ALTER TABLE mailbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+          "ALTER TABLE mailbox ADD COLUMN sent INTEGER NOT NULL DEFAULT 0"],
+    "2": ["ALTER TABLE mailbox ADD COLUMN sent INTEGER NOT NULL DEFAULT 0",
+          "ALTER TABLE dead_letters ADD COLUMN sent INTEGER NOT NULL DEFAULT 0"],
 }
 
 
@@ -178,6 +184,16 @@ class MailboxDelete:
 
 
 @dataclass(frozen=True, slots=True)
+class MailboxSent:
+    """The handling of stored message ``id`` has stored its first ``sent`` sends so far
+    (at a ``request`` or channel call, before the handling itself is stored): a retry of
+    the handling skips that many, so none is sent twice."""
+
+    id: int
+    sent: int
+
+
+@dataclass(frozen=True, slots=True)
 class MailboxAttempt:
     """A stored message crashed its actor ``attempts`` times so far."""
 
@@ -225,7 +241,7 @@ class MailboxClear:
 
 
 Op = (PutEvent | PutState | PutActor | SetStatus | MailboxPut | MailboxDelete | MailboxClear | MailboxAttempt
-      | DeadLetter | DeadLetterRetry | DeadLetterDrop | RemoveActor)
+      | MailboxSent | DeadLetter | DeadLetterRetry | DeadLetterDrop | RemoveActor)
 
 
 _INSERT_EVENT: Final = "INSERT INTO events (actor, seq, hash, type, ts, record) VALUES (?, ?, ?, ?, ?, ?)"
@@ -233,6 +249,7 @@ _INSERT_STATE: Final = "INSERT OR IGNORE INTO states (hash, data) VALUES (?, ?)"
 _UPDATE_ACTOR_STATE: Final = "UPDATE actors SET state_hash = ?, handled = ? WHERE id = ?"
 _INSERT_MAIL: Final = "INSERT INTO mailbox (id, actor, sender, payload) VALUES (?, ?, ?, ?)"
 _DELETE_MAIL: Final = "DELETE FROM mailbox WHERE id = ?"
+_MAIL_SENT: Final = "UPDATE mailbox SET sent = ? WHERE id = ?"
 
 
 class _Batched:
@@ -244,13 +261,14 @@ class _Batched:
     handled), and only the last state of each actor is written to ``actors``.  A state
     row already written for the actor (its state did not change) is not written again."""
 
-    __slots__ = ("events", "states", "actors", "puts", "deletes", "hashes")
+    __slots__ = ("events", "states", "actors", "puts", "sent", "deletes", "hashes")
 
     def __init__(self) -> None:
         self.events: list[tuple[Any, ...]] = []
         self.states: list[tuple[bytes, bytes | None]] = []
         self.actors: dict[str, tuple[bytes | None, int, str]] = {}
         self.puts: list[tuple[int, str, str, bytes]] = []
+        self.sent: list[tuple[int, int]] = []
         self.deletes: list[tuple[int]] = []
         self.hashes: dict[str, bytes] = {}  # actor -> state hash written in this group
 
@@ -270,6 +288,8 @@ class _Batched:
                 self.deletes.append((op.id,))
             elif isinstance(op, MailboxPut):
                 self.puts.append((op.id, op.actor, op.sender, op.payload))
+            elif isinstance(op, MailboxSent):
+                self.sent.append((op.sent, op.id))
             else:
                 return False
         return True
@@ -281,6 +301,8 @@ class _Batched:
             db.executemany(_INSERT_STATE, self.states)
         if self.puts:
             db.executemany(_INSERT_MAIL, self.puts)
+        if self.sent:
+            db.executemany(_MAIL_SENT, self.sent)
         if self.deletes:
             db.executemany(_DELETE_MAIL, self.deletes)
         if self.actors:
@@ -311,17 +333,19 @@ def _apply(db: sqlite3.Connection, op: Op) -> None:
         db.execute("UPDATE actors SET status = ?, reason = ? WHERE id = ?", (op.status, op.reason, op.actor))
     elif isinstance(op, MailboxAttempt):
         db.execute("UPDATE mailbox SET attempts = ? WHERE id = ?", (op.attempts, op.id))
+    elif isinstance(op, MailboxSent):
+        db.execute(_MAIL_SENT, (op.sent, op.id))
     elif isinstance(op, DeadLetter):
         db.execute(
-            "INSERT INTO dead_letters (id, actor, sender, payload, attempts, reason, ts)"
-            " SELECT id, actor, sender, payload, ?, ?, ? FROM mailbox WHERE id = ?",
+            "INSERT INTO dead_letters (id, actor, sender, payload, attempts, reason, ts, sent)"
+            " SELECT id, actor, sender, payload, ?, ?, ?, sent FROM mailbox WHERE id = ?",
             (op.attempts, op.reason, op.ts, op.id),
         )
         db.execute("DELETE FROM mailbox WHERE id = ?", (op.id,))
     elif isinstance(op, DeadLetterRetry):
         db.execute(
-            "INSERT INTO mailbox (id, actor, sender, payload, attempts)"
-            " SELECT ?, actor, sender, payload, 0 FROM dead_letters WHERE id = ?",
+            "INSERT INTO mailbox (id, actor, sender, payload, attempts, sent)"
+            " SELECT ?, actor, sender, payload, 0, sent FROM dead_letters WHERE id = ?",
             (op.mail_id, op.id),
         )
         db.execute("DELETE FROM dead_letters WHERE id = ?", (op.id,))
@@ -363,6 +387,7 @@ class MailRow:
     sender: str
     payload: bytes
     attempts: int = 0
+    sent: int = 0  # sends of its handling already stored (MailboxSent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -717,7 +742,7 @@ class Store:
 
     def load_mailbox(self) -> list[MailRow]:
         db = self._reader()
-        return [MailRow(*r) for r in db.execute("SELECT id, actor, sender, payload, attempts FROM mailbox ORDER BY id")]
+        return [MailRow(*r) for r in db.execute("SELECT id, actor, sender, payload, attempts, sent FROM mailbox ORDER BY id")]
 
     def dead_letters(self, actor: str | None = None) -> list[DeadLetterRow]:
         db = self._reader()

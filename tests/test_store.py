@@ -18,8 +18,11 @@ from daemon.store import (
     DB_NAME,
     MAX_GROUP,
     SCHEMA_VERSION,
+    DeadLetter,
+    DeadLetterRetry,
     MailboxDelete,
     MailboxPut,
+    MailboxSent,
     PutActor,
     PutEvent,
     PutState,
@@ -179,11 +182,53 @@ def test_a_format_1_store_is_migrated_and_keeps_its_mailbox(tmp_path: Path) -> N
     store = Store(tmp_path)
     try:
         (row,) = store.load_mailbox()
-        assert (row.id, row.actor, row.payload, row.attempts) == (7, "a", b"{}", 0)
+        assert (row.id, row.actor, row.payload, row.attempts, row.sent) == (7, "a", b"{}", 0, 0)
         assert store.dead_letters() == []
     finally:
         store.close()
     assert dict(db_rows(path, "SELECT key, value FROM meta"))["schema_version"] == str(SCHEMA_VERSION)
+
+
+def test_a_format_2_store_is_migrated_and_keeps_its_mailbox_and_dead_letters(tmp_path: Path) -> None:
+    Store(tmp_path).close()
+    path = tmp_path / DB_NAME
+    db = sqlite3.connect(path)
+    db.executescript(
+        "DROP TABLE mailbox; DROP TABLE dead_letters;"
+        "CREATE TABLE mailbox (id INTEGER PRIMARY KEY, actor TEXT NOT NULL, sender TEXT NOT NULL,"
+        " payload BLOB NOT NULL, attempts INTEGER NOT NULL DEFAULT 0);"
+        "CREATE TABLE dead_letters (id INTEGER PRIMARY KEY, actor TEXT NOT NULL, sender TEXT NOT NULL,"
+        " payload BLOB NOT NULL, attempts INTEGER NOT NULL, reason TEXT NOT NULL, ts INTEGER NOT NULL);"
+        "INSERT INTO mailbox VALUES (7, 'a', 'external', x'7b7d', 2);"
+        "INSERT INTO dead_letters VALUES (5, 'a', 'external', x'5b5d', 3, 'crashed', 1);"
+        "UPDATE meta SET value = '2' WHERE key = 'schema_version';"
+    )
+    db.commit()
+    db.close()
+    store = Store(tmp_path)
+    try:
+        (row,) = store.load_mailbox()
+        assert (row.id, row.attempts, row.sent) == (7, 2, 0)
+        assert [(d.id, d.payload, d.attempts) for d in store.dead_letters()] == [(5, b"[]", 3)]
+    finally:
+        store.close()
+    assert dict(db_rows(path, "SELECT key, value FROM meta"))["schema_version"] == str(SCHEMA_VERSION)
+
+
+def test_the_sends_a_handling_stored_move_with_its_message_to_the_dead_letters_and_back(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    try:
+        store.start(inline)
+        assert commit(store, [MailboxPut(3, "a", "external", b"{}")]) is None
+        assert commit(store, [MailboxSent(3, 2)]) is None
+        assert store.load_mailbox()[0].sent == 2
+        assert commit(store, [DeadLetter(3, "crashed", 3, 1)]) is None
+        assert store.load_mailbox() == []
+        assert commit(store, [DeadLetterRetry(3, 9)]) is None
+        (row,) = store.load_mailbox()
+        assert (row.id, row.sent, row.attempts) == (9, 2, 0)
+    finally:
+        store.close()
 
 
 # ----------------------------------------------------------------------
