@@ -443,6 +443,7 @@ class Store:
         #: called on the event loop: when the store becomes full, and when space is back
         self.on_full: Callable[[DiskFull], None] | None = None
         self.on_space: Callable[[], None] | None = None
+        self.on_failure: Callable[[BaseException], None] | None = None  # a write failed, not for space
         # actor -> hash of the state row last committed for it: an unchanged state is not written again
         self._state_written: dict[str, bytes] = {}
         self._check_and_init()
@@ -679,8 +680,16 @@ class Store:
                     if self._wake is not None and self.on_full is not None:
                         getattr(self._wake, "now", self._wake)(functools.partial(self.on_full, error))
                 else:
-                    error = exc
-                    self.failure = exc
+                    # Not a full disk: the store cannot be trusted to write any more.  Nothing
+                    # queued behind the failed group is committed either (it may depend on it),
+                    # and the daemon is told, to stop (what was acknowledged is all stored).
+                    error = self.failure = exc
+                    group.extend(items)
+                    items.clear()
+                    left = 0
+                    log.error("the store failed: %s", exc)
+                    if self._wake is not None and self.on_failure is not None:
+                        getattr(self._wake, "now", self._wake)(functools.partial(self.on_failure, exc))
             waiters = [w for _, w in group if w is not None]
             if waiters and self._wake is not None:
                 for w in waiters:

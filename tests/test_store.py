@@ -339,6 +339,24 @@ def test_a_failing_batch_fails_its_group_and_the_store(tmp_path: Path) -> None:
         s.submit([PutEvent(first[1])])
 
 
+def test_nothing_queued_behind_a_failing_group_is_committed(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    events = build_chain(ACTOR, 2)
+    other = build_chain(OTHER, 1)
+    errors: list[Any] = []
+    failures: list[BaseException] = []
+    s.on_failure = failures.append
+    s.submit([PutEvent(events[0]), PutEvent(events[0])], s.waiter(lambda w: errors.append(w.error)))
+    for _ in range(MAX_GROUP):  # fills the first group; what follows is a group of its own
+        s.submit([])
+    s.submit([PutEvent(other[0])], s.waiter(lambda w: errors.append(w.error)))
+    s.start(inline)
+    s.close()
+    assert len(errors) == 2 and all(isinstance(e, sqlite3.IntegrityError) for e in errors), errors
+    assert db_rows(s.path, "SELECT count(*) FROM events") == [(0,)]
+    assert len(failures) == 1 and isinstance(failures[0], sqlite3.IntegrityError)
+
+
 def test_a_failing_group_does_not_undo_earlier_groups(store: Store) -> None:
     events = build_chain(ACTOR, 3)
     assert commit(store, [PutEvent(events[0])]) is None
