@@ -31,12 +31,11 @@ from typing import TYPE_CHECKING, Any, Union
 
 import trio
 
-from .actor import CH_CLOSE, CH_MESSAGE, CH_OPEN, RUNNING, Envelope, ReplySlot
+from .actor import CH_CLOSE, CH_MESSAGE, CH_OPEN, RUNNING, Actor, Envelope, ReplySlot
 from .chain import EXTERNAL
 from .errors import ActorFailed, BadInput, NotFound, TheaterError, Timeout
 
 if TYPE_CHECKING:
-    from .actor import Actor
     from .messaging import Messaging
 
 OPENING = "opening"
@@ -181,6 +180,24 @@ class ChannelRegistry:
         self._forget(ch)
         if accepted:  # the target thinks it is open, but the opener gave up: tell it, once
             self._notify_close(ch, ch.target, "the opener gave up waiting")
+
+    def decided(self, channel: Channel, reply: ReplySlot | None, accept: Any, error: str | None) -> None:
+        """The target decided on a channel open: tell the opener (a client once the
+        target's event is stored, an actor at once)."""
+        if channel.state == CLOSED:  # closed while the target was deciding
+            if reply is not None:
+                reply.fail(ActorFailed(f"channel {channel.id} was closed while it was being opened"))
+            accepted = error is None and accept is not None and accept.accepted
+            if accepted and channel.slot is not None and channel.slot.abandoned:
+                # the opener gave up (nobody was told then); the target thinks it is open: tell it, once
+                self._notify_close(channel, channel.target, "the opener gave up waiting")
+            return
+        self.opened(channel, accept, error)
+        if reply is not None:
+            if error is not None:
+                reply.fail(ActorFailed(error))
+            else:
+                reply.set(accept)
 
     def release(self, ch: Channel) -> None:
         """The client opener has its reply: deliver what the target sent meanwhile."""

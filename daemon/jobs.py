@@ -100,7 +100,7 @@ class Job:
     batch: list[Envelope]
     done: int = 0  # results received
     in_host: int = 0  # host calls in progress (the handler is waiting on the daemon)
-    blamed: bool = True  # if its worker dies now, its handler is the cause (see Runtime._worker_gone)
+    blamed: bool = True  # if its worker dies now, its handler is the cause (see Supervisor._worker_gone)
     ops: list[Op] = field(default_factory=list)  # the running handler's events, not yet stored
     deliveries: list[tuple[Actor, Envelope]] = field(default_factory=list)  # its outbox sends
     base_head: Head | None = None  # the chain head before ``ops``

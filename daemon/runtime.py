@@ -27,7 +27,6 @@ the handling event to the actor's chain.  Invariants:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 import functools
 import gc
@@ -68,19 +67,15 @@ from .chain import EXTERNAL
 from .errors import ActorFailed, BadInput, Busy, DiskFull, NotFound, TheaterError
 from .jsontext import check_json
 from .messaging import Settings, hex_hash, store_error
-from .outbox import Outbox, wake_senders
+from .outbox import wake_senders
+from .supervisor import WASM_GRACE, Outcome, Supervisor, nothing
 from .jobs import BadResult, HandlerResult, Job, check_result
 from .jobs import item as _item
 from .loopcalls import LoopCalls
 from .timers import Timers
-from .files import LIMITS, read_regular_file
-from .manifest import DEFAULT_MEMORY_LIMIT, Manifest, check_name, load_manifest
+from .manifest import Manifest, check_name, load_manifest
 from .store import (
     RemoveActor,
-    DeadLetter,
-    DeadLetterDrop,
-    DeadLetterRetry,
-    MailboxAttempt,
     MailboxClear,
     MailboxDelete,
     Op,
@@ -96,8 +91,6 @@ from .workerpool import Profile, Worker, WorkerDied, WorkerPool, default_worker_
 log = logging.getLogger("theaterd.runtime")
 
 BATCH = 64  # sends/requests handed to one worker hop at most
-#: a component stops itself at its handler_timeout (a trap); its worker is killed only this much later
-_WASM_GRACE = 5.0
 
 
 @dataclass(eq=False, slots=True)
@@ -107,7 +100,7 @@ class Replay:
     pending: deque[Envelope]
 
 
-class Runtime(Outbox):
+class Runtime(Supervisor):
     """All actors of one daemon.  Create it, then ``await runtime.serve(...)`` in a nursery."""
 
     def __init__(self, store: Store, settings: Settings | None = None) -> None:
@@ -420,7 +413,7 @@ class Runtime(Outbox):
         worker = actor.worker
         assert worker is not None
         results: list[Any] = []
-        limit = float(actor.manifest.handler_timeout) + (_WASM_GRACE if actor.manifest.kind == "wasm" else 0)
+        limit = float(actor.manifest.handler_timeout) + (WASM_GRACE if actor.manifest.kind == "wasm" else 0)
         actor.current, actor.busy_since = "init", time.monotonic()
         try:
             with trio.move_on_after(limit) as scope:
@@ -591,7 +584,7 @@ class Runtime(Outbox):
     # ------------------------------------------------------------------
     # running handlers in the actor's worker
 
-    async def _handle_batch(self, actor: Actor, batch: list[Envelope]) -> _Outcome:
+    async def _handle_batch(self, actor: Actor, batch: list[Envelope]) -> Outcome:
         """Run ``batch`` in the actor's worker, settling each result as it arrives.
 
         Returns the envelopes to handle again (first), the crash reason (or None) and the
@@ -604,7 +597,7 @@ class Runtime(Outbox):
             return [], reason, functools.partial(self._fail_all, actor, batch, reason)
         job = Job(actor, worker, batch)
         actor.job = job
-        timeout = float(actor.manifest.handler_timeout) + (_WASM_GRACE if actor.manifest.kind == "wasm" else 0)
+        timeout = float(actor.manifest.handler_timeout) + (WASM_GRACE if actor.manifest.kind == "wasm" else 0)
         items = [_item(env) for env in batch]
         try:
             with trio.CancelScope() as scope:
@@ -624,7 +617,7 @@ class Runtime(Outbox):
         except NotFound as exc:  # the worker no longer has the module: load it again, run the rest
             log.warning("actor %s: %s", actor.name, exc)
             self._unplace(actor, worker)
-            return batch[job.done:], None, _nothing
+            return batch[job.done:], None, nothing
         except TheaterError as exc:  # the worker failed the batch itself: it cannot be trusted
             self.pool.kill(worker, f"the worker failed a batch: {exc}", culprit=actor.id)
             await worker.died.wait()
@@ -642,9 +635,9 @@ class Runtime(Outbox):
             actor.job = None
             actor.current = None
         if job.crash is not None:
-            return job.requeue + batch[job.done:], job.crash, job.settle or _nothing
+            return job.requeue + batch[job.done:], job.crash, job.settle or nothing
         self._flush(job)
-        return batch[job.done:], None, _nothing
+        return batch[job.done:], None, nothing
 
     def _busy(self, job: Job) -> None:
         actor = job.actor
@@ -717,7 +710,7 @@ class Runtime(Outbox):
         settle: Callable[[], None] | None
         if kind == CH_OPEN:
             channel = env.channel
-            settle = functools.partial(self._opened, channel, reply, accept, error)
+            settle = functools.partial(self.channels.decided, channel, reply, accept, error)
         elif reply is None:
             settle = None
         elif error is not None:
@@ -749,165 +742,6 @@ class Runtime(Outbox):
         if deliveries:
             self._deliver(deliveries)
 
-    def _discard(self, job: Job) -> None:
-        """Forget what an unfinished handler did: its events and sends never happened."""
-        if job.base_head is not None:
-            job.actor.head = job.base_head
-        job.ops, job.deliveries = [], []
-
-    def _worker_died(self, job: Job, reason: str) -> _Outcome:
-        """The actor's worker died during ``job``: blame the actor whose handler was running."""
-        actor, batch = job.actor, job.batch
-        actor.worker = None
-        if job.crash is not None:  # it had crashed already; the worker died after
-            return job.requeue + batch[job.done:], job.crash, job.settle or _nothing
-        self._discard(job)
-        rest = batch[job.done:]
-        if not rest:
-            return [], None, _nothing
-        if not job.blamed:  # another actor took the worker down: this one just moves
-            return rest, None, _nothing
-        env = rest[0]
-        crash = f"{reason} while handling {HANDLERS[env.kind][0]}"
-        retry, settle = self._crashed(job, env, crash)
-        return ([env] if retry else []) + rest[1:], crash, settle
-
-    def _worker_gone(self, worker: Worker) -> None:
-        """A worker died: decide, as things stand at this moment, whose handler is to blame.
-
-        The actor the daemon killed it for, if that is why; else the actors whose handlers
-        were running (not waiting in a host call); else, when every handler there was
-        waiting, all of them (one of them, not the daemon, ended the worker)."""
-        jobs = [a.job for a in self.actors.values() if a.job is not None and a.job.worker is worker]
-        if worker.culprit is not None:
-            for job in jobs:
-                job.blamed = job.actor.id == worker.culprit
-            return
-        running = [job for job in jobs if not job.in_host]
-        for job in jobs:
-            job.blamed = not job.in_host or not running
-
-    def _crashed(self, job: Job, env: Envelope, crash: str) -> tuple[bool, Callable[[], None]]:
-        """The handler of ``env`` crashed: record it, count the delivery of a stored send.
-
-        Returns whether to deliver ``env`` again, and what tells its caller."""
-        actor = job.actor
-        self._discard(job)
-        data: dict[str, Any] = {"reason": crash, "handler": HANDLERS[env.kind][0], "peer": env.sender}
-        retry = dead = False
-        if env.mail_id is not None:
-            limit = actor.manifest.max_deliveries
-            env.attempts += 1
-            data["mail"], data["attempts"] = env.mail_id, env.attempts
-            dead = env.attempts >= limit
-            retry = not dead
-        ops: list[Op] = [PutEvent(self._event(actor, "runtime/crash", data))]
-        if dead and env.mail_id is not None:
-            ops.append(PutEvent(self._event(actor, "runtime/dead-letter", {
-                "mail": env.mail_id, "peer": env.sender, "attempts": env.attempts, "reason": crash}, env.payload)))
-            ops.append(DeadLetter(env.mail_id, crash, env.attempts, chain.now_us()))
-        elif env.mail_id is not None:
-            ops.append(MailboxAttempt(env.mail_id, env.attempts))
-        self.store.submit(ops)
-        reply = env.reply
-        if env.kind == CH_OPEN:
-            channel = env.channel
-            error = f"actor {actor.name} {crash}"
-            return retry, functools.partial(self._opened, channel, reply, None, error)
-        if reply is None:
-            return retry, _nothing
-        return retry, functools.partial(reply.fail, ActorFailed(f"actor {actor.name} {crash}"))
-
-    def _fail_all(self, actor: Actor, batch: list[Envelope], reason: str) -> None:
-        for env in batch:
-            if env.reply is not None:
-                env.reply.fail(ActorFailed(f"actor {actor.name} {reason}"))
-
-    async def _host_actor(self, actor: Actor) -> Worker:
-        """The actor's worker, with its module loaded there (placed on one first if needed)."""
-        worker = actor.worker
-        if worker is not None and worker.alive:
-            return worker
-        actor.worker = None
-        manifest = actor.manifest
-        source = await self._component_source(manifest.component)
-        load: dict[str, Any] = {"actor": actor.id, "path": str(manifest.component), "source": source}
-        if manifest.kind == "wasm":
-            cache = self.wasm_cache()
-            await trio.to_thread.run_sync(_precompile, manifest.component, cache)
-            load.update(kind="wasm", memory_limit=manifest.memory_limit, timeout=manifest.handler_timeout,
-                        wasi=dataclasses.asdict(manifest.wasi), cache=str(cache))
-        profile, dedicated = self._profile(manifest)
-        answer: Any = None
-        placed: Worker | None = None
-        for attempt in range(3):
-            placed = worker = await self.pool.place(profile, dedicated)
-            worker.actors.add(actor.id)
-            limit = manifest.handler_timeout
-            try:
-                with trio.move_on_after(limit) as scope:
-                    answer = await worker.call("load", load)
-                if scope.cancelled_caught:
-                    reason = f"loading {manifest.component} took longer than its handler_timeout of {limit:g} s"
-                    self.pool.kill(worker, reason, culprit=actor.id)
-                    worker.actors.discard(actor.id)
-                    raise ActorFailed(reason)
-            except WorkerDied as exc:
-                worker.actors.discard(actor.id)
-                if attempt == 2:
-                    raise ActorFailed(f"its worker died while loading it: {exc}") from None
-                continue
-            except TheaterError:
-                self._unplace(actor, worker)
-                raise
-            break
-        assert placed is not None
-        handlers = answer.get("handlers") if isinstance(answer, dict) else None
-        if not isinstance(handlers, list) or not all(isinstance(h, str) for h in handlers):
-            self.pool.kill(placed, "the worker sent an invalid answer to load")
-            raise ActorFailed("its worker sent an invalid answer")
-        actor.worker = placed
-        actor.handlers = frozenset(handlers)
-        return placed
-
-    def _unplace(self, actor: Actor, worker: Worker | None = None) -> None:
-        """Take the actor off its worker (a dedicated worker ends with its actor)."""
-        worker = worker or actor.worker
-        actor.worker = None
-        if worker is None:
-            return
-        worker.actors.discard(actor.id)
-        if worker.dedicated:
-            self.pool.kill(worker, "its actor is gone", expected=True)
-        elif worker.alive and self._nursery is not None:
-            self._nursery.start_soon(_unload, worker, actor.id)
-
-    def _profile(self, manifest: Manifest) -> tuple[Profile, bool]:
-        dedicated = manifest.isolation == "dedicated"
-        limit = manifest.memory_limit
-        sandbox = manifest.sandbox
-        read = tuple(str(p) for p in sandbox.read)
-        write = tuple(str(p) for p in sandbox.write)
-        network = sandbox.network
-        default = self.pool.default_profile
-        profile = Profile(
-            memory_limit=default.memory_limit if limit == DEFAULT_MEMORY_LIMIT else limit,
-            read=default.read + read,
-            write=default.write + write,
-            network=network or default.network,
-        )
-        if manifest.kind == "wasm":
-            # a component's memories are capped by its store (memory_limit), and each reserves
-            # 4 GiB of address space: no RLIMIT_AS; the compile cache is readable
-            profile = dataclasses.replace(profile, memory_limit=None, read=profile.read + (str(self.wasm_cache()),))
-        return profile, dedicated
-
-    def wasm_cache(self) -> Path:
-        """Compiled components, written by the daemon only (workers may read them)."""
-        return self.store.path.parent / "wasm-cache"
-
-    async def _component_source(self, path: Path) -> bytes:
-        return await trio.to_thread.run_sync(read_component, path)
 
     async def _host_call(self, worker: Worker, args: dict[str, Any]) -> Any:
         """A handler in ``worker`` called the message-server host API."""
@@ -946,72 +780,6 @@ class Runtime(Outbox):
             job.in_host -= 1
             if scope is not None and actor.job is job:
                 scope.deadline = trio.current_time() + left
-
-
-    def _opened(self, channel: Any, reply: ReplySlot | None, accept: Any, error: str | None) -> None:
-        """The target decided on a channel open and its event is stored."""
-        if channel.state == "closed":  # closed while the target was deciding
-            if reply is not None:
-                reply.fail(ActorFailed(f"channel {channel.id} was closed while it was being opened"))
-            accepted = error is None and accept is not None and accept.accepted
-            if accepted and channel.slot is not None and channel.slot.abandoned:
-                # the opener gave up (nobody was told then); the target thinks it is open: tell it, once
-                self.channels._notify_close(channel, channel.target, "the opener gave up waiting")
-            return
-        self.channels.opened(channel, accept, error)
-        if reply is not None:
-            if error is not None:
-                reply.fail(ActorFailed(error))
-            else:
-                reply.set(accept)
-
-    async def _after_crash(self, actor: Actor, crash: str, ops: list[Op] | None = None) -> None:
-        """Apply the manifest's restart policy after a crash, and record what happened."""
-        self.actor_log(actor, "crash", crash)
-        ops = (ops or []) + self._after_crash_ops(actor, crash)
-        self._unplace(actor)
-        if actor.status != FAILED:
-            try:
-                await self._host_actor(actor)
-            except trio.Cancelled:
-                self.store.submit(ops)
-                raise
-            except TheaterError as exc:
-                self._fail_actor(actor, f"restart failed: {exc}", ops)
-            else:
-                ops.append(PutEvent(self._event(actor, "runtime/restart", {
-                    "attempt": actor.restart_count, "reason": crash})))
-                log.warning("actor %s crashed and was restarted (%d): %s", actor.name, actor.restart_count, crash)
-        await self._commit(ops)
-
-    def _fail_actor(self, actor: Actor, reason: str, ops: list[Op]) -> None:
-        log.warning("actor %s failed: %s", actor.name, reason)
-        actor.status, actor.reason = FAILED, reason
-        ops.append(SetStatus(actor.id, FAILED, reason))
-        if actor.mailbox_tx is not None:
-            actor.mailbox_tx.close()
-        self._unplace(actor)
-        assert self._nursery is not None
-        self._nursery.start_soon(self.channels.close_for_actor, actor, f"actor {actor.name} failed")
-
-    def _after_crash_ops(self, actor: Actor, crash: str) -> list[Op]:
-        """Count the crash against the restart policy, failing the actor past it."""
-        ops: list[Op] = []
-        manifest = actor.manifest
-        now = time.monotonic()
-        while actor.restarts and now - actor.restarts[0] > manifest.restart_window:
-            actor.restarts.popleft()
-        if manifest.restart == "on-failure" and len(actor.restarts) < manifest.max_restarts:
-            actor.restarts.append(now)
-            actor.restart_count += 1
-            return ops
-        if manifest.restart == "on-failure":
-            reason = (f"{crash} ({len(actor.restarts)} restarts within {manifest.restart_window:g} s;"
-                      f" limit {manifest.max_restarts})")
-        else:
-            reason = crash
-        self._fail_actor(actor, reason, ops)
-        return ops
 
 
     # ------------------------------------------------------------------
@@ -1090,50 +858,6 @@ class Runtime(Outbox):
             await self.remove(actor.id, purge)
         return gone
 
-    # ------------------------------------------------------------------
-    # dead letters
-
-    async def dead_letters(self, ref: str | None = None) -> list[dict[str, Any]]:
-        actor = self.resolve(ref) if ref is not None else None
-        await self._commit([])  # (every row submitted so far is stored)
-        rows = await trio.to_thread.run_sync(self.store.dead_letters, actor.id if actor else None)
-        views = []
-        for row in rows:
-            owner = self.actors.get(row.actor)
-            views.append({"id": row.id, "actor": row.actor, "actor_name": owner.name if owner else None,
-                          "sender": row.sender, "size": len(row.payload), "msg": row.payload,
-                          "attempts": row.attempts, "reason": row.reason, "time": chain.iso_timestamp(row.ts)})
-        return views
-
-    async def _dead_letter(self, letter_id: int) -> Any:
-        await self._commit([])
-        rows = await trio.to_thread.run_sync(self.store.dead_letters, None)
-        for row in rows:
-            if row.id == letter_id:
-                return row
-        raise NotFound(f"unknown dead letter {letter_id}")
-
-    async def retry_dead_letter(self, letter_id: int) -> dict[str, Any]:
-        """Deliver a dead letter again (as a new message, counted afresh)."""
-        row = await self._dead_letter(letter_id)
-        target = self.live(row.actor)
-        mail_id = next(self._mail_ids)
-        await self._wait_for_room(target, self.settings.default_timeout)
-        # an event of the target's chain: never beside a running handler's events (which a
-        # crash would take back), so between two of its jobs
-        with trio.fail_after(self.settings.default_timeout):
-            while target.job is not None:
-                await trio.sleep(0.01)
-        ev = self._event(target, "runtime/dead-letter-retry", {"mail": letter_id, "new_mail": mail_id,
-                                                              "peer": row.sender})
-        await self._commit([DeadLetterRetry(letter_id, mail_id), PutEvent(ev)])
-        self._deliver([(target, Envelope(SEND, row.sender, row.payload, mail_id=mail_id))])
-        return {"id": letter_id, "actor": target.id, "name": target.name, "mail": mail_id}
-
-    async def drop_dead_letter(self, letter_id: int) -> dict[str, Any]:
-        row = await self._dead_letter(letter_id)
-        await self._commit([DeadLetterDrop(letter_id)])
-        return {"id": letter_id, "actor": row.actor, "dropped": True}
 
     # ------------------------------------------------------------------
     # views
@@ -1166,9 +890,6 @@ class Runtime(Outbox):
                 if a.status != REMOVED and (include_stopped or a.status != STOPPED)]
 
 
-_Outcome = tuple[list[Envelope], str | None, Callable[[], None]]  # (handle again, crash, tell the caller)
-
-
 def _take(rx: Any, backlog: deque[Envelope]) -> Envelope | None:
     """The next envelope without waiting: the backlog first, then the mailbox."""
     while True:
@@ -1181,10 +902,6 @@ def _take(rx: Any, backlog: deque[Envelope]) -> Envelope | None:
                 return None
         if not env.void:
             return env
-
-
-def _nothing() -> None:
-    pass
 
 
 def _settle_after(waiter: Any, reply: ReplySlot | None, settle: Callable[[], None]) -> None:
@@ -1201,13 +918,6 @@ def _text(args: dict[str, Any], key: str) -> str:
     return value
 
 
-async def _unload(worker: Worker, actor_id: str) -> None:
-    try:
-        await worker.call("unload", {"actor": actor_id})
-    except (WorkerDied, TheaterError):
-        pass
-
-
 def _load_manifests(paths: list[str]) -> list[Manifest | TheaterError]:
     """Each manifest, or why it cannot be loaded (runs on a thread)."""
     loaded: list[Manifest | TheaterError] = []
@@ -1219,21 +929,3 @@ def _load_manifests(paths: list[str]) -> list[Manifest | TheaterError]:
     return loaded
 
 
-def _precompile(path: Path, cache: Path) -> None:
-    """Compile a component into the cache its workers read (runs on a thread, in the daemon:
-    compiled code is executed as it is, so no worker may write it)."""
-    from .wasm import ComponentError
-    from .wasm.engine import compile_component, get_engine
-
-    cache.mkdir(mode=0o700, exist_ok=True)
-    try:
-        compile_component(path, get_engine(), cache)
-    except ComponentError as exc:
-        raise BadInput(str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - wasmtime's own errors: not a usable component
-        raise BadInput(f"{path} is not a WebAssembly component: {exc}") from None
-
-
-def read_component(path: Path) -> bytes:
-    """The component file's bytes (read off the event loop; a regular file, capped)."""
-    return read_regular_file(path, LIMITS.for_component(path), "component")
