@@ -154,7 +154,7 @@ class Actor:
     backlog: deque[Envelope] = field(default_factory=deque)  # taken from the mailbox, not handled yet
     log: deque[str] = field(default_factory=lambda: deque(maxlen=1000))  # printed output, errors, crashes
     errors: int = 0  # handler errors since the daemon started (for top)
-    replay: Any = None  # the runtime's Replay feeding its mailbox, if any
+    replay: Any = None  # the daemon.mailbox.Replay feeding its mailbox, if any
     partial: dict[str, str] = field(default_factory=dict)  # printed text waiting for its newline, per stream
 
     @property

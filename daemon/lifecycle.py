@@ -8,9 +8,10 @@ mailbox task exists, ``stopping`` while its mailbox drains, then ``stopped``
 (or ``failed`` by the restart policy, see :mod:`daemon.supervisor`), and
 ``removed`` after ``rm``.  Invariants:
 
-* A stop or a restart that has begun always finishes, even if its caller goes
-  away (bounded by the stop grace period; a handler still running then takes
-  its worker with it).
+* A start, a stop or a restart that has begun always finishes, even if its
+  caller goes away (bounded by ``handler_timeout`` and the stop grace period; a
+  handler still running then takes its worker with it).  Only a stop of a
+  starting actor cancels its start.
 * A stop drops the messages accepted and not handled (and says how many); a
   daemon shutdown keeps them, and the stored status ``running``, so that they
   are handled exactly once after the next start.  ``restart`` keeps them too.
@@ -198,7 +199,7 @@ class Lifecycle(Mailboxes):
         return actor
 
     def _forget_start(self, actor: Actor) -> None:
-        """A spawn that was cancelled (its caller went away): nothing of it was stored."""
+        """A spawn that stored nothing (not a usable component, or the store refused it)."""
         if self.names.get(actor.name) is actor:
             del self.names[actor.name]
         self.actors.pop(actor.id, None)
@@ -223,7 +224,7 @@ class Lifecycle(Mailboxes):
                 raise ActorFailed(reason)
         except WorkerDied as exc:
             raise ActorFailed(f"{exc} while running init") from None
-        except trio.Cancelled:  # stopped, or its caller went away: init may never return
+        except trio.Cancelled:  # stopped while starting: init may never return
             self.pool.kill(worker, f"actor {actor.name} was stopped while init ran", culprit=actor.id)
             raise
         finally:

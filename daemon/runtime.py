@@ -1,28 +1,38 @@
-"""Actors, mailboxes, request/reply and supervision.
+"""The daemon's actors: :class:`Runtime`, built as one linear stack of layers.
 
 Theory of operation
 -------------------
-Each actor is a Python module loaded from its manifest's component (one
-module instance per actor) plus a *mailbox* and one *mailbox task* in the
-runtime's nursery.  The mailbox task takes one envelope at a time, runs the
-matching handler on a worker thread (:mod:`daemon.workers`) and then appends
-the handling event to the actor's chain.  Invariants:
+Each layer is a class in a module of its own and builds only on the layers
+below it (imports go one way, downwards)::
 
-* One handler per actor at a time, in mailbox (arrival) order.  The actor's
-  ``state``, ``head`` (chain end) and counters are only touched on the event
-  loop thread, so they need no locks.
-* Chain events are built on the event loop in the actor's order and handed to
-  the store's single writer, which commits them in submission order.  The
-  handling event, the new state and the removal of a durable mailbox entry go
-  in one batch, so they commit together or not at all.
-* Acknowledgements wait for the store: a ``send`` returns once the message is
-  in the target's durable mailbox; a request's reply is released once the
-  handling event is stored.
-* A handler failure never propagates: it becomes the caller's error and an
-  ``outcome: error`` event; the actor keeps serving.  Only a crash in
-  ``init`` (or a broken module) marks the actor ``failed``.
-* ``waiting_on`` records which actor each blocked handler waits for; a
-  request or channel open that would close a cycle fails at once.
+    Messaging    daemon.messaging   the actor table, chain events, send and request,
+                                    cycle check, timeouts, refusing writes on a full disk
+    Outbox       daemon.outbox      a handler's sends, delivered once its store group
+                                    is queued; what actors print (their logs)
+    Supervisor   daemon.supervisor  placing actors on workers; crashes, the restart
+                                    policy, dead letters
+    Mailboxes    daemon.mailbox     the mailbox tasks: batches run in workers, results
+                                    settled in order, host calls, replays of stored mail
+    Lifecycle    daemon.lifecycle   spawn, stop, restart, rm, prune; restore at start-up,
+                                    shutdown
+    Runtime      (this module)      construction, serve, a full disk, the views
+
+Every attribute is set in :meth:`Runtime.__init__`; the first layer to use
+one declares it.  Each module's docstring states its own invariants.  The
+channel registry (:mod:`daemon.channels`) and the worker pool
+(:mod:`daemon.workerpool`) are held by the runtime, not inherited.
+
+:meth:`Runtime.serve` restores the actors from the store (every manifest
+first), then hosts them until cancelled.  When the store's disk is full, no
+message is handled and every write is refused (``suspended``); once space is
+back, :meth:`Runtime._resync` waits for the running handlers, reloads every
+actor's chain head, state and mailbox from the store (what was handled but not
+stored is handled again; stored mail goes back in ahead of new mail), stores
+the statuses whose writes were refused (failed, stopped, removed), then lets
+handling go on.
+
+Other modules import the statuses, the envelope and reply types, ``Runtime``
+and ``Settings`` from here (``__all__``).
 """
 
 from __future__ import annotations
@@ -53,6 +63,7 @@ from .actor import (
     PendingRequest,
     ReplySlot,
 )
+from .channels import ChannelRegistry
 from .errors import DiskFull
 from .lifecycle import Lifecycle
 from .loopcalls import LoopCalls
@@ -74,8 +85,6 @@ class Runtime(Lifecycle):
     """All actors of one daemon.  Create it, then ``await runtime.serve(...)`` in a nursery."""
 
     def __init__(self, store: Store, settings: Settings | None = None) -> None:
-        from .channels import ChannelRegistry
-
         self.store = store
         self.settings = settings or Settings()
         self.pool = WorkerPool(self.settings.workers or default_worker_count(), self._host_call, self._worker_log,
