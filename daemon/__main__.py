@@ -151,7 +151,7 @@ async def amain(config: Config) -> None:
     store = Store(config.home, config.durability)
     store.start(calls)
     runtime = Runtime(store, Settings(default_timeout=config.timeout, mailbox_size=config.mailbox_size,
-                                      debug=config.debug, workers=config.workers))
+                                      max_message=config.max_frame, debug=config.debug, workers=config.workers))
     runtime.call_soon = calls
     shutdown = trio.Event()
     server = Server(runtime, ServerSettings(max_frame=config.max_frame, max_connections=config.max_connections,

@@ -106,6 +106,7 @@ class Envelope:
     mail_id: int | None = None  # durable mailbox row, for sends
     channel: Any = None  # channels.Channel, for channel envelopes
     attempts: int = 0  # deliveries that crashed the actor (stored sends)
+    sent: int = 0  # sends of its handling already stored ahead of it (a retry skips that many)
     void: bool = False  # dropped while the disk was full (its stored copy, if any, is queued again)
 
 @dataclass(slots=True)

@@ -103,6 +103,8 @@ class Job:
     blamed: bool = True  # if its worker dies now, its handler is the cause (see Supervisor._worker_gone)
     ops: list[Op] = field(default_factory=list)  # the running handler's events, not yet stored
     deliveries: list[tuple[Actor, Envelope]] = field(default_factory=list)  # its outbox sends
+    sends: int = 0  # the running handler's sends so far (made, or skipped as stored by an earlier attempt)
+    pending_bytes: int = 0  # the size of ``deliveries``
     base_head: Head | None = None  # the chain head before ``ops``
     crash: str | None = None
     requeue: list[Envelope] = field(default_factory=list)

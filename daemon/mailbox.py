@@ -13,7 +13,11 @@ Invariants:
   ``state``, ``head`` and counters change only here, on the event loop.
 * A handled message's event, the actor's new state and the removal of its
   durable mailbox row go in one store group with the events of what its handler
-  did (:meth:`Mailboxes._flush`): they commit together or not at all.
+  did (:meth:`daemon.outbox.Outbox._flush`): they commit together or not at all.
+  A ``request`` or channel call stores what the handler did so far ahead of it
+  (:meth:`daemon.outbox.Outbox._checkpoint`), and so may many sends; a stored
+  message then remembers how many of its handling's sends are stored, and a
+  retry of the handling skips that many, so none is sent twice.
 * What stays inside the daemon (a reply to an actor, outbox sends, channel
   messages) goes on as soon as the group is in the store's queue; a reply to a
   client waits for the commit, and fails if the store refuses the group.
@@ -43,12 +47,12 @@ import trio
 
 from actors import message_server as ms
 
-from .actor import CH_OPEN, FAILED, HANDLERS, REQUEST, SEND, STOPPED, Actor, Envelope, ReplySlot
+from .actor import CH_OPEN, FAILED, HANDLERS, REQUEST, SEND, STOPPED, Actor, Envelope
 from .chain import EXTERNAL
 from .errors import ActorFailed, BadInput, DiskFull, NotFound, TheaterError
 from .jobs import BadResult, HandlerResult, Job, check_result
 from .jobs import item as _item
-from .messaging import hex_hash, store_error
+from .messaging import hex_hash
 from .outbox import wake_senders
 from .store import MailboxDelete, Op, PutState, state_hash
 from .supervisor import WASM_GRACE, Outcome, Supervisor, nothing
@@ -82,7 +86,7 @@ class Mailboxes(Supervisor):
     def _start_replay(self, actor: Actor, mail: list[Any]) -> None:
         """Feed ``mail`` (stored rows or envelopes) into the actor's mailbox ahead of new mail."""
         envs = [m if isinstance(m, Envelope) else
-                Envelope(SEND, m.sender, m.payload, mail_id=m.id, attempts=self._attempts.pop(m.id, 0))
+                Envelope(SEND, m.sender, m.payload, mail_id=m.id, attempts=self._attempts.pop(m.id, 0), sent=m.sent)
                 for m in mail]
         run = Replay(deque(envs))
         actor.replay = run
@@ -246,6 +250,7 @@ class Mailboxes(Supervisor):
         env = job.batch[job.done]
         result = check_result(data, env.kind)
         job.done += 1
+        job.sends = job.pending_bytes = 0
         if result.outcome == "crash":
             job.crash = result.error
             retry, job.settle = self._crashed(job, env, result.error)
@@ -295,6 +300,8 @@ class Mailboxes(Supervisor):
         reply = env.reply
         if reply is not None and reply.abandoned:
             data["reply"] = "discarded: the caller timed out"
+        if env.sent:
+            data["sends_stored_before"] = env.sent  # stored ahead of this event (at a request)
         self.emit(actor, etype, data, env.payload)
         ops = job.ops
         ops.append(PutState(actor.id, h, actor.state, actor.handled))
@@ -315,26 +322,6 @@ class Mailboxes(Supervisor):
         if settle is not None and env.sender != EXTERNAL:
             settle()
 
-    def _flush(self, job: Job, reply: ReplySlot | None = None,
-               after_commit: Callable[[], None] | None = None) -> None:
-        """Hand the job's events to the store (one group), then its sends to their mailboxes.
-
-        ``after_commit`` (answering a client) runs once the group is stored; if the store
-        fails instead, ``reply`` fails with that error."""
-        ops, deliveries = job.ops, job.deliveries
-        job.ops, job.deliveries = [], []
-        job.base_head = job.actor.head
-        if ops:
-            if after_commit is not None:
-                settle = after_commit
-                self.store.submit(ops, self.store.waiter(lambda w: _settle_after(w, reply, settle)))
-            else:
-                self.store.submit(ops)
-        elif after_commit is not None:
-            after_commit()
-        if deliveries:
-            self._deliver(deliveries)
-
     # ------------------------------------------------------------------
     # host calls: a handler waiting on the daemon
 
@@ -349,6 +336,12 @@ class Mailboxes(Supervisor):
         msg = args.get("msg", b"")
         if not isinstance(msg, bytes):
             raise BadInput("msg must be bytes")
+        if len(msg) > self.settings.max_message:
+            raise BadInput(f"message too large: {len(msg)} bytes (at most {self.settings.max_message})")
+        if job.in_host:
+            # (from another thread of the handler: one call at a time keeps the handler's time
+            # limit and the cycle check true)
+            raise BadInput("one message-server call at a time: this handler is already waiting on one")
         timeout = args.get("timeout")
         job.in_host += 1
         scope = job.scope
@@ -359,7 +352,7 @@ class Mailboxes(Supervisor):
             if op == "send":
                 await self._outbox_send(job, _text(args, "target"), msg, timeout)
                 return None
-            self._flush(job)
+            self._checkpoint(job)  # what the handler did so far goes first (sends keep their order)
             if op == "request":
                 return await self.request(actor, _text(args, "target"), msg, timeout)
             if op == "open-channel":
@@ -389,13 +382,6 @@ def take(rx: Any, backlog: deque[Envelope]) -> Envelope | None:
                 return None
         if not env.void:
             return env
-
-
-def _settle_after(waiter: Any, reply: ReplySlot | None, settle: Callable[[], None]) -> None:
-    if waiter.error is None:
-        settle()
-    elif reply is not None:  # the caller must not believe what was not stored
-        reply.fail(store_error(waiter.error))
 
 
 def _text(args: dict[str, Any], key: str) -> str:

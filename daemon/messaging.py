@@ -56,7 +56,7 @@ class Settings:
     debug: bool = False
     workers: int = 0  # shared worker processes; 0: one per usable CPU
     memory_limit: int | None = 1 << 30  # per worker (RLIMIT_AS); a manifest's memory_limit overrides it
-    log_lines: int = 1000  # kept per actor for ``logs``
+    max_message: int = 1 << 20  # the largest message a handler may send or request (theaterd --max-frame)
 
 
 def hex_hash(h: bytes | None) -> str | None:

@@ -10,6 +10,16 @@ Invariants:
 
 * A nearly full target makes the sending handler wait for room *before*
   anything is recorded, so a crash meanwhile cannot double the message.
+* Sends can be stored before the handling's own event: at a ``request`` or
+  channel call (so they reach their targets first) and every
+  :data:`CHECKPOINT_SENDS` sends or :data:`CHECKPOINT_BYTES` bytes (so a handler's
+  pending sends stay bounded): :meth:`Outbox._checkpoint`.  The stored message
+  being handled then records how many of its handling's sends are stored
+  (``Envelope.sent``, ``MailboxSent``), in the same group; a retry of the
+  handling (after a crash, or a restart of the daemon) skips that many sends,
+  so none is sent twice.  This assumes the handler sends the same messages in
+  the same order when retried; a handler that does not gets its first sends
+  skipped anyway.
 * Deliveries keep their order per target: when the mailbox is full (or mail
   from before a restart is still being replayed) they wait in ``actor.late``
   and one task per target (:meth:`Outbox._deliver_late`) feeds them in.
@@ -22,7 +32,7 @@ Invariants:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -30,12 +40,21 @@ from . import chain
 from .actor import RUNNING, SEND, Actor, Envelope
 from .errors import Busy, NotFound, TheaterError
 from .jobs import Job
-from .messaging import Messaging, check_handles_sends
-from .store import MailboxDelete, MailboxPut, Op
+from .messaging import Messaging, check_handles_sends, store_error
+from .store import MailboxDelete, MailboxPut, MailboxSent, Op
 from .workerpool import Worker
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .actor import ReplySlot
 
 #: the longest line of an actor's log kept
 MAX_LOG_LINE = 2000
+#: a handler's sends are stored ahead of its handling once this many are pending ...
+CHECKPOINT_SENDS = 256
+#: ... or this many bytes
+CHECKPOINT_BYTES = 8 << 20
 
 
 class Outbox(Messaging):
@@ -47,8 +66,13 @@ class Outbox(Messaging):
         The mailbox row and the sender's event are stored in the same group as the
         handler's own event; the message reaches the target's mailbox once that group is
         in the store's queue.  A nearly full target makes the sender wait for room first
-        (backpressure) without storing anything yet, so a crash cannot double it."""
+        (backpressure) without storing anything yet, so a crash cannot double it.  A send
+        that an earlier attempt of this handling stored already is skipped."""
         sender = job.actor
+        env = job.batch[job.done] if job.done < len(job.batch) else None
+        if env is not None and job.sends < env.sent:
+            job.sends += 1
+            return
         data: dict[str, Any] = {"peer": ref, "size": len(msg)}
         try:
             target = self.live(ref)
@@ -68,6 +92,40 @@ class Outbox(Messaging):
         job.ops.append(MailboxPut(mail_id, target.id, sender.id, msg))
         self.emit(sender, "message-server/send", data, msg)
         job.deliveries.append((target, Envelope(SEND, sender.id, msg, mail_id=mail_id)))
+        job.sends += 1
+        job.pending_bytes += len(msg)
+        if len(job.deliveries) >= CHECKPOINT_SENDS or job.pending_bytes >= CHECKPOINT_BYTES:
+            self._checkpoint(job)
+
+    def _checkpoint(self, job: Job) -> None:
+        """Store what the running handler did so far, ahead of its handling: with the count of
+        its sends on the stored message being handled, so that a retry does not send them again."""
+        env = job.batch[job.done] if job.done < len(job.batch) else None
+        if env is not None and env.mail_id is not None and job.sends > env.sent:
+            job.ops.append(MailboxSent(env.mail_id, job.sends))
+            env.sent = job.sends
+        job.pending_bytes = 0
+        self._flush(job)
+
+    def _flush(self, job: Job, reply: ReplySlot | None = None,
+               after_commit: Callable[[], None] | None = None) -> None:
+        """Hand the job's events to the store (one group), then its sends to their mailboxes.
+
+        ``after_commit`` (answering a client) runs once the group is stored; if the store
+        fails instead, ``reply`` fails with that error."""
+        ops, deliveries = job.ops, job.deliveries
+        job.ops, job.deliveries = [], []
+        job.base_head = job.actor.head
+        if ops:
+            if after_commit is not None:
+                settle = after_commit
+                self.store.submit(ops, self.store.waiter(lambda w: _settle_after(w, reply, settle)))
+            else:
+                self.store.submit(ops)
+        elif after_commit is not None:
+            after_commit()
+        if deliveries:
+            self._deliver(deliveries)
 
     async def _wait_for_room(self, target: Actor, limit: float) -> None:
         with trio.move_on_after(limit):
@@ -169,3 +227,10 @@ def _capacity(actor: Actor) -> int:
     if actor.mailbox_tx is None:
         return 0
     return int(actor.mailbox_tx.statistics().max_buffer_size)
+
+
+def _settle_after(waiter: Any, reply: ReplySlot | None, settle: Callable[[], None]) -> None:
+    if waiter.error is None:
+        settle()
+    elif reply is not None:  # the caller must not believe what was not stored
+        reply.fail(store_error(waiter.error))

@@ -69,7 +69,7 @@ from .lifecycle import Lifecycle
 from .loopcalls import LoopCalls
 from .mailbox import take
 from .messaging import Settings
-from .store import MailboxClear, Op, SetStatus, Store
+from .store import MailboxClear, Op, SetStatus, Store, StoreError
 from .timers import Timers
 from .workerpool import Profile, WorkerPool, default_worker_count
 
@@ -118,12 +118,23 @@ class Runtime(Lifecycle):
             nursery.start_soon(self.timers.run)
             self.store.on_full = self._store_full
             self.store.on_space = self._space_back
+            self.store.on_failure = self._store_failed
             if self.store.full is not None:
                 self._store_full(self.store.full)
             await nursery.start(self.pool.run)
             await self._restore()
             task_status.started()
             await trio.sleep_forever()
+
+    def _store_failed(self, error: BaseException) -> None:
+        """A write failed for another reason than space: the daemon stops (theaterd exits
+        1 with one line).  Everything acknowledged is stored; a restart resumes from it."""
+        async def fail() -> None:
+            raise StoreError(f"the store failed ({error}); stopping: a restart resumes from the last"
+                             " stored state, which holds everything acknowledged")
+
+        assert self._nursery is not None
+        self._nursery.start_soon(fail)
 
     # ------------------------------------------------------------------
     # a full disk
@@ -192,7 +203,7 @@ class Runtime(Lifecycle):
         for env in waiting:
             if env.mail_id is not None:
                 env.void = True
-        stored = [Envelope(SEND, m.sender, m.payload, mail_id=m.id, attempts=m.attempts) for m in rows]
+        stored = [Envelope(SEND, m.sender, m.payload, mail_id=m.id, attempts=m.attempts, sent=m.sent) for m in rows]
         queue = stored + kept
         if queue:
             self._start_replay(actor, queue)

@@ -399,6 +399,7 @@ class DeadLetterRow:
     attempts: int
     reason: str
     ts: int
+    sent: int = 0  # sends of its handling already stored (MailboxSent)
 
 
 class _Waiter:
@@ -755,7 +756,7 @@ class Store:
 
     def dead_letters(self, actor: str | None = None) -> list[DeadLetterRow]:
         db = self._reader()
-        sql = "SELECT id, actor, sender, payload, attempts, reason, ts FROM dead_letters"
+        sql = "SELECT id, actor, sender, payload, attempts, reason, ts, sent FROM dead_letters"
         rows = db.execute(sql + " WHERE actor = ? ORDER BY id" if actor else sql + " ORDER BY id",
                           (actor,) if actor else ())
         return [DeadLetterRow(*r) for r in rows]

@@ -311,7 +311,7 @@ class Supervisor(Outbox):
         ev = self._event(target, "runtime/dead-letter-retry", {"mail": letter_id, "new_mail": mail_id,
                                                               "peer": row.sender})
         await self._commit([DeadLetterRetry(letter_id, mail_id), PutEvent(ev)])
-        self._deliver([(target, Envelope(SEND, row.sender, row.payload, mail_id=mail_id))])
+        self._deliver([(target, Envelope(SEND, row.sender, row.payload, mail_id=mail_id, sent=row.sent))])
         return {"id": letter_id, "actor": target.id, "name": target.name, "mail": mail_id}
 
     async def drop_dead_letter(self, letter_id: int) -> dict[str, Any]:

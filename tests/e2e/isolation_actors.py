@@ -40,6 +40,20 @@ def handle_send(state, params):
         message_server.request(msg["exit_while_asking"], b'{"do": "pid", "after": 2}')
     if "relay" in msg:
         message_server.send(msg["relay"], json.dumps({"id": msg.get("id"), "sleep": msg.get("then_sleep", 0)}).encode())
+    if "spray" in msg:  # many sends (stored ahead of the handling in checkpoints), then maybe a crash
+        for i in range(msg["spray"]):
+            message_server.send(msg["to"], json.dumps({"id": f"{msg.get('id')}-{i}"}).encode())
+        n = json.loads(message_server.request(msg["ask"], b'{"do": "count"}'))["count"]
+        if n <= msg.get("crash_first", 0):
+            os._exit(1)
+    if "relay_then_ask" in msg:  # a send, then a request (which stores the send), then maybe a crash
+        for target in msg["relay_then_ask"]:
+            message_server.send(target, json.dumps({"id": msg.get("id")}).encode())
+        n = json.loads(message_server.request(msg["ask"], b'{"do": "count"}'))["count"]
+        time.sleep(msg.get("sleep_after_ask", 0))
+        if n <= msg.get("crash_first", 0):
+            os._exit(1)
+        message_server.send(msg["relay_then_ask"][0], json.dumps({"id": msg.get("id") + "-after"}).encode())
     s = _load(state)
     s.setdefault("ids", []).append(msg.get("id"))
     return (json.dumps(s).encode(),)
@@ -190,6 +204,10 @@ def handle_request(state, params):
         reply = {"pid": os.getpid()}
     elif do == "state":
         reply = _load(state)
+    elif do == "count":
+        s = _load(state)
+        s["count"] = s.get("count", 0) + 1
+        return json.dumps(s).encode(), (json.dumps({"count": s["count"]}).encode(),)
     elif do == "exit":
         os._exit(msg["code"])
     elif do == "segv":
@@ -238,6 +256,22 @@ def handle_request(state, params):
         reply = _try(lambda: _store(msg["home"]))
     elif do == "kill":
         reply = _try(lambda: os.kill(msg["pid"], signal.SIGKILL))
+    elif do == "two-calls-at-once":
+        import threading
+        host = message_server._host()  # (a thread of its own has no host bound: a hostile handler binds it)
+
+        def ask_slowly():
+            message_server._bind_host(host)
+            message_server.request(msg["to"], b'{"do": "pid", "after": 1}')
+
+        first = threading.Thread(target=ask_slowly)
+        first.start()
+        time.sleep(0.3)
+        second = _try(lambda: message_server.send(msg["to"], b"{}"))
+        first.join()
+        reply = second
+    elif do == "big-send":
+        reply = _try(lambda: message_server.send(msg["to"], b'"' + b"x" * msg["bytes"] + b'"'))
     elif do == "fill":
         reply = _fill(msg["mib"])
     elif do == "lift-memory-limit":

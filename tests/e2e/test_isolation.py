@@ -292,6 +292,20 @@ def _frames(hex_text: str) -> list[dict[str, Any]]:
     return frames
 
 
+def test_a_handler_makes_one_message_server_call_at_a_time(stage: Stage) -> None:
+    """A second call from another thread of the handler, while the first waits, is refused:
+    the handler's time limit and the cycle check count on one call at a time."""
+    got = ask(stage.d, "victim", {"do": "two-calls-at-once", "to": "buddy"})
+    assert not got["ok"] and "one message-server call at a time" in got["error"], got
+    stage.check_everyone()
+
+
+def test_a_handler_cannot_send_a_message_larger_than_a_frame(stage: Stage) -> None:
+    got = ask(stage.d, "victim", {"do": "big-send", "to": "buddy", "bytes": 2 << 20})
+    assert not got["ok"] and "message too large" in got["error"], got
+    stage.check_everyone()
+
+
 def test_a_handler_cannot_talk_to_the_daemon_socket(stage: Stage) -> None:
     got = _denied(stage, {"do": "connect", "path": str(stage.d.socket)})
     if got["ok"]:  # connected: the daemon must refuse the hello

@@ -130,6 +130,74 @@ def test_poison_attempts_survive_a_daemon_kill_between_deliveries(
     assert_verifies(d, "poisoned")
 
 
+# -- sends stored before the handling (at a request) are not sent again on a retry -------
+
+
+def _relay_cast(d: DaemonProcess, short_tmp: Path) -> None:
+    spawn(d, short_tmp / "a", "relay", ON_FAILURE)
+    spawn(d, short_tmp / "a", "sink")
+    spawn(d, short_tmp / "a", "sink2")
+    spawn(d, short_tmp / "a", "counter")
+
+
+def _sends_ok(d: DaemonProcess, actor: str) -> list[str]:
+    return [e["data"]["peer_name"] for e in of_type(d, actor, "message-server/send") if e["data"]["outcome"] == "ok"]
+
+
+def test_sends_stored_at_a_request_are_not_sent_again_when_the_handling_is_retried(
+        daemon: Callable[..., DaemonProcess], short_tmp: Path) -> None:
+    """A handler sends to two actors, then requests (which stores those sends, so they keep
+    their order before the request), then its worker dies; twice.  The third delivery
+    completes.  Each target got each message once, and the chain records each send once."""
+    d = daemon()
+    _relay_cast(d, short_tmp)
+    _send_all(d, "relay", ["m1"], relay_then_ask=["sink", "sink2"], ask="counter", crash_first=2)
+    wait_for("the relay to finish", lambda: ids_of(d, "relay") == ["m1"], 30)
+    assert _crashes_of_mail(d, "relay") == [1, 2]
+    assert ids_of(d, "sink") == ["m1", "m1-after"]
+    assert ids_of(d, "sink2") == ["m1"]
+    assert _sends_ok(d, "relay") == ["sink", "sink2", "sink"]  # the first attempt's two, then the last one
+    (handled,) = of_type(d, "relay", "message-server/handle-send")
+    assert handled["data"]["sends_stored_before"] == 2
+    assert ask(d, "counter", {"do": "state"})["count"] == 3  # the request itself was made each time
+    assert_verifies(d, "relay", "sink", "sink2", "counter")
+
+
+def test_sends_stored_at_a_request_are_not_sent_again_after_a_daemon_kill(
+        daemon: Callable[..., DaemonProcess], short_tmp: Path) -> None:
+    d = daemon()
+    _relay_cast(d, short_tmp)
+    _send_all(d, "relay", ["m1"], relay_then_ask=["sink", "sink2"], ask="counter", sleep_after_ask=1.5)
+    wait_for("the first sends to arrive", lambda: ids_of(d, "sink2") == ["m1"], 15)
+    before = worker_pids(d)
+    d.kill()  # while the relay sleeps after its request: its handling is not stored yet
+    wait_for("the old workers to exit", lambda: not any(alive(p) for p in before), 10)
+    d.start()
+    wait_for("the relay to finish", lambda: ids_of(d, "relay") == ["m1"], 30)
+    assert ids_of(d, "sink") == ["m1", "m1-after"]
+    assert ids_of(d, "sink2") == ["m1"]
+    assert _sends_ok(d, "relay") == ["sink", "sink2", "sink"]
+    assert_verifies(d, "relay", "sink", "sink2", "counter")
+
+
+def test_many_sends_are_stored_in_checkpoints_and_a_retry_sends_none_twice(
+        daemon: Callable[..., DaemonProcess], short_tmp: Path) -> None:
+    """600 sends from one handling: stored ahead of it every 256 (a handler's pending sends
+    stay bounded), then the last ones at its request; its worker dies; the retry skips all 600."""
+    from daemon.outbox import CHECKPOINT_SENDS
+
+    d = daemon()
+    _relay_cast(d, short_tmp)
+    n = 600
+    assert n > 2 * CHECKPOINT_SENDS
+    _send_all(d, "relay", ["m1"], spray=n, to="sink", ask="counter", crash_first=1)
+    wait_for("the relay to finish", lambda: ids_of(d, "relay") == ["m1"], 60)
+    assert _crashes_of_mail(d, "relay") == [1]
+    assert ids_of(d, "sink") == [f"m1-{i}" for i in range(n)]
+    assert len(_sends_ok(d, "relay")) == n
+    assert_verifies(d, "relay", "sink")
+
+
 def test_poison_that_kills_its_worker_while_waiting_in_a_host_call_is_dead_lettered(
         daemon: Callable[..., DaemonProcess], short_tmp: Path) -> None:
     """A dedicated worker dies while its only actor waits in ``request``: nobody else can have
