@@ -203,6 +203,10 @@ class Mailboxes(Supervisor):
                 self._busy(job)
                 await worker.call("run", {"actor": actor.id, "state": actor.state, "items": items},
                                   pushes=functools.partial(self._result, job))
+                if job.crash is None and job.done < len(batch):
+                    # a worker answers a run after a result for each message (or a crash): one
+                    # that does not would have the batch run again and again
+                    raise TheaterError(f"it answered a run with {job.done} results for {len(batch)} messages")
             if scope.cancelled_caught:
                 fn = HANDLERS[batch[job.done].kind][0] if job.done < len(batch) else "a handler"
                 self.pool.kill(worker, f"{fn} ran longer than its handler_timeout of {timeout:g} s",

@@ -737,13 +737,16 @@ class Connection:
     async def op_logs(self, call: wire.Call, args: dict[str, Any]) -> Any:
         lines = args.get("lines")
         ref = args.get("actor")
+        budget = self.server.settings.max_frame // 2  # the answer must fit in one frame
         if ref is None:
-            return {"actor": None, "lines": _daemon_log(self.server.home, lines)}
+            kept, omitted = _newest_within(_daemon_log(self.server.home, lines), budget)
+            return {"actor": None, "lines": kept, "omitted": omitted}
         actor = self.runtime.resolve(ref)
-        kept = list(actor.log)
+        every = list(actor.log)
         if lines is not None:
-            kept = kept[-lines:] if lines > 0 else []
-        return {"actor": actor.id, "name": actor.name, "lines": kept}
+            every = every[-lines:] if lines > 0 else []
+        kept, omitted = _newest_within(every, budget)
+        return {"actor": actor.id, "name": actor.name, "lines": kept, "omitted": omitted}
 
     async def op_state(self, call: wire.Call, args: dict[str, Any]) -> Any:
         actor = self.runtime.resolve(args["actor"])
@@ -879,6 +882,17 @@ class Connection:
 
 
 # every operation of the protocol, to the method that serves it (``channel-open`` -> ``op_channel_open``)
+def _newest_within(lines: list[str], budget: int) -> tuple[list[str], int]:
+    """The newest of ``lines`` whose UTF-8 text fits in ``budget`` bytes, and how many older ones
+    were left out."""
+    size = 0
+    for i in range(len(lines) - 1, -1, -1):
+        size += len(lines[i].encode("utf-8", "replace")) + 8  # (the CBOR header of each line)
+        if size > budget:
+            return lines[i + 1:], i + 1
+    return lines, 0
+
+
 def _daemon_log(home: str, lines: int | None) -> list[str]:
     """The last ``lines`` lines of the daemon's log file (where ``daemon start`` puts it)."""
     path = os.path.join(home, "theaterd.log") if home else ""

@@ -52,6 +52,8 @@ log = logging.getLogger("theaterd.runtime")
 
 #: a component stops itself at its handler_timeout (a trap); its worker is killed only this much later
 WASM_GRACE = 5.0
+#: how long a worker may take to drop an actor's code (stop, rm) before it is thought stuck
+UNLOAD_TIMEOUT = 30.0
 
 
 class Supervisor(Outbox):
@@ -120,7 +122,7 @@ class Supervisor(Outbox):
         if worker.dedicated:
             self.pool.kill(worker, "its actor is gone", expected=True)
         elif worker.alive and self._nursery is not None:
-            self._nursery.start_soon(_unload, worker, actor.id)
+            self._nursery.start_soon(_unload, self.pool, worker, actor.id)
 
     def _profile(self, manifest: Manifest) -> tuple[Profile, bool]:
         dedicated = manifest.isolation == "dedicated"
@@ -320,11 +322,16 @@ class Supervisor(Outbox):
         return {"id": letter_id, "actor": row.actor, "dropped": True}
 
 
-async def _unload(worker: Worker, actor_id: str) -> None:
-    try:
-        await worker.call("unload", {"actor": actor_id})
-    except (WorkerDied, TheaterError):
-        pass
+async def _unload(pool: WorkerPool, worker: Worker, actor_id: str) -> None:
+    """Have the worker drop an actor's code; a worker that does not answer in time is stuck
+    (its main thread starved) and goes, so that nothing of the actor stays in it."""
+    with trio.move_on_after(UNLOAD_TIMEOUT):
+        try:
+            await worker.call("unload", {"actor": actor_id})
+        except (WorkerDied, TheaterError):
+            pass
+        return
+    pool.kill(worker, f"it did not unload actor {actor_id} within {UNLOAD_TIMEOUT:g} s", culprit=actor_id)
 
 
 def _precompile(path: Path, cache: Path) -> None:

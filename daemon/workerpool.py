@@ -32,6 +32,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,33 @@ START_TIMEOUT = 30.0
 #: system gives workers a mount namespace; it also holds the .wasm files the worker loads
 SCRATCH_BYTES = 256 << 20
 _PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+#: what a worker's output (its actors' prints and its own) may cost the daemon: bytes per
+#: second on average, in bursts of up to LOG_BURST; beyond it, output is dropped and counted
+LOG_RATE = 1 << 20
+LOG_BURST = 4 << 20
+
+
+@dataclass(slots=True)
+class OutputBudget:
+    """A token bucket for one worker's output (a worker printing in a loop must not keep the
+    daemon busy, least of all a shared one whose own output goes to every actor it hosts)."""
+
+    tokens: float = LOG_BURST
+    stamp: float = 0.0
+    dropped: int = 0  # bytes dropped since output last went through
+
+    def take(self, size: int, now: float) -> tuple[bool, int]:
+        """May ``size`` bytes go through now?  With it, how many were dropped before (to say so)."""
+        self.tokens = min(LOG_BURST, self.tokens + (now - self.stamp) * LOG_RATE)
+        self.stamp = now
+        if self.tokens < size:
+            self.dropped += size
+            return False, 0
+        self.tokens -= size
+        dropped, self.dropped = self.dropped, 0
+        return True, dropped
 
 
 class WorkerDied(Exception):
@@ -101,6 +129,7 @@ class Worker:
     ready: bool = False  # configured (confined): actors may be placed on it
     settled: trio.Event = field(default_factory=trio.Event)  # ready, or failed to start
     scratch: str = ""
+    output: OutputBudget = field(default_factory=OutputBudget)
     _calls: dict[int, _Pending] = field(default_factory=dict)
     _next_id: int = 0
     _send_lock: trio.Lock = field(default_factory=trio.Lock)
@@ -364,7 +393,7 @@ class WorkerPool:
                     lines.append(pending)
                     pending = b""
                 for line in lines:
-                    self.on_log(worker, "", "stderr", line[:MAX_LINE].decode("utf-8", "replace"))
+                    self._output(worker, "", "stderr", line[:MAX_LINE].decode("utf-8", "replace"))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
         finally:
@@ -449,7 +478,7 @@ class WorkerPool:
                 data = frame.data
                 actor, stream, text = data.get("actor"), data.get("stream"), data.get("text")
                 if isinstance(actor, str) and isinstance(stream, str) and isinstance(text, str):
-                    self.on_log(worker, actor, stream, text)
+                    self._output(worker, actor, stream, text)
                 return
             pending = worker._calls.get(frame.id)
             if pending is None or pending.pushes is None or frame.event != "done":
@@ -465,6 +494,15 @@ class WorkerPool:
             self._nursery.start_soon(self._host_call, worker, frame)
         else:
             raise _BadFrame(f"unexpected {type(frame).__name__} frame")
+
+    def _output(self, worker: Worker, actor: str, stream: str, text: str) -> None:
+        """Hand a worker's output on, within its :class:`OutputBudget`."""
+        allowed, dropped = worker.output.take(len(text), time.monotonic())
+        if dropped:
+            self.on_log(worker, actor, "stderr", f"[theaterd: {dropped} bytes of output dropped: more than "
+                                                 f"{LOG_RATE >> 20} MiB/s]\n")
+        if allowed:
+            self.on_log(worker, actor, stream, text)
 
     async def _host_call(self, worker: Worker, call: wire.Call) -> None:
         try:

@@ -701,3 +701,29 @@ async def test_stop_drops_the_messages_it_did_not_handle_and_says_how_many(tmp_p
         (stop,) = of_type(await chain_events(rt, slow.id), "runtime/stop")
         assert stop["data"] == {"reason": "stopped", "dropped": 5} and slow.dropped == 5
         assert await request_json(rt, "counter", {"type": "get"}) == {"count": 1}
+
+
+async def test_a_worker_that_answers_a_run_without_every_result_is_killed_not_asked_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run answered with fewer results than messages (and no crash) is a worker breaking the
+    link protocol: it is killed and the actor's crash handling applies, instead of the batch
+    being run again and again."""
+    from daemon import workerpool
+
+    real_call = workerpool.Worker.call
+    lying: list[bool] = [True]
+
+    async def call(self: workerpool.Worker, op: str, args: Any, pushes: Any = None) -> Any:
+        if op == "run" and lying[0]:
+            lying[0] = False
+            return {"count": 0}  # no "done" push at all
+        return await real_call(self, op, args, pushes=pushes)
+
+    monkeypatch.setattr(workerpool.Worker, "call", call)
+    async with hosted_runtime(tmp_path / "home") as rt:
+        await rt.spawn(str(write_actor(tmp_path, "flaky", FLAKY, 'restart = "on-failure"\n')))
+        with pytest.raises(ActorFailed, match="answered a run with 0 results for 1 messages"):
+            await rt.request(None, "flaky", b"{}")
+        assert await request_json(rt, "flaky", {}) == {"n": 1}  # a new worker, and it serves
+        crashes = [e for e in await chain_events(rt, "flaky") if e["type"] == "runtime/crash"]
+        assert len(crashes) == 1 and "answered a run with 0 results" in crashes[0]["data"]["reason"]

@@ -385,6 +385,12 @@ def test_a_handler_cannot_flood_the_daemon_log(stage: Stage) -> None:
     stage.check_everyone()  # (by then the worker has sent every line)
     grown = log.stat().st_size - before
     assert grown < 2 << 20, f"an actor grew the daemon's log by {grown} bytes"
+    # and the daemon took no more of it than the worker's output budget: the rest was dropped, and said so
+    logs = stage.d.ctl("logs", "victim")
+    assert logs.returncode == 0, logs.stderr
+    assert re.search(r"\[theaterd: \d+ bytes of output dropped: more than 1 MiB/s\]", logs.stdout), logs.stdout[-500:]
+    # (what is kept is more than one answer may carry: the newest lines, and a note on stderr)
+    assert re.match(r"theaterctl: \d+ older lines not shown", logs.stderr), logs.stderr
 
 
 def test_inspect_names_the_worker_and_status_the_sandbox(stage: Stage) -> None:

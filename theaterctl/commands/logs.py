@@ -33,6 +33,9 @@ def command(app: App, actor: str | None, lines: int | None, follow: bool) -> Non
         emit_json(result)
         return
     shown = list(result["lines"])
+    if result.get("omitted"):
+        click.echo(f"theaterctl: {result['omitted']} older lines not shown (too many to send at once;"
+                   " use --lines)", err=True)
     for line in shown:
         emit_text(line)
     while follow:
