@@ -143,7 +143,6 @@ class Actor:
     restarts: deque[float] = field(default_factory=deque)
     restart_count: int = 0
     replaying: trio.Event | None = None  # set while mail stored before a restart is re-queued
-    abandoned: bool = False  # the mailbox task ended
     late: deque[Envelope] = field(default_factory=deque)  # outbox sends waiting for mailbox room
     late_drained: trio.Event = field(default_factory=trio.Event)  # set when ``late`` empties
     cleared: bool = False  # stopped for good: its stored mailbox was (or is being) cleared

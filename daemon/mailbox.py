@@ -79,7 +79,6 @@ class Mailboxes(Supervisor):
         size = actor.manifest.mailbox_size or self.settings.mailbox_size
         actor.mailbox_tx, actor.mailbox_rx = trio.open_memory_channel[Envelope](size)
         actor.done = trio.Event()
-        actor.abandoned = False
         assert self._nursery is not None
         self._nursery.start_soon(self._mailbox_loop, actor, name=f"actor:{actor.name}")
 
@@ -165,7 +164,6 @@ class Mailboxes(Supervisor):
                         break
         finally:
             actor.current = None
-            actor.abandoned = True
             # whatever is still queued will not be handled now
             while (env := take(rx, backlog)) is not None:
                 if env.reply is not None:

@@ -45,7 +45,7 @@ from . import __version__, wire
 from .connection import NEED_DATA, ConnectionClosed, Role
 from .connection import Connection as Protocol
 from .store import free_bytes
-from .chain import EXTERNAL, event_view, export_line
+from .chain import event_view, export_line
 from .chainverify import verify_chain
 from .channels import ClientEnd
 from .errors import BadInput, ErrorCode, InternalError, NotFound, ProtocolError, TheaterError

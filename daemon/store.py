@@ -1,13 +1,11 @@
 """The embedded database behind the chains (the only disk I/O in the daemon).
 
-One SQLite file in WAL mode, ``<home>/theater.db``.  One write connection
-and one commit lock: whoever holds the lock takes every batch that is waiting,
-applies them all in one transaction (a *group*), commits once, then wakes every
-waiter at once.  The holder is the writer thread, or a handler worker thread
-that found no commit running (``inline``), which saves a thread hand-off;
-the event loop only ever queues.  The event loop never blocks on disk: it hands batches over
-with :meth:`Store.submit` (fire and forget, still ordered) or
-:meth:`Store.commit` (returns once the batch is durable).  Reads run on worker
+One SQLite file in WAL mode, ``<home>/theater.db``.  One write connection,
+used by the writer thread only: it takes every batch that is waiting, applies
+them all in one transaction (a *group*), commits once, then wakes every waiter
+at once.  The event loop only ever queues, and never blocks on disk: it hands
+batches over with :meth:`Store.submit` (fire and forget, still ordered; a
+waiter says when the batch is stored).  Reads run on worker
 threads, each with its own read connection; WAL lets them run beside the
 writer.
 
@@ -546,15 +544,11 @@ class Store:
         return DiskFull(f"disk full: cannot write {self.path} ({free_bytes(self.path.parent)} bytes free);"
                         " nothing is written until space is freed")
 
-    def submit(self, ops: list[Op], waiter: _Waiter | None = None, inline: bool = False) -> None:
+    def submit(self, ops: list[Op], waiter: _Waiter | None = None) -> None:
         """Queue ``ops`` to be committed together, after everything queued before.
 
         While the store is full, nothing is queued: ``waiter`` (if any) is failed with
         :class:`DiskFull` at once, on the event loop.
-
-        ``inline=True`` (not from the event loop): when no commit is running, commit
-        right here on the calling thread instead of handing over to the writer thread.
-        Whoever holds the commit lock drains the queue in order, so order is kept.
         """
         if self.failure is not None:
             raise StoreError(f"the store failed earlier: {self.failure}")
@@ -567,17 +561,7 @@ class Store:
                     self._wake(functools.partial(_fire, [waiter]))
             return
         self._items.append((ops, waiter))
-        if inline and self._db is not None and self._lock.acquire(blocking=False):
-            try:
-                # only what is queued now (this batch is last): a steady stream from other
-                # threads is the writer thread's to commit, not this handler's
-                self._commit_pending(limit=len(self._items), own=waiter)
-            finally:
-                self._lock.release()
-            if self._items:
-                self._wake_writer()
-        else:
-            self._wake_writer()
+        self._wake_writer()
 
     def _wake_writer(self, force: bool = False) -> None:
         if force or not self._wake_due:
@@ -625,7 +609,7 @@ class Store:
         self._space_back = True
         log.warning("the store can be written again (%d bytes free)", free_bytes(self.path.parent))
         if self._wake is not None and self.on_space is not None:
-            getattr(self._wake, "now", self._wake)(self.on_space)
+            self._wake(self.on_space)
 
     def resume(self) -> None:
         """Accept writes again (after the owner has put its memory back in line with the store)."""
@@ -633,16 +617,11 @@ class Store:
         self._space_back = False
         self._wake_writer(force=True)
 
-    def _commit_pending(self, limit: int | None = None, own: _Waiter | None = None) -> None:
-        """Commit what is queued (at most ``limit`` batches), in order, in groups (call with
-        the commit lock held).
-
-        A handler thread committing inline passes its own batch's waiter as ``own``: a group
-        whose only waiter that is may be held with the thread's other loop calls until its
-        job ends; the waiters of other callers go to the loop at once."""
+    def _commit_pending(self) -> None:
+        """Commit what is queued, in order, in groups (call with the commit lock held)."""
         db = self._db
         items = self._items
-        left = len(items) if limit is None else limit
+        left = len(items)
         while items and db is not None and left > 0:
             group: list[tuple[list[Op], _Waiter | None]] = []
             while items and len(group) < MAX_GROUP and left > 0:
@@ -679,7 +658,7 @@ class Store:
                     left = 0
                     log.error("%s", error)
                     if self._wake is not None and self.on_full is not None:
-                        getattr(self._wake, "now", self._wake)(functools.partial(self.on_full, error))
+                        self._wake(functools.partial(self.on_full, error))
                 else:
                     # Not a full disk: the store cannot be trusted to write any more.  Nothing
                     # queued behind the failed group is committed either (it may depend on it),
@@ -690,16 +669,12 @@ class Store:
                     left = 0
                     log.error("the store failed: %s", exc)
                     if self._wake is not None and self.on_failure is not None:
-                        getattr(self._wake, "now", self._wake)(functools.partial(self.on_failure, exc))
+                        self._wake(functools.partial(self.on_failure, exc))
             waiters = [w for _, w in group if w is not None]
             if waiters and self._wake is not None:
                 for w in waiters:
                     w.error = error
-                fire = functools.partial(_fire, waiters)
-                if own is not None and len(waiters) == 1 and waiters[0] is own:
-                    self._wake(fire)
-                else:
-                    getattr(self._wake, "now", self._wake)(fire)
+                self._wake(functools.partial(_fire, waiters))
             self._commits += 1
             self._batches += len(group)
             if self._commits >= CHECKPOINT_EVERY or self._batches >= CHECKPOINT_BATCHES:

@@ -1,4 +1,4 @@
-"""daemon.loopcalls: calls into the event loop from threads, coalesced, and held per job."""
+"""daemon.loopcalls: calls into the event loop from threads, coalesced."""
 
 from __future__ import annotations
 
@@ -29,60 +29,6 @@ async def test_calls_from_threads_run_on_the_loop_in_order() -> None:
         await done.wait()
     assert [i for i, _ in seen] == list(range(200))
     assert {ident for _, ident in seen} == {loop_thread}
-
-
-async def test_held_calls_wait_for_release_and_then_come_first() -> None:
-    calls = LoopCalls(trio.lowlevel.current_trio_token())
-    seen: list[str] = []
-    held_checked = threading.Event()
-    release_now = threading.Event()
-    done = trio.Event()
-
-    def job() -> None:
-        calls.hold()
-        calls(seen.append, "settle 1")
-        calls(seen.append, "settle 2")
-        held_checked.set()
-        release_now.wait(10)
-        calls.release(seen.append, "result")
-        calls(done.set)  # no longer holding: goes at once
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_in_thread, job)
-        await trio.to_thread.run_sync(held_checked.wait, 10)
-        await trio.sleep(0.05)
-        assert seen == []  # held while the job runs
-        release_now.set()
-        with trio.fail_after(10):
-            await done.wait()
-    assert seen == ["settle 1", "settle 2", "result"]
-
-
-async def test_flush_held_sends_what_is_held_and_goes_on_holding() -> None:
-    calls = LoopCalls(trio.lowlevel.current_trio_token())
-    seen: list[str] = []
-    flushed = trio.Event()
-    step = threading.Event()
-
-    def job() -> None:
-        calls.hold()
-        calls(seen.append, "before the host call")
-        calls(flushed.set)
-        calls.flush_held()
-        step.wait(10)
-        calls(seen.append, "after")
-        calls.release()
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_in_thread, job)
-        with trio.fail_after(10):
-            await flushed.wait()
-        assert seen == ["before the host call"]
-        step.set()
-    with trio.fail_after(10):
-        while len(seen) < 2:
-            await trio.sleep(0.01)
-    assert seen == ["before the host call", "after"]
 
 
 async def test_a_pass_is_marked_draining_and_ends_with_the_hooks() -> None:

@@ -560,46 +560,6 @@ class _Wake:
         fn()
 
 
-def test_an_inline_commit_takes_only_what_was_queued_before_it(tmp_path: Path) -> None:
-    # a handler thread that finds no commit running commits, but must not keep committing
-    # what other threads queue meanwhile: its own job (and its caller) would wait for them
-    store = Store(tmp_path)
-    wake = _Wake()
-    store.start(wake)
-    try:
-        events = build_chain(ACTOR, 6)
-        with store._lock:  # the writer cannot take them: as if it were busy
-            for ev in events[:4]:
-                store._items.append(([PutEvent(ev)], None))
-            store._commit_pending(limit=2)
-            assert len(store._items) == 2
-        assert commit(store, [PutEvent(ev) for ev in events[4:]]) is None
-        assert [r[0] for r in db_rows(store.path, "SELECT seq FROM events ORDER BY seq")] == [1, 2, 3, 4, 5, 6]
-    finally:
-        store.close()
-
-
-def test_only_an_inline_committers_own_completion_is_held_with_its_job(tmp_path: Path) -> None:
-    store = Store(tmp_path)
-    wake = _Wake()
-    store.start(wake)
-    try:
-        events = build_chain(ACTOR, 3)
-        seen: list[str] = []
-        mine = store.waiter(lambda w: seen.append("mine"))
-        theirs = store.waiter(lambda w: seen.append("theirs"))
-        with store._lock:
-            store._items.append(([PutEvent(events[0])], mine))
-            store._commit_pending(limit=1, own=mine)  # a group of its own: held
-            store._items.append(([PutEvent(events[1])], theirs))
-            store._items.append(([PutEvent(events[2])], mine))
-            store._commit_pending(limit=2, own=mine)  # shared with another caller: at once
-        assert seen == ["mine", "theirs", "mine"]
-        assert len(wake.held) == 1 and len(wake.now_calls) == 1
-    finally:
-        store.close()
-
-
 def test_close_does_not_wait_for_a_reader_holding_a_snapshot(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.start(inline)
