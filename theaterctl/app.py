@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import os
 from typing import TYPE_CHECKING, Any
 
 from daemon.errors import BadInput
