@@ -33,7 +33,7 @@ from .manifest import Manifest
 
 if TYPE_CHECKING:  # (jobs.py builds on this module)
     from .jobs import Job
-    from .workerpool import Worker
+    from .workerlink import Worker
 
 # statuses (as stored, and as shown by ``list``)
 STARTING: Final = "starting"

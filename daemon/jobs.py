@@ -20,7 +20,7 @@ from .store import Op
 if TYPE_CHECKING:
     import trio
 
-    from .workerpool import Worker
+    from .workerlink import Worker
 
 OUTCOMES = frozenset({"ok", "error", "crash", "missing"})
 _TEXT_LIMIT = 64 << 10

@@ -43,7 +43,7 @@ from .manifest import Manifest, check_name, load_manifest
 from .messaging import hex_hash
 from .store import MailboxClear, Op, PutActor, PutEvent, PutState, RemoveActor, SetStatus, state_hash
 from .supervisor import WASM_GRACE
-from .workerpool import WorkerDied
+from .workerlink import WorkerDied
 
 log = logging.getLogger("theaterd.runtime")
 

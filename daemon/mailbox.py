@@ -56,7 +56,7 @@ from .messaging import hex_hash
 from .outbox import wake_senders
 from .store import MailboxDelete, Op, PutState, state_hash
 from .supervisor import WASM_GRACE, Outcome, Supervisor, nothing
-from .workerpool import Worker, WorkerDied
+from .workerlink import Worker, WorkerDied
 
 log = logging.getLogger("theaterd.runtime")
 

@@ -42,7 +42,7 @@ from .errors import Busy, NotFound, TheaterError
 from .jobs import Job
 from .messaging import Messaging, check_handles_sends, store_error
 from .store import MailboxDelete, MailboxPut, MailboxSent, Op
-from .workerpool import Worker
+from .workerlink import Worker
 
 if TYPE_CHECKING:
     from collections.abc import Callable

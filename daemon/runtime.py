@@ -71,7 +71,8 @@ from .mailbox import take
 from .messaging import Settings
 from .store import MailboxClear, Op, SetStatus, Store, StoreError
 from .timers import Timers
-from .workerpool import Profile, WorkerPool, default_worker_count
+from .workerlink import Profile
+from .workerpool import WorkerPool, default_worker_count
 
 __all__ = [  # (what server.py, __main__.py and the tests import from here)
     "CH_CLOSE", "CH_MESSAGE", "CH_OPEN", "FAILED", "HANDLERS", "REMOVED", "REQUEST", "RUNNING", "SEND",

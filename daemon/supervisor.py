@@ -46,7 +46,8 @@ from .jobs import Job
 from .manifest import DEFAULT_MEMORY_LIMIT, Manifest
 from .outbox import Outbox
 from .store import DeadLetter, DeadLetterDrop, DeadLetterRetry, MailboxAttempt, Op, PutEvent, SetStatus
-from .workerpool import Profile, Worker, WorkerDied, WorkerPool
+from .workerlink import Profile, Worker, WorkerDied
+from .workerpool import WorkerPool
 
 log = logging.getLogger("theaterd.runtime")
 

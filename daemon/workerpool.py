@@ -22,189 +22,33 @@ and nothing else inherited; its first act is to confine itself (Landlock,
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
-import shutil
 import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import trio
 
-from . import wire
+from . import wire, workerproc
 from .errors import ErrorCode, TheaterError, error_from_code
+from .workerlink import LINK_MAX_FRAME, LOG_RATE, Profile, Worker, WorkerDied
 
 log = logging.getLogger("theaterd.workers")
 
-LINK_MAX_FRAME = 64 << 20
+HostHandler = Callable[[Worker, dict[str, Any]], Awaitable[Any]]
+LogHandler = Callable[[Worker, str, str, str], None]
+
 #: longest line of a worker's standard error kept
 MAX_LINE = 2000
 _RECEIVE_SIZE = 1 << 20
 #: how long a new worker may take to start and confine itself
 START_TIMEOUT = 30.0
-#: the size of a worker's scratch tmpfs (its HOME, TMPDIR and working directory), where the
-#: system gives workers a mount namespace; it also holds the .wasm files the worker loads
-SCRATCH_BYTES = 256 << 20
-_PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
-
-
-#: what a worker's output (its actors' prints and its own) may cost the daemon: bytes per
-#: second on average, in bursts of up to LOG_BURST; beyond it, output is dropped and counted
-LOG_RATE = 1 << 20
-LOG_BURST = 4 << 20
-
-
-@dataclass(slots=True)
-class OutputBudget:
-    """A token bucket for one worker's output (a worker printing in a loop must not keep the
-    daemon busy, least of all a shared one whose own output goes to every actor it hosts)."""
-
-    tokens: float = LOG_BURST
-    stamp: float = 0.0
-    dropped: int = 0  # bytes dropped since output last went through
-
-    def take(self, size: int, now: float) -> tuple[bool, int]:
-        """May ``size`` bytes go through now?  With it, how many were dropped before (to say so)."""
-        self.tokens = min(LOG_BURST, self.tokens + (now - self.stamp) * LOG_RATE)
-        self.stamp = now
-        if self.tokens < size:
-            self.dropped += size
-            return False, 0
-        self.tokens -= size
-        dropped, self.dropped = self.dropped, 0
-        return True, dropped
-
-
-class WorkerDied(Exception):
-    """The worker hosting the call is gone; ``str(err)`` says why (exit code or signal)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Profile:
-    """What a worker is confined to.  Actors share a worker only with equal profiles."""
-
-    memory_limit: int | None = None
-    read: tuple[str, ...] = ()
-    write: tuple[str, ...] = ()
-    network: bool = False
-
-
-@dataclass(eq=False, slots=True)
-class _Pending:
-    """One daemon -> worker call waiting for its answer (and, for ``run``, its pushes)."""
-
-    done: trio.Event = field(default_factory=trio.Event)
-    result: Any = None
-    error: BaseException | None = None
-    pushes: Callable[[Any], None] | None = None  # takes each ``done`` push, for ``run``
-
-
-@dataclass(eq=False)
-class Worker:
-    """One worker process and its link."""
-
-    index: int
-    profile: Profile
-    dedicated: bool
-    process: subprocess.Popen[bytes] | None = None
-    stderr: trio.lowlevel.FdStream | None = None
-    stream: trio.SocketStream | None = None
-    pid: int = 0
-    sandbox: str = "none"
-    actors: set[str] = field(default_factory=set)
-    dead: str | None = None
-    kill_reason: str | None = None
-    expected_end: bool = False  # retired or shut down on purpose: its end is no news
-    culprit: str | None = None  # the actor whose handler made the daemon kill it, if any
-    died: trio.Event = field(default_factory=trio.Event)
-    ready: bool = False  # configured (confined): actors may be placed on it
-    settled: trio.Event = field(default_factory=trio.Event)  # ready, or failed to start
-    scratch: str = ""
-    output: OutputBudget = field(default_factory=OutputBudget)
-    _calls: dict[int, _Pending] = field(default_factory=dict)
-    _next_id: int = 0
-    _send_lock: trio.Lock = field(default_factory=trio.Lock)
-    link: socket.socket | None = None  # the daemon's end of the socketpair (non-blocking), under ``stream``
-
-    @property
-    def alive(self) -> bool:
-        return self.dead is None
-
-    def label(self) -> str:
-        return f"worker {self.index} (pid {self.pid})"
-
-    async def send(self, frame: wire.Frame) -> None:
-        """Write one frame.  When no other write is under way it goes straight to the socket,
-        without a scheduler round; only what the socket does not take at once waits, holding
-        the send lock (taken before any yield, so no other frame can come between)."""
-        if self.stream is None or self.dead is not None:
-            raise WorkerDied(self.dead or "the worker is not running")
-        data = wire.encode(frame, LINK_MAX_FRAME)
-        link = self.link
-        if link is not None and not self._send_lock.locked():
-            try:
-                sent = link.send(data)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                raise WorkerDied(self.dead or "the link to the worker broke") from None
-            if sent == len(data):
-                return
-            data = data[sent:]
-            self._send_lock.acquire_nowait()
-            try:
-                await self._send_rest(data)
-            finally:
-                self._send_lock.release()
-            return
-        async with self._send_lock:
-            await self._send_rest(data)
-
-    async def _send_rest(self, data: bytes) -> None:
-        """Write ``data`` (with the send lock held), waiting for room as needed."""
-        stream = self.stream
-        if stream is None:  # it died while this call waited for the link
-            raise WorkerDied(self.dead or "the worker is not running")
-        try:
-            await stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            raise WorkerDied(self.dead or "the link to the worker broke") from None
-
-    async def call(self, op: str, args: dict[str, Any], pushes: Any = None) -> Any:
-        """Call the worker and wait for its answer; raises :class:`WorkerDied` or the
-        worker's error (as a :class:`TheaterError`)."""
-        self._next_id += 1
-        call_id = self._next_id
-        pending = _Pending(pushes=pushes)
-        self._calls[call_id] = pending
-        try:
-            await self.send(wire.Call(call_id, op, args))
-            await pending.done.wait()
-        finally:
-            self._calls.pop(call_id, None)
-        if pending.error is not None:
-            raise pending.error
-        return pending.result
-
-    def _fail_calls(self, reason: str) -> None:
-        for pending in list(self._calls.values()):
-            if not pending.done.is_set():
-                pending.error = WorkerDied(reason)
-                pending.done.set()
-        self._calls.clear()
-
-
-HostHandler = Callable[[Worker, dict[str, Any]], Awaitable[Any]]
-LogHandler = Callable[[Worker, str, str, str], None]
 
 
 def default_worker_count() -> int:
@@ -312,7 +156,7 @@ class WorkerPool:
             except OSError:
                 pass
             with trio.move_on_after(5):
-                await _exited(worker.process)
+                await workerproc.exited(worker.process)
         worker.link = None
         if worker.stream is not None:
             stream, worker.stream = worker.stream, None
@@ -325,25 +169,8 @@ class WorkerPool:
         assert self._nursery is not None
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         worker.scratch = tempfile.mkdtemp(prefix=f"theater-worker-{worker.index}-", dir=self._scratch_root)
-        env = {
-            "PATH": os.environ.get("PATH", os.defpath),
-            "PYTHONPATH": _PROJECT_ROOT,
-            "MALLOC_ARENA_MAX": "2",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONUNBUFFERED": "1",
-            "HOME": worker.scratch,
-            "TMPDIR": worker.scratch,
-            "LANG": os.environ.get("LANG", "C.UTF-8"),
-        }
         try:
-            # Started from the event loop's own thread, not a helper thread: the parent-death
-            # signal (setpriv --pdeathsig) fires when the *thread* that forked the worker ends,
-            # and the loop's thread lasts exactly as long as the daemon.
-            worker.process = subprocess.Popen(
-                [*_wrapper(), sys.executable, "-s", "-m", "daemon.worker", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE, cwd=worker.scratch, env=env, start_new_session=True,
-            )
+            worker.process = workerproc.start(theirs.fileno(), worker.scratch)
         except BaseException:
             ours.close()
             raise
@@ -370,7 +197,7 @@ class WorkerPool:
                 "read": list(profile.read),
                 "write": [*profile.write, worker.scratch],
                 "network": profile.network,
-                "scratch_bytes": SCRATCH_BYTES if _private_mounts() else None,
+                "scratch_bytes": workerproc.SCRATCH_BYTES if workerproc.private_mounts() else None,
             })
         worker.sandbox = str(answer.get("sandbox", "none")) if isinstance(answer, dict) else "none"
         log.info("started %s (%s)", worker.label(), worker.sandbox)
@@ -420,8 +247,8 @@ class WorkerPool:
         """Wait for the process to exit; then the worker is dead (if the link was not first)."""
         process = worker.process
         assert process is not None
-        code = await _exited(process)
-        self._mark_dead(worker, worker.kill_reason or _exit_reason(code))
+        code = await workerproc.exited(process)
+        self._mark_dead(worker, worker.kill_reason or workerproc.exit_reason(code))
 
     async def _read(self, worker: Worker, reader: wire.FrameReader) -> None:
         assert worker.stream is not None and self._nursery is not None
@@ -546,7 +373,7 @@ class WorkerPool:
         if worker in self.workers:
             self.workers.remove(worker)
         if worker.scratch:
-            _remove_tree(worker.scratch)
+            workerproc.remove_tree(worker.scratch)
 
     def kill(self, worker: Worker, reason: str, *, expected: bool = False, culprit: str | None = None) -> None:
         """SIGKILL the worker; its callers get :class:`WorkerDied` with ``reason``.
@@ -630,70 +457,6 @@ class WorkerPool:
 
 class _BadFrame(Exception):
     pass
-
-
-async def _exited(process: subprocess.Popen[bytes]) -> int:
-    """Wait (without blocking the loop) for ``process`` to exit and reap it; its status."""
-    if process.returncode is None:
-        pidfd = os.pidfd_open(process.pid)
-        try:
-            await trio.lowlevel.wait_readable(pidfd)
-        finally:
-            os.close(pidfd)
-    return process.wait()
-
-
-@functools.lru_cache(maxsize=1)
-def _wrapper() -> tuple[str, ...]:
-    """What a worker's command runs under, where the system allows it:
-
-    * ``setpriv --pdeathsig KILL``: the worker's process goes when the daemon dies, even
-      killed (-9), even while a handler holds the worker's GIL;
-    * ``unshare --pid --mount --fork --kill-child``: the worker is PID 1 of a PID namespace
-      of its own, so that every process it starts (even one that called setsid or forked
-      twice) ends with it; and it has a mount namespace of its own, where it mounts a
-      size-capped tmpfs over its scratch directory (:data:`SCRATCH_BYTES`).
-    Each is used only if it works here (unshare needs root or user namespaces); without a
-    mount namespace, the PID namespace alone; without either, neither."""
-    prefix: list[str] = []
-    setpriv, unshare = shutil.which("setpriv"), shutil.which("unshare")
-    if setpriv and _works([setpriv, "--pdeathsig", "KILL", "--", "true"]):
-        prefix += [setpriv, "--pdeathsig", "KILL", "--"]
-    if unshare:
-        for flags in (["--pid", "--mount"], ["--pid"]):
-            command = [unshare, *flags, "--fork", "--kill-child", "--"]
-            if _works([*command, "true"]):
-                prefix += command
-                break
-    return tuple(prefix)
-
-
-def _private_mounts() -> bool:
-    """Do workers get a mount namespace of their own (so they can mount their scratch tmpfs)?"""
-    return "--mount" in _wrapper()
-
-
-def _works(command: list[str]) -> bool:
-    try:
-        return subprocess.run(command, capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
-
-
-def _exit_reason(code: int | None) -> str:
-    if code is None:
-        return "worker exited"
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"worker was killed by {name}"
-    return f"worker exited with code {code}"
-
-
-def _remove_tree(path: str) -> None:
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def finite_or_none(value: Any) -> float | None:

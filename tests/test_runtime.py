@@ -708,18 +708,18 @@ async def test_a_worker_that_answers_a_run_without_every_result_is_killed_not_as
     """A run answered with fewer results than messages (and no crash) is a worker breaking the
     link protocol: it is killed and the actor's crash handling applies, instead of the batch
     being run again and again."""
-    from daemon import workerpool
+    from daemon import workerlink
 
-    real_call = workerpool.Worker.call
+    real_call = workerlink.Worker.call
     lying: list[bool] = [True]
 
-    async def call(self: workerpool.Worker, op: str, args: Any, pushes: Any = None) -> Any:
+    async def call(self: workerlink.Worker, op: str, args: Any, pushes: Any = None) -> Any:
         if op == "run" and lying[0]:
             lying[0] = False
             return {"count": 0}  # no "done" push at all
         return await real_call(self, op, args, pushes=pushes)
 
-    monkeypatch.setattr(workerpool.Worker, "call", call)
+    monkeypatch.setattr(workerlink.Worker, "call", call)
     async with hosted_runtime(tmp_path / "home") as rt:
         await rt.spawn(str(write_actor(tmp_path, "flaky", FLAKY, 'restart = "on-failure"\n')))
         with pytest.raises(ActorFailed, match="answered a run with 0 results for 1 messages"):

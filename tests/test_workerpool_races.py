@@ -12,7 +12,8 @@ import socket
 import trio
 import trio.testing
 
-from daemon.workerpool import Profile, Worker, WorkerDied, WorkerPool
+from daemon.workerlink import Profile, Worker, WorkerDied
+from daemon.workerpool import WorkerPool
 
 
 async def _nothing(*args: object) -> None:

@@ -256,9 +256,9 @@ def test_a_handler_cannot_write_into_theater_home(stage: Stage) -> None:
 def test_a_handler_cannot_fill_the_disk_through_its_scratch_directory(stage: Stage) -> None:
     """The scratch directory (HOME, TMPDIR, cwd) is a tmpfs of SCRATCH_BYTES in the worker's own
     mount namespace: writes past it fail with ENOSPC and nothing lands on the daemon's disk."""
-    from daemon.workerpool import SCRATCH_BYTES, _private_mounts
+    from daemon.workerproc import SCRATCH_BYTES, private_mounts
 
-    if not _private_mounts():
+    if not private_mounts():
         pytest.skip("this system gives workers no mount namespace (unshare --mount needs root or user namespaces)")
     cap_mib = SCRATCH_BYTES >> 20
     view = json.loads(stage.d.ctl("--json", "inspect", "victim").stdout)
