@@ -827,3 +827,25 @@ def test_non_finite_numbers_are_left_to_the_operation(op: str, key: str, value: 
     # a well-formed frame: the operation answers 2 (bad input), not 76 (docs/protocol.md 7.2, 9.10)
     args = {"actor": "a", key: value} if op == "chain" else {"actor": "a", "msg": b"{}", key: value}
     check_args(op, args)
+
+
+def test_frames_are_immutable_values() -> None:
+    import copy
+    import pickle
+
+    call = Call(7, "request", {"actor": "a"})
+    assert call == Call(id=7, op="request", args={"actor": "a"})
+    assert call != Call(8, "request", {"actor": "a"})
+    assert Reply(1, None) != Hello(1, None)  # type: ignore[arg-type]  # same shape, another type
+    assert repr(call) == "Call(id=7, op='request', args={'actor': 'a'})"
+    assert Call(1, "status").args == {} and Push(1, "x").data == {} and Hello(1).client == ""
+    assert Welcome(1, "theaterd", 2, 3).max_frame == DEFAULT_MAX_FRAME
+    assert hash(Reply(1, "x")) == hash(Reply(1, "x"))
+    with pytest.raises(AttributeError):
+        call.id = 8
+    with pytest.raises(AttributeError):
+        del call.op
+    for frame in (call, Reply(1, b"x"), Error(None, 70, "boom"), Push(3, "message", {"k": 1}),
+                  Welcome(1, "theaterd", 2, 3, 4096), Hello(1, "me")):
+        assert pickle.loads(pickle.dumps(frame)) == frame
+        assert copy.deepcopy(frame) == frame and copy.copy(frame) == frame
