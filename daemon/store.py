@@ -36,6 +36,7 @@ from typing import Any, Final
 
 from .chain import FORMAT_VERSION, HASH_ALG, Head, StoredEvent
 from .errors import DiskFull
+from .frozen import fast_init
 
 log = logging.getLogger("theaterd.store")
 
@@ -132,11 +133,13 @@ def state_hash(state: bytes | None) -> bytes | None:
 # Write operations (applied by the writer thread, in order)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PutEvent:
     event: StoredEvent
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PutState:
     """Record the actor's current state (content-addressed)."""
@@ -147,6 +150,7 @@ class PutState:
     handled: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PutActor:
     id: str
@@ -157,6 +161,7 @@ class PutActor:
     reason: str | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SetStatus:
     actor: str
@@ -164,6 +169,7 @@ class SetStatus:
     reason: str | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class MailboxPut:
     id: int
@@ -172,11 +178,13 @@ class MailboxPut:
     payload: bytes
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class MailboxDelete:
     id: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class MailboxAttempt:
     """A stored message crashed its actor ``attempts`` times so far."""
@@ -185,6 +193,7 @@ class MailboxAttempt:
     attempts: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """Move a stored message to the dead letters: it will not be delivered again."""
@@ -195,6 +204,7 @@ class DeadLetter:
     ts: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class DeadLetterRetry:
     """Put a dead letter back into its actor's mailbox as message ``mail_id``."""
@@ -203,11 +213,13 @@ class DeadLetterRetry:
     mail_id: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class DeadLetterDrop:
     id: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RemoveActor:
     """Forget an actor (``rm``): status ``removed``, its stored mail gone; ``purge`` also
@@ -217,6 +229,7 @@ class RemoveActor:
     purge: bool = False
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class MailboxClear:
     """Every stored message still waiting for ``actor`` (stopped: they will never be handled)."""
