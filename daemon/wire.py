@@ -352,6 +352,22 @@ def encode(frame: Frame, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
     Raises :class:`LocalProtocolError` for a frame the peer would reject.
     """
     kind = type(frame)
+    # the frames sent per message, when their fields are of the exact types: no walk of a
+    # plain result or map of plain values (anything else takes the checked path below)
+    if kind is Reply:
+        call_id, result = frame.id, frame.result  # type: ignore[union-attr]
+        if type(call_id) is int and 0 <= call_id <= _INT_MAX and type(result) in _PLAIN_OUT:
+            return _framed({"t": "reply", "id": call_id, "result": result}, max_frame, kind)
+    elif kind is Push or kind is Call:
+        if kind is Push:
+            call_id, name, mapping = frame.id, frame.event, frame.data  # type: ignore[union-attr]
+        else:
+            call_id, name, mapping = frame.id, frame.op, frame.args  # type: ignore[union-attr]
+        if type(call_id) is int and 0 <= call_id <= _INT_MAX and type(name) is str and type(mapping) is dict \
+                and _plain_map(mapping):
+            if kind is Push:
+                return _framed({"t": "push", "id": call_id, "event": name, "data": mapping}, max_frame, kind)
+            return _framed({"t": "call", "id": call_id, "op": name, "args": mapping}, max_frame, kind)
     fields = _FIELD_TYPES.get(kind)
     if fields is None:
         raise LocalProtocolError(f"not a frame: {frame!r}")
@@ -361,10 +377,22 @@ def encode(frame: Frame, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
             raise LocalProtocolError(f"{kind.__name__}.{name} has the wrong type ({type(value).__name__})")
     mapped = _to_map(frame)
     _check_outgoing(mapped, MAX_DEPTH, kind.__name__)
+    return _framed(mapped, max_frame, kind)
+
+
+def _plain_map(mapping: dict[str, Any]) -> bool:
+    """True for a map of text keys to values that need no check (not even ints: 64 bits)."""
+    for key, value in mapping.items():
+        if type(key) is not str or type(value) not in _PLAIN_OUT:
+            return False
+    return True
+
+
+def _framed(mapped: dict[str, Any], max_frame: int, kind: type) -> bytes:
     try:
         body = cbor2.dumps(mapped)
     except (cbor2.CBOREncodeError, TypeError, ValueError) as exc:
-        raise LocalProtocolError(f"cannot encode {type(frame).__name__}: {exc}") from None
+        raise LocalProtocolError(f"cannot encode {kind.__name__}: {exc}") from None
     if len(body) > max_frame:
         raise LocalProtocolError(f"frame of {len(body)} bytes exceeds the {max_frame}-byte limit")
     return HEADER.pack(len(body)) + body
@@ -409,16 +437,21 @@ def _decoder(max_depth: int) -> cbor2.CBORDecoder:
         cache = _local.decoders = {}
     decoder = cache.get(max_depth)
     if decoder is None:
-        decoder = cache[max_depth] = cbor2.CBORDecoder(
-            io.BytesIO(b""),
-            tag_hook=_reject_tag,
-            semantic_decoders=_NO_TAGS,
-            max_depth=max_depth,
-            allow_indefinite=False,
-            allow_duplicate_keys=False,
-            strict_hashable_types=True,
-        )
+        decoder = cache[max_depth] = _new_decoder(max_depth)
     return decoder
+
+
+def _new_decoder(max_depth: int) -> cbor2.CBORDecoder:
+    """A strict decoder: no tags, bounded depth, definite lengths, no duplicate keys."""
+    return cbor2.CBORDecoder(
+        io.BytesIO(b""),
+        tag_hook=_reject_tag,
+        semantic_decoders=_NO_TAGS,
+        max_depth=max_depth,
+        allow_indefinite=False,
+        allow_duplicate_keys=False,
+        strict_hashable_types=True,
+    )
 
 
 def decode_body(body: bytes, max_depth: int = MAX_DEPTH) -> Any:
@@ -482,6 +515,23 @@ def frame_from_map(m: Any) -> Frame:
     if not isinstance(m, dict):
         raise RemoteProtocolError("a frame must be a CBOR map")
     kind = m.get("t")
+    # the frames read per message, well-formed (decoded CBOR ints and texts are exact types)
+    if kind == "call":
+        call_id, op, args = m.get("id"), m.get("op"), m.get("args")
+        if type(call_id) is int and type(op) is str and type(args) is dict:
+            return Call(call_id, op, args)
+    elif kind == "push":
+        call_id, event, data = m.get("id"), m.get("event"), m.get("data")
+        if type(call_id) is int and type(event) is str and type(data) is dict:
+            return Push(call_id, event, data)
+    elif kind == "reply":
+        call_id = m.get("id")
+        if type(call_id) is int:
+            return Reply(call_id, m.get("result"))
+    return _checked_frame(m, kind)
+
+
+def _checked_frame(m: dict[str, Any], kind: Any) -> Frame:
     if kind == "call":
         op = _field(m, "op", _STR, kind)
         args = m.get("args", {})
@@ -522,13 +572,15 @@ class FrameReader:
     :class:`RemoteProtocolError` the reader stays broken.
     """
 
-    __slots__ = ("_buf", "_max_frame", "_max_depth", "_broken")
+    __slots__ = ("_buf", "_max_frame", "_max_depth", "_broken", "_decoder")
 
     def __init__(self, max_frame: int = DEFAULT_MAX_FRAME, max_depth: int = MAX_DEPTH) -> None:
         self._buf = bytearray()
         self._max_frame = max_frame
         self._max_depth = max_depth
         self._broken: RemoteProtocolError | None = None
+        # its own decoder (a reader is read by one thread at a time), made on the first frame
+        self._decoder: cbor2.CBORDecoder | None = None
 
     @property
     def max_frame(self) -> int:
@@ -562,10 +614,24 @@ class FrameReader:
             return None
         body = bytes(buf[4 : 4 + length])
         del buf[: 4 + length]
+        decoder = self._decoder
+        if decoder is None:
+            decoder = self._decoder = _new_decoder(self._max_depth)
+        stream = io.BytesIO(body)
+        decoder.fp = stream
         try:
-            return frame_from_map(decode_body(body, self._max_depth))
+            try:
+                value = decoder.decode()
+            except RecursionError:
+                raise RemoteProtocolError("CBOR nesting too deep") from None
+            except (cbor2.CBORError, ValueError, TypeError, OverflowError, UnicodeError, EOFError) as exc:
+                raise RemoteProtocolError(f"malformed CBOR: {exc}") from None
+            if stream.tell() != length:
+                raise RemoteProtocolError(f"{length - stream.tell()} trailing bytes after the CBOR item")
+            _check_values(value, self._max_depth)
+            return frame_from_map(value)
         except RemoteProtocolError as exc:
-            self._broken = exc
+            self._broken = exc  # (and its decoder, perhaps left midway, is never used again)
             raise
 
     def frames(self) -> Iterator[Frame]:

@@ -35,6 +35,8 @@ from daemon.wire import (
     frame_from_map,
 )
 
+import daemon.wire as wire_module  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -849,3 +851,30 @@ def test_frames_are_immutable_values() -> None:
                   Welcome(1, "theaterd", 2, 3, 4096), Hello(1, "me")):
         assert pickle.loads(pickle.dumps(frame)) == frame
         assert copy.deepcopy(frame) == frame and copy.copy(frame) == frame
+
+
+@pytest.mark.parametrize("frame", [
+    Reply(1, None), Reply(2**64 - 1, b"x"), Reply(3, "text"), Reply(4, 1.5), Reply(5, True), Reply(6, {"a": [1]}),
+    Reply(-1, None), Push(7, "done", {"outcome": "ok", "state": b"s", "value": None, "accepted": False}),
+    Push(8, "log", {"n": 1}), Call(9, "send", {"actor": "a", "msg": b"{}"}), Call(10, "run", {"batch": [1]}),
+    Call(11, "status", {}),
+])
+def test_fast_paths_encode_and_read_as_the_checked_ones(frame: Any) -> None:
+    data = encode(frame)
+    assert data[4:] == cbor2.dumps(wire_module._to_map(frame))
+    reader = FrameReader()
+    reader.feed(data)
+    assert reader.next_frame() == frame
+
+
+def test_fast_paths_refuse_what_the_checked_ones_refuse() -> None:
+    with pytest.raises(LocalProtocolError):
+        encode(Reply(2**64, None))
+    with pytest.raises(LocalProtocolError):
+        encode(Call(1, "send", {"actor": 2**65}))
+    with pytest.raises(LocalProtocolError):
+        encode(Push(1, "x", {1: "a"}))  # type: ignore[dict-item]
+    for bad in ({"t": "call", "id": True, "op": "x", "args": {}}, {"t": "push", "id": 1, "event": "e"},
+                {"t": "reply", "id": "1"}, {"t": "call", "id": 1, "op": 2}):
+        with pytest.raises(RemoteProtocolError):
+            frame_from_map(bad)
