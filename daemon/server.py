@@ -378,12 +378,16 @@ class Connection(Operations):
         partial frame must complete within ``partial_frame_timeout`` of its first byte, and
         a connection is closed after ``idle_timeout`` without frames unless exempt."""
         protocol = self.protocol
+        event = protocol.next_event()  # a frame already read (pipelined calls): no clock, no timer
+        if event is not NEED_DATA:
+            if type(event) is ConnectionClosed:
+                raise _Closed()
+            return event  # type: ignore[return-value]
         now = trio.current_time()
         deadline = now + timeout if timeout is not None else None
         partial_since = now if protocol.buffered else None
         idle_since = now
         while True:
-            event = protocol.next_event()
             if event is not NEED_DATA:
                 if type(event) is ConnectionClosed:
                     raise _Closed()
@@ -413,6 +417,7 @@ class Connection(Operations):
                     continue
                 raise _Closed("idle")
             protocol.receive_data(data)  # b"" at EOF: the next event says how the stream ended
+            event = protocol.next_event()
 
     async def _receive(self) -> bytes:
         """The next bytes from the socket (b"" at EOF).

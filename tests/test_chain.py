@@ -653,3 +653,13 @@ def test_fast_record_encoding_is_canonical(data: dict, payload: bytes | None, se
     record = {"alg": "sha256", "actor": "a-b", "seq": seq, "parent": b"\x01" * 32 if seq > 1 else None,
               "type": "message-server/x", "ts": ts, "data": data, "payload": payload}
     assert _encode_record(record) == cbor2.dumps(record, canonical=True)
+
+
+@pytest.mark.parametrize("value", [0, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1, 2**64, -1, -24,
+                                   -25, -256, -257, -65537, -(2**64), -(2**64) - 1, True, False, None, "",
+                                   "x" * 23, "x" * 24, "é" * 200, "ü" * 40000, 1.5, [1], {"a": 1}, b"raw"])
+def test_fast_record_encoding_at_the_boundaries(value: Any) -> None:
+    for payload in (None, b"", b"p" * 23, b"p" * 24, b"p" * 300):
+        record = {"alg": "sha256", "actor": "actor-" + "é" * 30, "seq": 2**33, "parent": b"\x02" * 32,
+                  "type": "t" * 24, "ts": 2**53, "data": {"v": value, "zz": 1, "a" * 30: None}, "payload": payload}
+        assert _encode_record(record) == cbor2.dumps(record, canonical=True)

@@ -35,6 +35,8 @@ from daemon.wire import (
     frame_from_map,
 )
 
+import daemon.wire as wire_module  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -827,3 +829,52 @@ def test_non_finite_numbers_are_left_to_the_operation(op: str, key: str, value: 
     # a well-formed frame: the operation answers 2 (bad input), not 76 (docs/protocol.md 7.2, 9.10)
     args = {"actor": "a", key: value} if op == "chain" else {"actor": "a", "msg": b"{}", key: value}
     check_args(op, args)
+
+
+def test_frames_are_immutable_values() -> None:
+    import copy
+    import pickle
+
+    call = Call(7, "request", {"actor": "a"})
+    assert call == Call(id=7, op="request", args={"actor": "a"})
+    assert call != Call(8, "request", {"actor": "a"})
+    assert Reply(1, None) != Hello(1, None)  # type: ignore[arg-type]  # same shape, another type
+    assert repr(call) == "Call(id=7, op='request', args={'actor': 'a'})"
+    assert Call(1, "status").args == {} and Push(1, "x").data == {} and Hello(1).client == ""
+    assert Welcome(1, "theaterd", 2, 3).max_frame == DEFAULT_MAX_FRAME
+    assert hash(Reply(1, "x")) == hash(Reply(1, "x"))
+    with pytest.raises(AttributeError):
+        call.id = 8
+    with pytest.raises(AttributeError):
+        del call.op
+    for frame in (call, Reply(1, b"x"), Error(None, 70, "boom"), Push(3, "message", {"k": 1}),
+                  Welcome(1, "theaterd", 2, 3, 4096), Hello(1, "me")):
+        assert pickle.loads(pickle.dumps(frame)) == frame
+        assert copy.deepcopy(frame) == frame and copy.copy(frame) == frame
+
+
+@pytest.mark.parametrize("frame", [
+    Reply(1, None), Reply(2**64 - 1, b"x"), Reply(3, "text"), Reply(4, 1.5), Reply(5, True), Reply(6, {"a": [1]}),
+    Reply(-1, None), Push(7, "done", {"outcome": "ok", "state": b"s", "value": None, "accepted": False}),
+    Push(8, "log", {"n": 1}), Call(9, "send", {"actor": "a", "msg": b"{}"}), Call(10, "run", {"batch": [1]}),
+    Call(11, "status", {}),
+])
+def test_fast_paths_encode_and_read_as_the_checked_ones(frame: Any) -> None:
+    data = encode(frame)
+    assert data[4:] == cbor2.dumps(wire_module._to_map(frame))
+    reader = FrameReader()
+    reader.feed(data)
+    assert reader.next_frame() == frame
+
+
+def test_fast_paths_refuse_what_the_checked_ones_refuse() -> None:
+    with pytest.raises(LocalProtocolError):
+        encode(Reply(2**64, None))
+    with pytest.raises(LocalProtocolError):
+        encode(Call(1, "send", {"actor": 2**65}))
+    with pytest.raises(LocalProtocolError):
+        encode(Push(1, "x", {1: "a"}))  # type: ignore[dict-item]
+    for bad in ({"t": "call", "id": True, "op": "x", "args": {}}, {"t": "push", "id": 1, "event": "e"},
+                {"t": "reply", "id": "1"}, {"t": "call", "id": 1, "op": 2}):
+        with pytest.raises(RemoteProtocolError):
+            frame_from_map(bad)

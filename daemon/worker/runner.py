@@ -55,6 +55,11 @@ class Link:
         with self._write_lock:
             self.sock.sendall(data)
 
+    def write_encoded(self, data: bytes) -> None:
+        """Write frames already encoded (whole ones, length prefixes included)."""
+        with self._write_lock:
+            self.sock.sendall(data)
+
     def call(self, op: str, args: dict[str, Any]) -> Any:
         """A call to the daemon from a handler thread; returns its result or raises."""
         with self._ids_lock:
@@ -168,15 +173,17 @@ class Worker:
                 self.pool.submit(self._guarded, frame, self._simple)
 
     def _guarded(self, call: wire.Call, fn: Any) -> None:
-        last: list[wire.Frame] = []  # a ``run``'s last push: written together with the reply
+        last: list[bytes] = []  # a ``run``'s last push, encoded: written together with the reply
+        answer: wire.Frame
         try:
             result = fn(call, last) if call.op == "run" else fn(call)
         except _Refused as exc:
-            self.link.write(*last, wire.Error(call.id, int(exc.code), str(exc)))
+            answer = wire.Error(call.id, int(exc.code), str(exc))
         except BaseException as exc:  # noqa: BLE001 - reported to the daemon, never raised here
-            self.link.write(*last, wire.Error(call.id, int(ErrorCode.ACTOR_FAILED), handlers.describe(exc)))
+            answer = wire.Error(call.id, int(ErrorCode.ACTOR_FAILED), handlers.describe(exc))
         else:
-            self.link.write(*last, wire.Reply(call.id, result))
+            answer = wire.Reply(call.id, result)
+        self.link.write_encoded(b"".join([*last, wire.encode(answer, LINK_MAX_FRAME)]))
 
     def _configure(self, call: wire.Call) -> dict[str, Any]:
         from .confine import confine
@@ -210,7 +217,7 @@ class Worker:
             return {}
         raise _Refused(ErrorCode.PROTOCOL, f"unknown worker operation {call.op!r}")
 
-    def _run(self, call: wire.Call, last: list[wire.Frame]) -> dict[str, Any]:
+    def _run(self, call: wire.Call, last: list[bytes]) -> dict[str, Any]:
         """Handle a batch of one actor's messages in order; one ``done`` push each.
 
         Each push is written as soon as its handler returns, but the batch's last one,
@@ -240,19 +247,18 @@ class Worker:
                 finally:
                     ms._bind_host(None)
                 result = _bounded(result, item["fn"])
-                push = wire.Push(call.id, "done", result)
-                try:
-                    wire.encode(push, LINK_MAX_FRAME)
+                try:  # encoded once: what the link cannot carry becomes an error here
+                    push = wire.encode(wire.Push(call.id, "done", result), LINK_MAX_FRAME)
                 except wire.LocalProtocolError as exc:  # a value the link cannot carry
                     result = {"outcome": "error", "error": f"{item['fn']} returned a result the daemon cannot take: {exc}"}
-                    push = wire.Push(call.id, "done", result)
+                    push = wire.encode(wire.Push(call.id, "done", result), LINK_MAX_FRAME)
                 if result["outcome"] == "ok":
                     state = result["state"]
                 count += 1
                 if index == final or result["outcome"] == "crash":
                     last.append(push)
                     break  # (a crash: the daemon applies the restart policy before anything else)
-                self.link.write(push)
+                self.link.write_encoded(push)
         finally:
             self.current.actor = None
         return {"count": count}
