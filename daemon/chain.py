@@ -36,7 +36,6 @@ from typing import Any, Final
 
 import cbor2
 
-from .frozen import fast_init
 from .jsontext import from_json_bytes
 from .wire import _NO_TAGS, MAX_DEPTH, RemoteProtocolError, _reject_tag, decode_body
 
@@ -45,7 +44,6 @@ FORMAT_VERSION: Final = 1
 EXTERNAL: Final = "external"
 
 
-@fast_init
 @dataclass(frozen=True, slots=True)
 class Head:
     """Where a chain ends: the last seq and hash (seq 0 and None when empty)."""
@@ -54,7 +52,6 @@ class Head:
     hash: bytes | None = None
 
 
-@fast_init
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
     """An event as stored: its position, its hash and the exact record bytes."""

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from .actor import CH_CLOSE, CH_MESSAGE, CH_OPEN, HANDLERS, Actor, Envelope
 from .chain import Head
-from .frozen import fast_init
 from .store import Op
 
 if TYPE_CHECKING:
@@ -31,7 +30,6 @@ class BadResult(Exception):
     """A worker sent a result that does not fit the link protocol."""
 
 
-@fast_init
 @dataclass(frozen=True, slots=True)
 class HandlerResult:
     outcome: str

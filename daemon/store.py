@@ -34,7 +34,6 @@ from typing import Any, Final
 
 from .chain import FORMAT_VERSION, HASH_ALG, Head, StoredEvent
 from .errors import DiskFull
-from .frozen import fast_init
 
 log = logging.getLogger("theaterd.store")
 
@@ -137,13 +136,11 @@ def state_hash(state: bytes | None) -> bytes | None:
 # Write operations (applied by the writer thread, in order)
 
 
-@fast_init
 @dataclass(frozen=True, slots=True)
 class PutEvent:
     event: StoredEvent
 
 
-@fast_init
 @dataclass(frozen=True, slots=True)
 class PutState:
     """Record the actor's current state (content-addressed)."""
@@ -154,7 +151,6 @@ class PutState:
     handled: int
 
 
-@fast_init
 @dataclass(frozen=True, slots=True)
 class PutActor:
     id: str
@@ -165,7 +161,6 @@ class PutActor:
     reason: str | None = None
 
 
-@fast_init
 @dataclass(frozen=True, slots=True)
 class SetStatus:
     actor: str
@@ -173,7 +168,6 @@ class SetStatus:
     reason: str | None = None
 
 
-@fast_init
 @dataclass(frozen=True, slots=True)
 class MailboxPut:
     id: int
@@ -182,13 +176,11 @@ class MailboxPut:
     payload: bytes
 
 
-@fast_init
 @dataclass(frozen=True, slots=True)
 class MailboxDelete:
     id: int
 
 
-@fast_init
 @dataclass(frozen=True, slots=True)
 class MailboxSent:
     """The handling of stored message ``id`` has stored its first ``sent`` sends so far
@@ -207,7 +199,6 @@ class MailboxAttempt:
     attempts: int
 
 
-@fast_init
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """Move a stored message to the dead letters: it will not be delivered again."""
@@ -218,7 +209,6 @@ class DeadLetter:
     ts: int
 
 
-@fast_init
 @dataclass(frozen=True, slots=True)
 class DeadLetterRetry:
     """Put a dead letter back into its actor's mailbox as message ``mail_id``."""
@@ -227,13 +217,11 @@ class DeadLetterRetry:
     mail_id: int
 
 
-@fast_init
 @dataclass(frozen=True, slots=True)
 class DeadLetterDrop:
     id: int
 
 
-@fast_init
 @dataclass(frozen=True, slots=True)
 class RemoveActor:
     """Forget an actor (``rm``): status ``removed``, its stored mail gone; ``purge`` also
@@ -243,7 +231,6 @@ class RemoveActor:
     purge: bool = False
 
 
-@fast_init
 @dataclass(frozen=True, slots=True)
 class MailboxClear:
     """Every stored message still waiting for ``actor`` (stopped: they will never be handled)."""
