@@ -34,7 +34,8 @@ def build_chain(home: Path, n: int, name: str = "big") -> str:
     """Write an actor with an ``n``-event chain into a new store at ``home``; returns the actor id."""
     from daemon import chain
     from daemon.chain import Head
-    from daemon.store import Op, PutActor, PutEvent, PutState, Store
+    from daemon.store import Store
+    from daemon.storeops import Op, PutActor, PutEvent, PutState
 
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     store = Store(home, "normal")

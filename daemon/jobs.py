@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .actor import CH_CLOSE, CH_MESSAGE, CH_OPEN, HANDLERS, Actor, Envelope
 from .chain import Head
-from .store import Op
+from .storeops import Op
 
 if TYPE_CHECKING:
     import trio

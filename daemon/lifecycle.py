@@ -41,7 +41,7 @@ from .jsontext import check_json
 from .mailbox import Mailboxes
 from .manifest import Manifest, check_name, load_manifest
 from .messaging import hex_hash
-from .store import MailboxClear, Op, PutActor, PutEvent, PutState, RemoveActor, SetStatus, state_hash
+from .storeops import MailboxClear, Op, PutActor, PutEvent, PutState, RemoveActor, SetStatus, state_hash
 from .supervisor import WASM_GRACE
 from .workerlink import WorkerDied
 

@@ -54,7 +54,7 @@ from .jobs import BadResult, HandlerResult, Job, check_result
 from .jobs import item as _item
 from .messaging import hex_hash
 from .outbox import wake_senders
-from .store import MailboxDelete, Op, PutState, state_hash
+from .storeops import MailboxDelete, Op, PutState, state_hash
 from .supervisor import WASM_GRACE, Outcome, Supervisor, nothing
 from .workerlink import Worker, WorkerDied
 

@@ -45,7 +45,8 @@ from . import chain
 from .actor import FAILED, REMOVED, REQUEST, RUNNING, SEND, Actor, Envelope, PendingRequest, ReplySlot
 from .chain import EXTERNAL, StoredEvent
 from .errors import ActorFailed, BadInput, Busy, DiskFull, InternalError, NotFound, TheaterError, Timeout
-from .store import MailboxDelete, MailboxPut, Op, PutEvent, Store
+from .store import Store
+from .storeops import MailboxDelete, MailboxPut, Op, PutEvent
 
 
 @dataclass(slots=True)

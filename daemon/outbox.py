@@ -41,7 +41,7 @@ from .actor import RUNNING, SEND, Actor, Envelope
 from .errors import Busy, NotFound, TheaterError
 from .jobs import Job
 from .messaging import Messaging, check_handles_sends, store_error
-from .store import MailboxDelete, MailboxPut, MailboxSent, Op
+from .storeops import MailboxDelete, MailboxPut, MailboxSent, Op
 from .workerlink import Worker
 
 if TYPE_CHECKING:

@@ -69,7 +69,8 @@ from .lifecycle import Lifecycle
 from .loopcalls import LoopCalls
 from .mailbox import take
 from .messaging import Settings
-from .store import MailboxClear, Op, SetStatus, Store, StoreError
+from .store import Store, StoreError
+from .storeops import MailboxClear, Op, SetStatus
 from .timers import Timers
 from .workerlink import Profile
 from .workerpool import WorkerPool, default_worker_count

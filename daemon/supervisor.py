@@ -45,7 +45,7 @@ from .files import LIMITS, read_regular_file
 from .jobs import Job
 from .manifest import DEFAULT_MEMORY_LIMIT, Manifest
 from .outbox import Outbox
-from .store import DeadLetter, DeadLetterDrop, DeadLetterRetry, MailboxAttempt, Op, PutEvent, SetStatus
+from .storeops import DeadLetter, DeadLetterDrop, DeadLetterRetry, MailboxAttempt, Op, PutEvent, SetStatus
 from .workerlink import Profile, Worker, WorkerDied
 from .workerpool import WorkerPool
 

@@ -11,7 +11,8 @@ import pytest
 
 from daemon import chainverify
 from daemon.chain import Head, head_after, make_event
-from daemon.store import DB_NAME, PutEvent, Store
+from daemon.store import DB_NAME, Store
+from daemon.storeops import PutEvent
 
 ACTOR = "0b7f5e2e-6d3c-4a59-9d7e-3f1c2b8a9e10"
 N = 300

@@ -15,7 +15,8 @@ from daemon import chain
 from daemon.errors import ActorFailed, BadInput, Busy, NotFound, Timeout
 from daemon.jsontext import check_json
 from daemon.runtime import FAILED, RUNNING, STOPPED
-from daemon.store import DB_NAME, MailboxPut, Store
+from daemon.store import DB_NAME, Store
+from daemon.storeops import MailboxPut
 from tests.helpers_runtime import (
     EXAMPLES,
     chain_events,

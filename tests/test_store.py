@@ -14,9 +14,8 @@ import trio
 
 from daemon import chain
 from daemon.chain import FORMAT_VERSION, HASH_ALG, Head, StoredEvent, head_after, make_event
-from daemon.store import (
-    DB_NAME,
-    MAX_GROUP,
+from daemon.store import DB_NAME, MAX_GROUP, Store, StoreError
+from daemon.storeops import (
     SCHEMA_VERSION,
     DeadLetter,
     DeadLetterRetry,
@@ -27,8 +26,6 @@ from daemon.store import (
     PutEvent,
     PutState,
     SetStatus,
-    Store,
-    StoreError,
     state_hash,
 )
 

@@ -12,7 +12,7 @@ import trio
 from daemon.chain import verify
 from daemon.errors import ActorFailed, BadInput
 from daemon.runtime import FAILED, RUNNING, STARTING, STOPPED, Runtime
-from daemon.store import MailboxPut
+from daemon.storeops import MailboxPut
 from tests.helpers_runtime import (
     chain_events,
     default_settings,
