@@ -9,6 +9,7 @@ one store group.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -109,8 +110,9 @@ class Job:
     crash: str | None = None
     requeue: list[Envelope] = field(default_factory=list)
     settle: Callable[[], None] | None = None
-    scope: trio.CancelScope | None = None
-    limit: float = 60.0
+    limit: float = 60.0  # the handler's time limit (handler_timeout)
+    deadline: float = math.inf  # when the running handler's time is up (inf: it waits on the daemon)
+    wait: trio.CancelScope | None = None  # the mailbox task's wait for the run, armed at an earlier deadline
 
     def __post_init__(self) -> None:
         self.base_head = self.actor.head

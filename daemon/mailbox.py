@@ -195,22 +195,26 @@ class Mailboxes(Supervisor):
         timeout = float(actor.manifest.handler_timeout) + (WASM_GRACE if actor.manifest.kind == "wasm" else 0)
         items = [_item(env) for env in batch]
         try:
-            with trio.CancelScope() as scope:
-                job.scope, job.limit = scope, timeout
-                scope.deadline = trio.current_time() + timeout
-                self._busy(job)
-                await worker.call("run", {"actor": actor.id, "state": actor.state, "items": items},
-                                  pushes=functools.partial(self._result, job))
-                if job.crash is None and job.done < len(batch):
-                    # a worker answers a run after a result for each message (or a crash): one
-                    # that does not would have the batch run again and again
-                    raise TheaterError(f"it answered a run with {job.done} results for {len(batch)} messages")
-            if scope.cancelled_caught:
+            job.limit = timeout
+            job.deadline = trio.current_time() + timeout
+            self._busy(job)
+            pending = await worker.start_call("run", {"actor": actor.id, "state": actor.state, "items": items},
+                                              pushes=functools.partial(self._result, job))
+            try:
+                in_time = await _wait_for_run(job, pending.done)
+            finally:
+                worker.forget(pending)
+            if not in_time:
                 fn = HANDLERS[batch[job.done].kind][0] if job.done < len(batch) else "a handler"
                 self.pool.kill(worker, f"{fn} ran longer than its handler_timeout of {timeout:g} s",
                                culprit=actor.id)
                 await worker.died.wait()
                 raise WorkerDied(worker.kill_reason or worker.dead or "killed")
+            worker.answer(pending)
+            if job.crash is None and job.done < len(batch):
+                # a worker answers a run after a result for each message (or a crash): one
+                # that does not would have the batch run again and again
+                raise TheaterError(f"it answered a run with {job.done} results for {len(batch)} messages")
         except WorkerDied as exc:
             return self._worker_died(job, str(exc))
         except NotFound as exc:  # the worker no longer has the module: load it again, run the rest
@@ -259,8 +263,7 @@ class Mailboxes(Supervisor):
             job.requeue = [env] if retry else []
         else:
             self._settle(job, env, result)
-        if job.scope is not None:
-            job.scope.deadline = trio.current_time() + job.limit
+        job.deadline = trio.current_time() + job.limit  # (the wait re-arms when its old deadline comes)
         self._busy(job)
 
     def _settle(self, job: Job, env: Envelope, result: HandlerResult) -> None:
@@ -346,10 +349,8 @@ class Mailboxes(Supervisor):
             raise BadInput("one message-server call at a time: this handler is already waiting on one")
         timeout = args.get("timeout")
         job.in_host += 1
-        scope = job.scope
-        left = scope.deadline - trio.current_time() if scope is not None else 0.0
-        if scope is not None:
-            scope.deadline = math.inf  # waiting on the daemon is not the handler's time
+        left = job.deadline - trio.current_time()
+        job.deadline = math.inf  # waiting on the daemon is not the handler's time
         try:
             if op == "send":
                 await self._outbox_send(job, _text(args, "target"), msg, timeout)
@@ -368,8 +369,27 @@ class Mailboxes(Supervisor):
             raise BadInput(f"unknown host operation {op!r}")
         finally:
             job.in_host -= 1
-            if scope is not None and actor.job is job:
-                scope.deadline = trio.current_time() + left
+            if actor.job is job:
+                job.deadline = trio.current_time() + left
+                if job.wait is not None:
+                    job.wait.deadline = job.deadline
+
+
+async def _wait_for_run(job: Job, done: trio.Event) -> bool:
+    """Wait for a run's answer while the handler is within its time; False when it is not.
+
+    ``job.deadline`` moves on with every result and is infinite while the handler waits
+    in a host call; rather than moving a cancel scope's deadline each time (trio keeps
+    deadlines in a heap), the wait is armed at the deadline it had and, when that comes,
+    armed again at the current one if it is later."""
+    while not done.is_set():
+        with trio.CancelScope(deadline=job.deadline) as wait:
+            job.wait = wait
+            await done.wait()
+        job.wait = None
+        if not done.is_set() and trio.current_time() >= job.deadline:
+            return False
+    return True
 
 
 def take(rx: Any, backlog: deque[Envelope]) -> Envelope | None:

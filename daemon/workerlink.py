@@ -71,6 +71,7 @@ class _Pending:
     result: Any = None
     error: BaseException | None = None
     pushes: Callable[[Any], None] | None = None  # takes each ``done`` push, for ``run``
+    id: int = 0
 
 
 @dataclass(eq=False)
@@ -147,15 +148,33 @@ class Worker:
     async def call(self, op: str, args: dict[str, Any], pushes: Any = None) -> Any:
         """Call the worker and wait for its answer; raises :class:`WorkerDied` or the
         worker's error (as a :class:`TheaterError`)."""
-        self._next_id += 1
-        call_id = self._next_id
-        pending = _Pending(pushes=pushes)
-        self._calls[call_id] = pending
+        pending = await self.start_call(op, args, pushes)
         try:
-            await self.send(wire.Call(call_id, op, args))
             await pending.done.wait()
         finally:
-            self._calls.pop(call_id, None)
+            self.forget(pending)
+        return self.answer(pending)
+
+    async def start_call(self, op: str, args: dict[str, Any], pushes: Any = None) -> _Pending:
+        """Send a call; its ``done`` event is set when the answer (or the worker's end) comes.
+        The caller waits as it likes, then calls :meth:`forget` and :meth:`answer`."""
+        self._next_id += 1
+        pending = _Pending(pushes=pushes, id=self._next_id)
+        self._calls[pending.id] = pending
+        try:
+            await self.send(wire.Call(pending.id, op, args))
+        except BaseException:
+            self.forget(pending)
+            raise
+        return pending
+
+    def forget(self, pending: _Pending) -> None:
+        """No more pushes or answer for this call (it was answered, or its caller gave up)."""
+        self._calls.pop(pending.id, None)
+
+    @staticmethod
+    def answer(pending: _Pending) -> Any:
+        """The answer of a finished call, or its error raised."""
         if pending.error is not None:
             raise pending.error
         return pending.result

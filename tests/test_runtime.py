@@ -711,16 +711,18 @@ async def test_a_worker_that_answers_a_run_without_every_result_is_killed_not_as
     being run again and again."""
     from daemon import workerlink
 
-    real_call = workerlink.Worker.call
+    real_start = workerlink.Worker.start_call
     lying: list[bool] = [True]
 
-    async def call(self: workerlink.Worker, op: str, args: Any, pushes: Any = None) -> Any:
+    async def start_call(self: workerlink.Worker, op: str, args: Any, pushes: Any = None) -> Any:
         if op == "run" and lying[0]:
             lying[0] = False
-            return {"count": 0}  # no "done" push at all
-        return await real_call(self, op, args, pushes=pushes)
+            pending = workerlink._Pending(result={"count": 0})  # answered at once, no "done" push at all
+            pending.done.set()
+            return pending
+        return await real_start(self, op, args, pushes=pushes)
 
-    monkeypatch.setattr(workerlink.Worker, "call", call)
+    monkeypatch.setattr(workerlink.Worker, "start_call", start_call)
     async with hosted_runtime(tmp_path / "home") as rt:
         await rt.spawn(str(write_actor(tmp_path, "flaky", FLAKY, 'restart = "on-failure"\n')))
         with pytest.raises(ActorFailed, match="answered a run with 0 results for 1 messages"):
