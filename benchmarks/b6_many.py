@@ -20,7 +20,7 @@ import random
 import time
 from typing import Any
 
-from .common import COUNTER, Daemon, Figure, log, percentile, pipelined, ratio, rss_kib
+from .common import COUNTER, Daemon, Figure, log, percentile, pipelined, ratio, tree_rss_kib
 
 FULL_ACTORS = 10_000
 QUICK_ACTORS = 200
@@ -33,7 +33,7 @@ def _total_rss(d: Daemon, client: Any) -> int:
     total = d.rss_kib()
     for w in client.status().get("workers", []):
         try:
-            total += rss_kib(int(w["pid"]))
+            total += tree_rss_kib(int(w["pid"]))
         except (OSError, KeyError, ValueError):
             pass
     return total

@@ -22,7 +22,7 @@ from typing import Any
 
 import os
 
-from .common import BENCH, Daemon, Figure, cpu_seconds, log, median, ratio
+from .common import BENCH, Daemon, Figure, log, median, ratio, tree_cpu_seconds
 
 SPIN = BENCH / "actors" / "spin" / "manifest.toml"
 WINDOW = 8
@@ -65,7 +65,7 @@ def _client(d: Daemon, actor: str, msg: bytes, count: int, out: list[float], bar
 def _round(d: Daemon, actors: list[str], msg: bytes, count: int, pids: list[int], busy: list[float]) -> float:
     """Handled requests per second with one client per actor, all at once; appends to ``busy`` the cores
     the workers ``pids`` kept busy meanwhile."""
-    cpu0 = sum(cpu_seconds(p) for p in pids)
+    cpu0 = sum(tree_cpu_seconds(p) for p in pids)
     times: list[float] = []
     barrier = threading.Barrier(len(actors))
     threads = [threading.Thread(target=_client, args=(d, a, msg, count, times, barrier)) for a in actors]
@@ -77,7 +77,7 @@ def _round(d: Daemon, actors: list[str], msg: bytes, count: int, pids: list[int]
     if len(times) != len(actors):
         raise RuntimeError("a spin client failed")
     wall = time.perf_counter() - t
-    busy.append((sum(cpu_seconds(p) for p in pids) - cpu0) / wall)
+    busy.append((sum(tree_cpu_seconds(p) for p in pids) - cpu0) / wall)
     return len(actors) * count / max(max(times), 1e-9) if wall > 0 else 0.0
 
 

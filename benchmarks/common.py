@@ -126,6 +126,39 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (a worker's pid is its wrapper's: setpriv and unshare,
+    which fork the worker's interpreter)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        try:
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{tid}/children") as fh:
+                    todo.extend(int(c) for c in fh.read().split())
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _or_zero(fn: Any, pid: int) -> Any:
+    try:
+        return fn(pid)
+    except (OSError, KeyError, ValueError, IndexError):  # gone meanwhile
+        return 0
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and its descendants."""
+    return sum(_or_zero(cpu_seconds, p) for p in process_tree(pid))
+
+
+def tree_rss_kib(pid: int) -> int:
+    """VmRSS of ``pid`` and its descendants."""
+    return sum(_or_zero(rss_kib, p) for p in process_tree(pid))
+
+
 PYCACHE = Path(tempfile.gettempdir()) / f"theater-bench-pycache-{os.getuid()}"
 
 
