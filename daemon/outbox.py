@@ -19,7 +19,8 @@ Invariants:
   handling (after a crash, or a restart of the daemon) skips that many sends,
   so none is sent twice.  This assumes the handler sends the same messages in
   the same order when retried; a handler that does not gets its first sends
-  skipped anyway.
+  skipped anyway.  This covers ``send`` only: a retried handling makes its
+  requests and channel calls again.
 * Deliveries keep their order per target: when the mailbox is full (or mail
   from before a restart is still being replayed) they wait in ``actor.late``
   and one task per target (:meth:`Outbox._deliver_late`) feeds them in.
@@ -66,8 +67,11 @@ class Outbox(Messaging):
         The mailbox row and the sender's event are stored in the same group as the
         handler's own event; the message reaches the target's mailbox once that group is
         in the store's queue.  A nearly full target makes the sender wait for room first
-        (backpressure) without storing anything yet, so a crash cannot double it.  A send
-        that an earlier attempt of this handling stored already is skipped."""
+        (backpressure) without storing anything yet, so a crash cannot double it.
+
+        Sends are counted by position in the handling, failed ones too, so that a retry
+        lines up with the attempt before it: the first ``env.sent`` calls of a retry are
+        skipped and answered as done (one that failed the first time included)."""
         sender = job.actor
         env = job.batch[job.done] if job.done < len(job.batch) else None
         if env is not None and job.sends < env.sent:
@@ -82,6 +86,7 @@ class Outbox(Messaging):
             if target is not sender:
                 await self._wait_for_room(target, limit)
         except TheaterError as exc:
+            job.sends += 1
             data.update(outcome="error", error=str(exc))
             self.emit(sender, "message-server/send", data, msg)
             raise
@@ -98,12 +103,16 @@ class Outbox(Messaging):
             self._checkpoint(job)
 
     def _checkpoint(self, job: Job) -> None:
-        """Store what the running handler did so far, ahead of its handling: with the count of
-        its sends on the stored message being handled, so that a retry does not send them again."""
+        """Store what the running handler did so far, ahead of its handling, with the count of
+        its sends: so that a retry does not send them again.  The count is kept on the
+        envelope (a request or channel message is run again when a neighbour's crash took
+        the worker) and, for a stored message, in the same store group (a retry after a
+        restart of the daemon)."""
         env = job.batch[job.done] if job.done < len(job.batch) else None
-        if env is not None and env.mail_id is not None and job.sends > env.sent:
-            job.ops.append(MailboxSent(env.mail_id, job.sends))
+        if env is not None and job.sends > env.sent:
             env.sent = job.sends
+            if env.mail_id is not None:
+                job.ops.append(MailboxSent(env.mail_id, job.sends))
         job.pending_bytes = 0
         self._flush(job)
 

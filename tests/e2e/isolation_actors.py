@@ -54,6 +54,15 @@ def handle_send(state, params):
         if n <= msg.get("crash_first", 0):
             os._exit(1)
         message_server.send(msg["relay_then_ask"][0], json.dumps({"id": msg.get("id") + "-after"}).encode())
+    if "try_ghost_then" in msg:  # a send that fails (caught), a good send, a request, maybe a crash
+        try:
+            message_server.send("no-such-actor", b"{}")
+        except message_server.MessageServerError:
+            pass
+        message_server.send(msg["try_ghost_then"], json.dumps({"id": msg.get("id")}).encode())
+        n = json.loads(message_server.request(msg["ask"], b'{"do": "count"}'))["count"]
+        if n <= msg.get("crash_first", 0):
+            os._exit(1)
     s = _load(state)
     s.setdefault("ids", []).append(msg.get("id"))
     return (json.dumps(s).encode(),)
@@ -204,6 +213,10 @@ def handle_request(state, params):
         reply = {"pid": os.getpid()}
     elif do == "state":
         reply = _load(state)
+    elif do == "relay-ask":  # a request whose handler sends, then waits in a request of its own
+        message_server.send(msg["to"], json.dumps({"id": msg.get("id")}).encode())
+        message_server.request(msg["ask"], json.dumps({"do": "pid", "after": msg.get("wait", 2)}).encode())
+        reply = {"ok": True}
     elif do == "count":
         s = _load(state)
         s["count"] = s.get("count", 0) + 1

@@ -180,6 +180,40 @@ def test_sends_stored_at_a_request_are_not_sent_again_after_a_daemon_kill(
     assert_verifies(d, "relay", "sink", "sink2", "counter")
 
 
+def test_a_send_that_failed_keeps_its_place_so_a_retry_skips_the_right_ones(
+        daemon: Callable[..., DaemonProcess], short_tmp: Path) -> None:
+    """Found in review: sends were counted only when they succeeded, so a retry whose first
+    send failed (an unknown actor, caught) skipped that one and sent the stored one again."""
+    d = daemon()
+    _relay_cast(d, short_tmp)
+    _send_all(d, "relay", ["m1"], try_ghost_then="sink", ask="counter", crash_first=1)
+    wait_for("the relay to finish", lambda: ids_of(d, "relay") == ["m1"], 30)
+    assert _crashes_of_mail(d, "relay") == [1]
+    assert ids_of(d, "sink") == ["m1"]
+
+
+def test_a_request_run_again_after_a_neighbour_took_the_worker_sends_nothing_twice(
+        daemon: Callable[..., DaemonProcess], short_tmp: Path) -> None:
+    """Found in review: a client's request (no stored row) whose handler sent, then waited in a
+    request, is run again when a neighbour's crash takes the shared worker; its sends were
+    made again each time."""
+    d = daemon("--workers", "1")
+    spawn(d, short_tmp / "a", "relay", ON_FAILURE)
+    spawn(d, short_tmp / "a", "sink")
+    spawn(d, short_tmp / "a", "bomb", ON_FAILURE)
+    spawn(d, short_tmp / "a", "slow", 'isolation = "dedicated"\n')
+    out: list[Any] = []
+    asker = threading.Thread(target=lambda: out.append(
+        ask(d, "relay", {"do": "relay-ask", "to": "sink", "ask": "slow", "wait": 2, "id": "r1"}, timeout=60)))
+    asker.start()
+    wait_for("relay to wait in its request", lambda: busy_in(d, "relay") == "handle_request")
+    _send_all(d, "bomb", ["b"], poison=True, sleep=0.3)  # takes the shared worker down, three times
+    asker.join(60)
+    assert out == [{"ok": True}]
+    assert len(of_type(d, "bomb", "runtime/crash")) >= 1
+    assert ids_of(d, "sink") == ["r1"]
+
+
 def test_many_sends_are_stored_in_checkpoints_and_a_retry_sends_none_twice(
         daemon: Callable[..., DaemonProcess], short_tmp: Path) -> None:
     """600 sends from one handling: stored ahead of it every 256 (a handler's pending sends
