@@ -64,8 +64,6 @@ class Lifecycle(Mailboxes):
         pending: dict[str, list[Any]] = {}
         for m in mail:
             pending.setdefault(m.actor, []).append(m)
-        for m in mail:
-            self._attempts[m.id] = m.attempts
         # every manifest first (off the loop, in one go): no actor may start handling before
         # every other one is known again, or its sends to them would fail
         manifests = await trio.to_thread.run_sync(_load_manifests, [row.manifest for row in rows])

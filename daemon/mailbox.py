@@ -73,7 +73,6 @@ class Replay:
 class Mailboxes(Supervisor):
     """The mailbox tasks, and running their messages in the actors' workers."""
 
-    _attempts: dict[int, int]  # crashed deliveries of stored mail, at start-up
 
     def _start_mailbox(self, actor: Actor) -> None:
         size = actor.manifest.mailbox_size or self.settings.mailbox_size
@@ -85,7 +84,7 @@ class Mailboxes(Supervisor):
     def _start_replay(self, actor: Actor, mail: list[Any]) -> None:
         """Feed ``mail`` (stored rows or envelopes) into the actor's mailbox ahead of new mail."""
         envs = [m if isinstance(m, Envelope) else
-                Envelope(SEND, m.sender, m.payload, mail_id=m.id, attempts=self._attempts.pop(m.id, 0), sent=m.sent)
+                Envelope(SEND, m.sender, m.payload, mail_id=m.id, attempts=m.attempts, sent=m.sent)
                 for m in mail]
         run = Replay(deque(envs))
         actor.replay = run
@@ -198,8 +197,15 @@ class Mailboxes(Supervisor):
             job.limit = timeout
             job.deadline = trio.current_time() + timeout
             self._busy(job)
-            pending = await worker.start_call("run", {"actor": actor.id, "state": actor.state, "items": items},
-                                              pushes=functools.partial(self._result, job))
+            pending = None
+            with trio.move_on_at(job.deadline):  # a worker that stops reading its link is stuck too
+                pending = await worker.start_call("run", {"actor": actor.id, "state": actor.state, "items": items},
+                                                  pushes=functools.partial(self._result, job))
+            if pending is None:
+                self.pool.kill(worker, f"it took no run call for {timeout:g} s (actor {actor.name}'s handler_timeout)",
+                               culprit=actor.id)
+                await worker.died.wait()
+                raise WorkerDied(worker.kill_reason or worker.dead or "killed")
             try:
                 in_time = await _wait_for_run(job, pending.done)
             finally:

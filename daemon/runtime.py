@@ -102,7 +102,6 @@ class Runtime(Lifecycle):
         self.call_soon: LoopCalls | None = None  # once serving (or given by the caller before)
         self.timers = Timers()  # request deadlines of client connections
         self._spawned = 0
-        self._attempts: dict[int, int] = {}  # crashed deliveries of stored mail, at start-up
         self.suspended = None
         self._resumed = trio.Event()
         self.started_at = time.time()

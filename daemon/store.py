@@ -131,6 +131,9 @@ class Store:
         self.path = home / DB_NAME
         self.durability = durability
         self._items: deque[tuple[list[Op], _Waiter | None]] = deque()
+        # held while ``submit`` checks ``full``/``failure`` and queues, and while the writer sets
+        # one and takes the whole queue: nothing queued after a failed group is ever committed
+        self._gate = threading.Lock()
         self._lock = threading.Lock()  # the commit lock: its holder drains and commits
         # wakes the writer thread: one token per wake-up (a C queue: no Python-level condition
         # variable on the event loop's thread); ``_wake_due`` says a token is on its way
@@ -181,11 +184,17 @@ class Store:
                     meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
                     version = meta.get("schema_version")
                     if version in MIGRATIONS:
-                        db.execute("BEGIN")
-                        for statement in MIGRATIONS[version]:
-                            db.execute(statement)
-                        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
-                        db.execute("COMMIT")
+                        try:
+                            db.execute("BEGIN")
+                            for statement in MIGRATIONS[version]:
+                                db.execute(statement)
+                            db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                                       (str(SCHEMA_VERSION),))
+                            db.execute("COMMIT")
+                        except sqlite3.DatabaseError as exc:
+                            # (never as a full disk to wait out: this theaterd cannot read the old format)
+                            raise StoreError(f"cannot upgrade {self.path} from format {version} to"
+                                             f" {SCHEMA_VERSION}: {exc}; free some space (or {fix})") from None
                         version = str(SCHEMA_VERSION)
                     if version != str(SCHEMA_VERSION):
                         raise StoreError(
@@ -259,21 +268,25 @@ class Store:
     def submit(self, ops: list[Op], waiter: _Waiter | None = None) -> None:
         """Queue ``ops`` to be committed together, after everything queued before.
 
-        While the store is full, nothing is queued: ``waiter`` (if any) is failed with
-        :class:`DiskFull` at once, on the event loop.
+        While the store is full, or after it failed, nothing is queued: ``waiter`` (if any)
+        is failed at once, on the event loop, with :class:`DiskFull` or :class:`StoreError`.
         """
-        if self.failure is not None:
-            raise StoreError(f"the store failed earlier: {self.failure}")
         if self._closed:
             raise StoreError("the store is closed")
-        if self.full is not None:
-            if waiter is not None:
-                waiter.error = self._full_error()
-                if self._wake is not None:
-                    self._wake(functools.partial(_fire, [waiter]))
-            return
-        self._items.append((ops, waiter))
-        self._wake_writer()
+        with self._gate:
+            error: BaseException | None = None
+            if self.failure is not None:
+                error = StoreError(f"the store failed earlier: {self.failure}")
+            elif self.full is not None:
+                error = self._full_error()
+            else:
+                self._items.append((ops, waiter))
+        if error is None:
+            self._wake_writer()
+        elif waiter is not None:
+            waiter.error = error
+            if self._wake is not None:
+                self._wake(functools.partial(_fire, [waiter]))
 
     def _wake_writer(self, force: bool = False) -> None:
         if force or not self._wake_due:
@@ -364,9 +377,10 @@ class Store:
                 if is_disk_full(exc):
                     # Nothing after a failed group may be committed (it may depend on it):
                     # every batch queued behind it fails too, and writes stop until space is back.
-                    error = self.full = self._full_error()
-                    group.extend(items)
-                    items.clear()
+                    with self._gate:
+                        error = self.full = self._full_error()
+                        group.extend(items)
+                        items.clear()
                     left = 0
                     log.error("%s", error)
                     if self._wake is not None and self.on_full is not None:
@@ -375,9 +389,10 @@ class Store:
                     # Not a full disk: the store cannot be trusted to write any more.  Nothing
                     # queued behind the failed group is committed either (it may depend on it),
                     # and the daemon is told, to stop (what was acknowledged is all stored).
-                    error = self.failure = exc
-                    group.extend(items)
-                    items.clear()
+                    with self._gate:
+                        error = self.failure = exc
+                        group.extend(items)
+                        items.clear()
                     left = 0
                     log.error("the store failed: %s", exc)
                     if self._wake is not None and self.on_failure is not None:

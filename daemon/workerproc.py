@@ -69,14 +69,14 @@ def wrapper() -> tuple[str, ...]:
       of its own, so that every process it starts (even one that called setsid or forked
       twice) ends with it; and it has a mount namespace of its own, where it mounts a
       size-capped tmpfs over its scratch directory (:data:`SCRATCH_BYTES`).
-    Each is used only if it works here (unshare needs root or user namespaces); without a
-    mount namespace, the PID namespace alone; without either, neither."""
+    Each is used only if it works here (unshare needs CAP_SYS_ADMIN: root); without a mount
+    namespace, the PID namespace alone; without either, neither."""
     prefix: list[str] = []
     setpriv, unshare = shutil.which("setpriv"), shutil.which("unshare")
     if setpriv and _works([setpriv, "--pdeathsig", "KILL", "--", "true"]):
         prefix += [setpriv, "--pdeathsig", "KILL", "--"]
     if unshare:
-        for flags in (["--pid", "--mount"], ["--pid"]):
+        for flags in (["--pid", "--mount", "--propagation", "private"], ["--pid"]):
             command = [unshare, *flags, "--fork", "--kill-child", "--"]
             if _works([*command, "true"]):
                 prefix += command

@@ -730,3 +730,27 @@ async def test_a_worker_that_answers_a_run_without_every_result_is_killed_not_as
         assert await request_json(rt, "flaky", {}) == {"n": 1}  # a new worker, and it serves
         crashes = [e for e in await chain_events(rt, "flaky") if e["type"] == "runtime/crash"]
         assert len(crashes) == 1 and "answered a run with 0 results" in crashes[0]["data"]["reason"]
+
+
+async def test_a_worker_that_stops_reading_its_link_is_killed_at_the_handler_timeout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review: with the run call sent outside the handler's deadline, a worker that
+    no longer read its link (its main thread starved) left the actor busy forever."""
+    from daemon import workerlink, wire
+
+    real_send = workerlink.Worker.send
+    stuck: list[bool] = [True]
+
+    async def send(self: workerlink.Worker, frame: Any) -> None:
+        if isinstance(frame, wire.Call) and frame.op == "run" and stuck[0]:
+            stuck[0] = False
+            await trio.sleep_forever()  # the socket takes nothing
+        await real_send(self, frame)
+
+    monkeypatch.setattr(workerlink.Worker, "send", send)
+    async with hosted_runtime(tmp_path / "home") as rt:
+        await rt.spawn(str(write_actor(tmp_path, "flaky", FLAKY, 'restart = "on-failure"\nhandler_timeout = 0.5\n')))
+        with trio.fail_after(30):
+            with pytest.raises(ActorFailed, match="took no run call for 0.5 s"):
+                await rt.request(None, "flaky", b"{}")
+            assert await request_json(rt, "flaky", {}) == {"n": 1}  # on a new worker

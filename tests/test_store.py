@@ -212,6 +212,20 @@ def test_a_format_2_store_is_migrated_and_keeps_its_mailbox_and_dead_letters(tmp
     assert dict(db_rows(path, "SELECT key, value FROM meta"))["schema_version"] == str(SCHEMA_VERSION)
 
 
+def test_a_store_that_cannot_be_upgraded_is_refused_with_one_line(tmp_path: Path) -> None:
+    """An upgrade that fails (here: a column it adds is there already; a full disk is the
+    likely case) is a StoreError to start with, never a store opened in its old format."""
+    Store(tmp_path).close()
+    path = tmp_path / DB_NAME
+    db = sqlite3.connect(path)
+    db.executescript("UPDATE meta SET value = '2' WHERE key = 'schema_version';")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match=r"cannot upgrade .* from format 2 to 3: duplicate column name: sent"):
+        Store(tmp_path)
+    assert dict(db_rows(path, "SELECT key, value FROM meta"))["schema_version"] == "2"  # rolled back
+
+
 def test_the_sends_a_handling_stored_move_with_its_message_to_the_dead_letters_and_back(tmp_path: Path) -> None:
     store = Store(tmp_path)
     try:
@@ -327,13 +341,20 @@ def test_a_failing_batch_fails_its_group_and_the_store(tmp_path: Path) -> None:
     s.submit([PutEvent(other[0])], s.waiter(lambda w: errors.append(w.error)))
     s.submit([PutEvent(first[0]), PutEvent(first[0])], s.waiter(lambda w: errors.append(w.error)))  # duplicate key
     s.start(inline)
-    s.close()
-    assert len(errors) == 2
-    assert all(isinstance(e, sqlite3.IntegrityError) for e in errors)
+    try:
+        deadline = time.monotonic() + 10
+        while len(errors) < 2:
+            assert time.monotonic() < deadline, "the writer did not report"
+            time.sleep(0.01)
+        assert all(isinstance(e, sqlite3.IntegrityError) for e in errors)
+        assert isinstance(s.failure, sqlite3.IntegrityError)
+        # from now on nothing is queued: a waiter hears at once, and no caller gets an exception
+        late: list[Any] = []
+        s.submit([PutEvent(first[1])], s.waiter(lambda w: late.append(w.error)))
+        assert len(late) == 1 and isinstance(late[0], StoreError) and "the store failed earlier" in str(late[0])
+    finally:
+        s.close()
     assert db_rows(s.path, "SELECT count(*) FROM events") == [(0,)]  # the whole group was rolled back
-    assert isinstance(s.failure, sqlite3.IntegrityError)
-    with pytest.raises(StoreError, match="the store failed earlier"):
-        s.submit([PutEvent(first[1])])
 
 
 def test_nothing_queued_behind_a_failing_group_is_committed(tmp_path: Path) -> None:

@@ -41,12 +41,14 @@ def confine(args: dict[str, Any]) -> str:
 
 
 def mount_scratch(scratch: Path, size: int) -> str | None:
-    """Mount a tmpfs of ``size`` bytes over ``scratch`` and move into it (the working
-    directory would otherwise stay the directory underneath).  Only ever called in the
-    worker's own mount namespace, whose mounts ``unshare`` made private: nothing is seen
-    outside, and the tmpfs goes with the worker.  Returns None, or why it failed."""
+    """Mount a tmpfs of ``size`` bytes (and one inode per 4 KiB of it) over ``scratch`` and
+    move into it (the working directory would otherwise stay the directory underneath).
+    Only ever called in the worker's own mount namespace, whose mounts ``unshare
+    --propagation private`` made private: nothing is seen outside, and the tmpfs goes with
+    the worker.  Its pages are memory (shared memory, not counted by RLIMIT_AS).  Returns
+    None, or why it failed."""
     libc = ctypes.CDLL(None, use_errno=True)
-    options = f"size={size},mode=0700".encode()
+    options = f"size={size},nr_inodes={max(1024, size // 4096)},mode=0700".encode()
     if libc.mount(b"theater-scratch", os.fsencode(scratch), b"tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
                   options) != 0:
         return os.strerror(ctypes.get_errno())
