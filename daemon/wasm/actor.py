@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from wasmtime import component as wc
 
 from actors import message_server as ms
 
-from . import abi, core, memory
+from . import abi, core, host, memory
 from .contract import HANDLERS, WasiGrants, check_exports, check_imports
 from .engine import EPOCH_TICK, UNLIMITED_FUEL, Compiled, compile_component, first_line, get_engine, start_ticker
 from .errors import ComponentError, ComponentFailed, ComponentTrap
@@ -180,10 +179,9 @@ class ComponentActor:
             store.set_fuel(self.fuel if self.fuel is not None else UNLIMITED_FUEL)
             if self.timeout is not None:
                 store.set_epoch_deadline(int(self.timeout / EPOCH_TICK) + 1)
-                pending.deadline = (self.timeout, time.monotonic())
             else:
                 store.set_epoch_deadline(1 << 40)
-                pending.deadline = None
+            host.start_guest_clock(self.timeout)
             pending.exc = None
             memory.take_refusal()
             try:

@@ -381,9 +381,10 @@ def _run_context(instance: CoreInstance, name: str, context: Any, area: int) -> 
 HostHook = Callable[[BaseException | None, Any], int]
 
 
-def define_host(linker: wasmtime.Linker, on_return: HostHook) -> None:
-    """Define the host imports in ``linker``.  ``on_return(exc, context)`` runs after each host call
-    with the exception it raised (None on success) and returns the trap pointer to hand back (0: none)."""
+def define_host(linker: wasmtime.Linker, on_entry: Callable[[], None], on_return: HostHook) -> None:
+    """Define the host imports in ``linker``.  ``on_entry()`` runs as each host call begins;
+    ``on_return(exc, context)`` after it, with the exception it raised (None on success), and
+    returns the trap pointer to hand back (0: none)."""
     keep = []
     for (module, name), nparams in _HOST_PARAMS.items():
         functype = wasmtime.FuncType([wasmtime.ValType.i32()] * nparams, [])
@@ -392,6 +393,7 @@ def define_host(linker: wasmtime.Linker, on_return: HostHook) -> None:
                      name: str = name) -> int:
             context = ffi.wasmtime_caller_context(caller)
             try:
+                on_entry()
                 _run_host(name, context, [args[i].of.i32 & 0xFFFFFFFF for i in range(nargs)])
                 return on_return(None, context)
             except BaseException as exc:  # noqa: BLE001 - handed to on_return, re-raised by the caller

@@ -33,7 +33,9 @@ _core_linkers: dict[int, wasmtime.Linker] = {}
 
 _HostFn = Callable[[Any, Any], None]  # (args array, result slot) -> None
 _host_fns: dict[int, _HostFn] = {}
-pending = threading.local()  # per thread: .exc (a host function's exception), .deadline (time limit left)
+# per thread: .exc (a host function's exception); .deadline, while a call with a time limit runs:
+# [the limit, when the guest last started running, the guest's time used before that]
+pending = threading.local()
 
 
 def _ok(slot: Any, fill: Any = None, value: Any = None) -> None:
@@ -93,6 +95,7 @@ HOST_FUNCTIONS: dict[str, dict[str, _HostFn]] = {
 def _host_entry(data: int | None, context: Any, ty: Any, args: Any, nargs: int, results: Any, nresults: int) -> int:
     """Every host import enters here; ``data`` says which one."""
     try:
+        pause_guest_clock()
         _host_fns[data or 0](args, results[0])
         # Time spent in the host (a request waiting for its reply) is not the guest's.
         extend_deadline(context)
@@ -108,12 +111,25 @@ def _host_finalize(data: int | None) -> None:
     """Host functions live as long as the process; nothing to free."""
 
 
+def start_guest_clock(limit: float | None) -> None:
+    """A call with a time limit of ``limit`` seconds (None: none) starts on this thread."""
+    pending.deadline = None if limit is None else [limit, time.monotonic(), 0.0]
+
+
+def pause_guest_clock() -> None:
+    """A host call begins: the guest's time stops counting."""
+    clock = getattr(pending, "deadline", None)
+    if clock is not None:
+        clock[2] += time.monotonic() - clock[1]
+
+
 def extend_deadline(context: Any) -> None:
-    limit = getattr(pending, "deadline", None)
-    if limit is not None:
-        remaining, started = limit
-        used = time.monotonic() - started
-        ffi.wasmtime_context_set_epoch_deadline(context, max(1, int((remaining - used) / EPOCH_TICK) + 1))
+    """A host call ends: the guest's clock runs again, and its epoch deadline is what it has left."""
+    clock = getattr(pending, "deadline", None)
+    if clock is not None:
+        limit, _, used = clock
+        clock[1] = time.monotonic()
+        ffi.wasmtime_context_set_epoch_deadline(context, max(1, int((limit - used) / EPOCH_TICK) + 1))
 
 
 def get_linker(engine: wasmtime.Engine, wasi: bool) -> wc.Linker:
@@ -157,6 +173,6 @@ def get_core_linker(engine: wasmtime.Engine) -> wasmtime.Linker:
         linker = _core_linkers.get(id(engine))
         if linker is None:
             linker = wasmtime.Linker(engine)
-            core.define_host(linker, core_host_return)
+            core.define_host(linker, pause_guest_clock, core_host_return)
             _core_linkers[id(engine)] = linker
         return linker
