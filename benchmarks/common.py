@@ -127,8 +127,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 def process_tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants (a worker's pid is its wrapper's: setpriv and unshare,
-    which fork the worker's interpreter)."""
+    """``pid`` and all its descendants (a worker's pid is its wrapper's: setpriv execs
+    unshare, which forks the worker's interpreter)."""
     found, todo = [], [pid]
     while todo:
         p = todo.pop()

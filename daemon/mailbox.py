@@ -49,7 +49,7 @@ from actors import message_server as ms
 
 from .actor import CH_OPEN, FAILED, HANDLERS, REQUEST, SEND, STOPPED, Actor, Envelope
 from .chain import EXTERNAL
-from .errors import ActorFailed, BadInput, DiskFull, NotFound, TheaterError
+from .errors import ActorFailed, BadInput, DiskFull, NotFound, TheaterError, Timeout
 from .jobs import BadResult, HandlerResult, Job, check_result
 from .jobs import item as _item
 from .messaging import hex_hash
@@ -202,9 +202,12 @@ class Mailboxes(Supervisor):
                 pending = await worker.start_call("run", {"actor": actor.id, "state": actor.state, "items": items},
                                                   pushes=functools.partial(self._result, job))
             if pending is None:
+                # Its handlers did not run: on a worker of its own, its code (a thread it left
+                # behind) is what stalls the link; on a shared one, whoever is running there.
                 self.pool.kill(worker, f"it took no run call for {timeout:g} s (actor {actor.name}'s handler_timeout)",
-                               culprit=actor.id)
+                               culprit=actor.id if worker.dedicated else None)
                 await worker.died.wait()
+                job.blamed = worker.dedicated
                 raise WorkerDied(worker.kill_reason or worker.dead or "killed")
             try:
                 in_time = await _wait_for_run(job, pending.done)
@@ -356,6 +359,8 @@ class Mailboxes(Supervisor):
         timeout = args.get("timeout")
         job.in_host += 1
         left = job.deadline - trio.current_time()
+        if left <= 0:  # (the mailbox task is about to stop it: no time to wait on the daemon)
+            raise Timeout(f"the handler ran past its handler_timeout of {job.limit:g} s")
         job.deadline = math.inf  # waiting on the daemon is not the handler's time
         try:
             if op == "send":

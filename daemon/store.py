@@ -193,8 +193,9 @@ class Store:
                             db.execute("COMMIT")
                         except sqlite3.DatabaseError as exc:
                             # (never as a full disk to wait out: this theaterd cannot read the old format)
+                            todo = "free some space and start again" if is_disk_full(exc) else fix
                             raise StoreError(f"cannot upgrade {self.path} from format {version} to"
-                                             f" {SCHEMA_VERSION}: {exc}; free some space (or {fix})") from None
+                                             f" {SCHEMA_VERSION}: {exc}; {todo}") from None
                         version = str(SCHEMA_VERSION)
                     if version != str(SCHEMA_VERSION):
                         raise StoreError(

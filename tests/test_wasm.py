@@ -293,6 +293,25 @@ def test_time_spent_waiting_in_the_host_is_not_the_handlers(greeter: ComponentAc
     assert h.request({"type": "greet"}) == {"greeting": "Hello, Ada!"}
 
 
+def test_an_answer_written_into_the_guest_after_a_long_host_call_is_not_charged_to_it() -> None:
+    """Found in review: on the core path the answer of a host call (here an error string) is
+    copied in through the guest's cabi_realloc, which ran against the deadline of before the
+    call, so a host call longer than the guest's limit trapped ("interrupt")."""
+    import time
+
+    actor = load("wasm-echo/echo.wasm", fuel=None, timeout=0.3)
+    h = _Harness(actor)
+
+    def slow_refusal(channel_id: str, msg: bytes) -> None:
+        time.sleep(0.6)  # twice the guest's whole limit, all of it in the host
+        raise ms.MessageServerError("mailbox full: busy")
+
+    h.host.send_on_channel = slow_refusal  # type: ignore[method-assign]
+    with pytest.raises(ComponentFailed, match="^mailbox full: busy$"):
+        h.channel_message("ch_1", {"n": 1})
+    assert actor.traps == 0
+
+
 def test_memory_limit_traps_names_the_limit_and_the_next_call_works_again() -> None:
     actor = load("wasm-hog/hog.wasm", fuel=None, memory_limit=4 * MiB)
     with pytest.raises(ComponentTrap, match=r"^memory limit of 4194304 bytes exceeded$"):

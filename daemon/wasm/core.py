@@ -333,28 +333,35 @@ def _host_result(instance: CoreInstance, context: Any, area: int, ok: bool, data
                    + length.to_bytes(4, "little"))
 
 
-def _run_host(name: str, context: Any, a: list[int]) -> None:
+def _run_host(name: str, context: Any, a: list[int], resume: Callable[[Any], None]) -> None:
+    """One host call at the core level.  ``resume(context)`` runs once the message server has
+    answered and before anything is written into the guest (which runs the guest's
+    ``cabi_realloc``: guest time again)."""
     instance: CoreInstance = _current.instance
     if name in ("current-channel", "current-actor"):
+        resume(context)
         return _run_context(instance, name, context, a[0])
     try:
         if name == "close-channel":
             ms.close_channel(instance.read_str(context, a[0], a[1]))
-            return _host_result(instance, context, a[2], True, None)
-        target = instance.read_str(context, a[0], a[1])
-        data = instance.read(context, a[2], a[3])
-        if name == "send":
-            ms.send(target, data)
             reply = None
-        elif name == "request":
-            reply = ms.request(target, data)
-        elif name == "open-channel":
-            reply = ms.open_channel(target, data).encode("utf-8")
         else:
-            ms.send_on_channel(target, data)
-            reply = None
+            target = instance.read_str(context, a[0], a[1])
+            data = instance.read(context, a[2], a[3])
+            if name == "send":
+                ms.send(target, data)
+                reply = None
+            elif name == "request":
+                reply = ms.request(target, data)
+            elif name == "open-channel":
+                reply = ms.open_channel(target, data).encode("utf-8")
+            else:
+                ms.send_on_channel(target, data)
+                reply = None
     except ms.MessageServerError as exc:
+        resume(context)
         return _host_result(instance, context, a[-1], False, (str(exc) or "failed").encode("utf-8"))
+    resume(context)
     _host_result(instance, context, a[-1], True, reply)
 
 
@@ -378,13 +385,15 @@ def _run_context(instance: CoreInstance, name: str, context: Any, area: int) -> 
     instance.write(context, area, head + b"".join(w.to_bytes(4, "little") for w in words))
 
 
-HostHook = Callable[[BaseException | None, Any], int]
+HostHook = Callable[[BaseException, Any], int]
 
 
-def define_host(linker: wasmtime.Linker, on_entry: Callable[[], None], on_return: HostHook) -> None:
-    """Define the host imports in ``linker``.  ``on_entry()`` runs as each host call begins;
-    ``on_return(exc, context)`` after it, with the exception it raised (None on success), and
-    returns the trap pointer to hand back (0: none)."""
+def define_host(linker: wasmtime.Linker, pause: Callable[[], None], resume: Callable[[Any], None],
+                on_error: HostHook) -> None:
+    """Define the host imports in ``linker``.  ``pause()`` runs as each host call begins and
+    ``resume(context)`` once the message server has answered, before the answer is written into
+    the guest; ``on_error(exc, context)`` gets what a call raised otherwise and returns the trap
+    pointer to hand back."""
     keep = []
     for (module, name), nparams in _HOST_PARAMS.items():
         functype = wasmtime.FuncType([wasmtime.ValType.i32()] * nparams, [])
@@ -393,11 +402,11 @@ def define_host(linker: wasmtime.Linker, on_entry: Callable[[], None], on_return
                      name: str = name) -> int:
             context = ffi.wasmtime_caller_context(caller)
             try:
-                on_entry()
-                _run_host(name, context, [args[i].of.i32 & 0xFFFFFFFF for i in range(nargs)])
-                return on_return(None, context)
-            except BaseException as exc:  # noqa: BLE001 - handed to on_return, re-raised by the caller
-                return on_return(exc, context)
+                pause()
+                _run_host(name, context, [args[i].of.i32 & 0xFFFFFFFF for i in range(nargs)], resume)
+                return 0
+            except BaseException as exc:  # noqa: BLE001 - handed to on_error, re-raised by the caller
+                return on_error(exc, context)
 
         entry = ffi.wasmtime_func_callback_t(callback)
         keep.append(entry)

@@ -158,11 +158,8 @@ def get_linker(engine: wasmtime.Engine, wasi: bool) -> wc.Linker:
         return linker
 
 
-def core_host_return(exc: BaseException | None, context: Any) -> int:
-    """After a core-level host call: extend the deadline, or turn an exception into a trap."""
-    if exc is None:
-        extend_deadline(context)
-        return 0
+def core_host_error(exc: BaseException, context: Any) -> int:
+    """A core-level host call raised ``exc`` (not a message-server error): it traps the guest."""
     pending.exc = exc
     text = f"host function failed: {first_line(exc)}".encode()
     return ctypes.cast(ffi.wasmtime_trap_new(text, len(text)), ctypes.c_void_p).value or 0
@@ -173,6 +170,6 @@ def get_core_linker(engine: wasmtime.Engine) -> wasmtime.Linker:
         linker = _core_linkers.get(id(engine))
         if linker is None:
             linker = wasmtime.Linker(engine)
-            core.define_host(linker, pause_guest_clock, core_host_return)
+            core.define_host(linker, pause_guest_clock, extend_deadline, core_host_error)
             _core_linkers[id(engine)] = linker
         return linker
