@@ -46,7 +46,7 @@ from .actor import FAILED, REMOVED, REQUEST, RUNNING, SEND, Actor, Envelope, Pen
 from .chain import EXTERNAL, StoredEvent
 from .errors import ActorFailed, BadInput, Busy, DiskFull, InternalError, NotFound, TheaterError, Timeout
 from .store import Store
-from .storeops import MailboxDelete, MailboxPut, Op, PutEvent
+from .storeops import MailboxPut, Op, PutEvent
 
 
 @dataclass(slots=True)
@@ -168,31 +168,27 @@ class Messaging:
         return float(timeout)
 
     async def enqueue(self, target: Actor, env: Envelope, timeout: float) -> None:
-        """Put ``env`` in the mailbox; wait (backpressure) up to ``timeout`` when it is full."""
+        """Put ``env`` in the mailbox, after any replayed or late mail; when there is no room,
+        wait for it (backpressure) up to ``timeout``.  With room, it goes in at once, without
+        yielding to any other task."""
         self.writable()
-        if target.replaying is not None:
-            with trio.move_on_after(timeout):
-                await target.replaying.wait()
-            if target.replaying is not None:
-                raise Busy(f"mailbox full: actor {target.name} is still replaying messages from before the restart")
-        if target.late:  # earlier sends are still waiting for room: keep their order
-            with trio.move_on_after(timeout):
-                await target.late_drained.wait()
-            if target.late:
-                raise Busy(f"mailbox full: actor {target.name} has {target.mailbox_depth} messages waiting")
-        try:
-            target.mailbox_tx.send_nowait(env)
-            return
-        except trio.WouldBlock:
-            pass
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise NotFound(f"actor {target.name} is stopping") from None
         with trio.move_on_after(timeout):
-            try:
-                await target.mailbox_tx.send(env)
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
-                raise NotFound(f"actor {target.name} is stopping") from None
-            return
+            while True:
+                if target.status != RUNNING or target.mailbox_tx is None:
+                    raise NotFound(f"actor {target.name} is {target.status}")
+                if target.replaying is None and not target.late:
+                    try:
+                        target.mailbox_tx.send_nowait(env)
+                        return
+                    except trio.WouldBlock:
+                        pass
+                    except (trio.ClosedResourceError, trio.BrokenResourceError):
+                        raise NotFound(f"actor {target.name} is stopping") from None
+                if target.room is None:
+                    target.room = trio.Event()
+                await target.room.wait()
+        if target.replaying is not None:
+            raise Busy(f"mailbox full: actor {target.name} is still replaying messages from before the restart")
         raise Busy(f"mailbox full: actor {target.name} has {target.mailbox_depth} messages waiting")
 
     async def send(self, sender: Actor | None, ref: str, msg: bytes, timeout: float | None = None) -> None:
@@ -219,7 +215,6 @@ class Messaging:
         self.writable()
         sender_id = sender.id if sender else EXTERNAL
         data: dict[str, Any] = {"peer": ref, "size": len(msg)}
-        mail_id: int | None = None
         try:
             target = self.live(ref)
             data["peer"], data["peer_name"] = target.id, target.name
@@ -227,61 +222,25 @@ class Messaging:
             limit = self.timeout(timeout)
             mail_id = next(self._mail_ids)
             env = Envelope(SEND, sender_id, msg, mail_id=mail_id)
-            put = MailboxPut(mail_id, target.id, sender_id, msg)
-            # The stored row must go to the writer before a handler can remove it.  When the
-            # mailbox has room, the envelope goes in now and the row is submitted below, in
-            # this same step on the loop: no handler can run before that.
-            queued = False
-            if target.replaying is None and not target.late:
-                try:
-                    target.mailbox_tx.send_nowait(env)
-                    queued = True
-                except trio.WouldBlock:
-                    pass
-                except (trio.ClosedResourceError, trio.BrokenResourceError):
-                    raise NotFound(f"actor {target.name} is stopping") from None
-            if not queued:
-                # wait for room with nothing stored yet: a send refused (or given up by its
-                # caller) while waiting leaves no row that could be handled later
-                await self._queue_when_room(target, env, limit)
-                queued = True
+            # The stored row must go to the writer before a handler can remove it: with room
+            # the envelope goes in now and the row is submitted below, in this same step on the
+            # loop (no handler can run before that); without room nothing is stored while the
+            # send waits, so a send refused (or given up by its caller) leaves no row behind.
+            await self.enqueue(target, env, limit)
         except TheaterError as exc:
-            ops: list[Op] = [] if mail_id is None else [MailboxDelete(mail_id)]
             if sender is not None:
                 data.update(outcome="error", error=str(exc))
-                ops.extend(self.record(sender, "message-server/send", data, msg))
-            if ops:
-                self.store.submit(ops)
+                self.store.submit(self.record(sender, "message-server/send", data, msg))
             raise
         data["outcome"] = "ok"
 
         def stored(w: Any) -> None:
             finished(None if w.error is None else store_error(w.error))
 
-        # acknowledged once the row (in this batch, or submitted before it) is committed
-        ops = self.record(sender, "message-server/send", data, msg)
-        if queued:
-            ops.insert(0, put)
+        # acknowledged once the row (and the sender's event) are committed
+        ops: list[Op] = [MailboxPut(mail_id, target.id, sender_id, msg)]
+        ops += self.record(sender, "message-server/send", data, msg)
         self.store.submit(ops, self.store.waiter(stored))
-
-    async def _queue_when_room(self, target: Actor, env: Envelope, limit: float) -> None:
-        """Put ``env`` into the mailbox once it has room (after any replay or late mail)."""
-        with trio.move_on_after(limit):
-            while True:
-                if target.status != RUNNING or target.mailbox_tx is None:
-                    raise NotFound(f"actor {target.name} is {target.status}")
-                if target.replaying is None and not target.late:
-                    try:
-                        target.mailbox_tx.send_nowait(env)
-                        return
-                    except trio.WouldBlock:
-                        pass
-                    except (trio.ClosedResourceError, trio.BrokenResourceError):
-                        raise NotFound(f"actor {target.name} is stopping") from None
-                if target.room is None:
-                    target.room = trio.Event()
-                await target.room.wait()
-        raise Busy(f"mailbox full: actor {target.name} has {target.mailbox_depth} messages waiting")
 
     def check_cycle(self, sender: Actor | None, target: Actor) -> None:
         if sender is None:
