@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import EXAMPLES, Daemon, Figure, log, percentile, pipelined, ratio, tree_rss_kib
+from .common import EXAMPLES, Daemon, Figure, log, percentile, pipelined, ratio, daemon_and_workers_rss_kib
 
 COUNTER_PY = EXAMPLES / "counter" / "counter.py"
 COUNTER_WASM = EXAMPLES / "wasm-counter" / "counter.wasm"
@@ -61,14 +61,6 @@ def _rate(client: Any, actor: str, n: int) -> float:
     return n / (time.perf_counter() - t)
 
 
-def _total_rss(d: Daemon, client: Any) -> int:
-    total = d.rss_kib()
-    for w in client.status().get("workers", []):
-        if w.get("pid"):
-            total += tree_rss_kib(int(w["pid"]))
-    return total
-
-
 def _idle_memory(d: Daemon, client: Any, manifests: dict[str, Path], n: int) -> dict[str, float]:
     """KiB per idle actor of each kind: n are spawned first so that every worker has loaded
     what the kind needs once (wasmtime, the compiled component), then n more are measured."""
@@ -76,11 +68,11 @@ def _idle_memory(d: Daemon, client: Any, manifests: dict[str, Path], n: int) -> 
     for kind, manifest in manifests.items():
         for batch in ("warm", "idle"):
             time.sleep(0.3)
-            before = _total_rss(d, client)
+            before = daemon_and_workers_rss_kib(d, client)
             pipelined(client, [("spawn", {"manifest": str(manifest), "name": f"{batch}-{kind}-{i}"})
                                for i in range(n)], 100)
             time.sleep(0.5)
-            per[kind] = (_total_rss(d, client) - before) / n
+            per[kind] = (daemon_and_workers_rss_kib(d, client) - before) / n
     return per
 
 

@@ -20,23 +20,12 @@ import random
 import time
 from typing import Any
 
-from .common import COUNTER, Daemon, Figure, log, percentile, pipelined, ratio, tree_rss_kib
+from .common import COUNTER, Daemon, Figure, log, percentile, pipelined, ratio, daemon_and_workers_rss_kib
 
 FULL_ACTORS = 10_000
 QUICK_ACTORS = 200
 SPAWN_WINDOW = 25
 GET = b'{"type":"get"}'
-
-
-def _total_rss(d: Daemon, client: Any) -> int:
-    """VmRSS of the daemon plus every worker it runs, in KiB."""
-    total = d.rss_kib()
-    for w in client.status().get("workers", []):
-        try:
-            total += tree_rss_kib(int(w["pid"]))
-        except (OSError, KeyError, ValueError):
-            pass
-    return total
 
 
 def _latencies(client: Any, actors: list[str], n: int) -> list[float]:
@@ -63,7 +52,7 @@ def run(quick: bool) -> list[Figure]:
         _latencies(c1, ["a0"], 100)
         _latencies(c, ["a0"], 100)
         time.sleep(0.5)
-        rss0, threads0 = _total_rss(d, c), d.threads()
+        rss0, threads0 = daemon_and_workers_rss_kib(d, c), d.threads()
         daemon0 = d.rss_kib()
         log(f"#6: spawning {n} idle actors")
         names = [f"a{i}" for i in range(1, n + 1)]
@@ -72,7 +61,7 @@ def run(quick: bool) -> list[Figure]:
         pipelined(c, calls, SPAWN_WINDOW)
         spawn_s = time.perf_counter() - t0
         time.sleep(1.0)
-        rss1, threads1 = _total_rss(d, c), d.threads()
+        rss1, threads1 = daemon_and_workers_rss_kib(d, c), d.threads()
         daemon1, workers1 = d.rss_kib(), len(c.status().get("workers", []))
         running = c.status()["actors"]
         _latencies(c, ["a0"], 100)

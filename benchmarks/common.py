@@ -159,6 +159,12 @@ def tree_rss_kib(pid: int) -> int:
     return sum(_or_zero(rss_kib, p) for p in process_tree(pid))
 
 
+def daemon_and_workers_rss_kib(daemon: Any, client: Any) -> int:
+    """VmRSS of a daemon plus every worker it runs (their process trees), in KiB."""
+    return rss_kib(daemon.pid) + sum(_or_zero(tree_rss_kib, int(w["pid"]))
+                                     for w in client.status().get("workers", []) if w.get("pid"))
+
+
 PYCACHE = Path(tempfile.gettempdir()) / f"theater-bench-pycache-{os.getuid()}"
 
 

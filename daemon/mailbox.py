@@ -265,7 +265,7 @@ class Mailboxes(Supervisor):
         env = job.batch[job.done]
         result = check_result(data, env.kind)
         job.done += 1
-        job.sends = job.pending_bytes = 0
+        job.sends = 0
         if result.outcome == "crash":
             job.crash = result.error
             retry, job.settle = self._crashed(job, env, result.error)

@@ -113,7 +113,6 @@ class Outbox(Messaging):
             env.sent = job.sends
             if env.mail_id is not None:
                 job.ops.append(MailboxSent(env.mail_id, job.sends))
-        job.pending_bytes = 0
         self._flush(job)
 
     def _flush(self, job: Job, reply: ReplySlot | None = None,
@@ -123,7 +122,7 @@ class Outbox(Messaging):
         ``after_commit`` (answering a client) runs once the group is stored; if the store
         fails instead, ``reply`` fails with that error."""
         ops, deliveries = job.ops, job.deliveries
-        job.ops, job.deliveries = [], []
+        job.ops, job.deliveries, job.pending_bytes = [], [], 0
         job.base_head = job.actor.head
         if ops:
             if after_commit is not None:

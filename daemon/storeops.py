@@ -63,11 +63,10 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 
 # what each older format needs to become the current one
 # (tables that did not exist yet are made by SCHEMA afterwards)
+_MAILBOX_SENT = "ALTER TABLE mailbox ADD COLUMN sent INTEGER NOT NULL DEFAULT 0"
 MIGRATIONS: dict[str, list[str]] = {
-    "1": ["ALTER TABLE mailbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
-          "ALTER TABLE mailbox ADD COLUMN sent INTEGER NOT NULL DEFAULT 0"],
-    "2": ["ALTER TABLE mailbox ADD COLUMN sent INTEGER NOT NULL DEFAULT 0",
-          "ALTER TABLE dead_letters ADD COLUMN sent INTEGER NOT NULL DEFAULT 0"],
+    "1": ["ALTER TABLE mailbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0", _MAILBOX_SENT],
+    "2": [_MAILBOX_SENT, "ALTER TABLE dead_letters ADD COLUMN sent INTEGER NOT NULL DEFAULT 0"],
 }
 
 

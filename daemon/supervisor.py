@@ -159,7 +159,7 @@ class Supervisor(Outbox):
         """Forget what an unfinished handler did: its events and sends never happened."""
         if job.base_head is not None:
             job.actor.head = job.base_head
-        job.ops, job.deliveries = [], []
+        job.ops, job.deliveries, job.pending_bytes = [], [], 0
 
     def _worker_died(self, job: Job, reason: str) -> Outcome:
         """The actor's worker died during ``job``: blame the actor whose handler was running."""

@@ -35,12 +35,18 @@ typedef struct {
     size_t len, cap;
 } roster;
 
-static void add(roster *r, bytes channel, bytes name) {
+static member *find(roster *r, bytes channel) {
     for (size_t i = 0; i < r->len; i++) {
-        if (!r->at[i].gone && same(r->at[i].channel, channel)) {
-            r->at[i].name = name;
-            return;
-        }
+        if (!r->at[i].gone && same(r->at[i].channel, channel)) return &r->at[i];
+    }
+    return 0;
+}
+
+static void add(roster *r, bytes channel, bytes name) {
+    member *known = find(r, channel);
+    if (known) {
+        known->name = name;
+        return;
     }
     if (r->len == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 16;
@@ -50,13 +56,6 @@ static void add(roster *r, bytes channel, bytes name) {
         r->cap = cap;
     }
     r->at[r->len++] = (member){channel, name, 0};
-}
-
-static member *find(roster *r, bytes channel) {
-    for (size_t i = 0; i < r->len; i++) {
-        if (!r->at[i].gone && same(r->at[i].channel, channel)) return &r->at[i];
-    }
-    return 0;
 }
 
 /* The members in the state (none when there is no state or it has none). */
