@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import socket as _socket
 import stat
@@ -232,6 +233,15 @@ class Connection(Operations):
         self._out_bytes = 0  # bytes in ``_out``
         self._max_out_bytes = max(self.settings.max_outgoing_bytes, 4 * self.settings.max_frame)
         self._reader_lot = trio.lowlevel.ParkingLot()
+        # time limits of the read loop (see ``_watch_due``): when the reader started waiting
+        # for a frame, and for the rest of a partial one; None while it is not waiting
+        self._idle_since: float | None = None
+        self._partial_since: float | None = None
+        self._receiving = False  # the reader waits in ``_receive``
+        self._watch: Timer | None = None
+        self._watch_at = math.inf
+        self._read_scope: trio.CancelScope | None = None
+        self._expired: str | None = None  # why the watch cut the reader off
 
     # -- output -------------------------------------------------------------
 
@@ -373,51 +383,80 @@ class Connection(Operations):
         channels = self.runtime.channels.channels
         return any(end.channel_id is None or end.channel_id in channels for end in self.client_ends)
 
-    async def _next_frame(self, timeout: float | None = None) -> wire.Frame:
-        """The next frame.  ``timeout`` bounds the whole wait (the handshake); otherwise a
-        partial frame must complete within ``partial_frame_timeout`` of its first byte, and
-        a connection is closed after ``idle_timeout`` without frames unless exempt."""
+    async def _hello(self, timeout: float) -> wire.Frame:
+        """The first frame, within ``timeout`` (the handshake)."""
+        with trio.move_on_after(timeout):
+            return await self._next_frame()
+        if self.protocol.buffered:
+            raise ProtocolError(f"incomplete frame: {self.protocol.buffered} bytes and no more data for {timeout:g} s")
+        raise ProtocolError(f"no hello frame within {timeout:g} s")
+
+    async def _next_frame(self) -> wire.Frame:
+        """The next frame.  A frame already read (pipelined calls) is returned without reading
+        the clock.  While the reader waits for data, :meth:`_watch` enforces the time limits:
+        a partial frame must complete within ``partial_frame_timeout`` of the reader starting
+        to wait for its rest, and a connection is closed after ``idle_timeout`` without frames
+        unless exempt."""
         protocol = self.protocol
-        event = protocol.next_event()  # a frame already read (pipelined calls): no clock, no timer
-        if event is not NEED_DATA:
-            if type(event) is ConnectionClosed:
-                raise _Closed()
-            return event  # type: ignore[return-value]
-        now = trio.current_time()
-        deadline = now + timeout if timeout is not None else None
-        partial_since = now if protocol.buffered else None
-        idle_since = now
         while True:
+            event = protocol.next_event()
             if event is not NEED_DATA:
+                self._idle_since = self._partial_since = None
                 if type(event) is ConnectionClosed:
                     raise _Closed()
                 return event  # type: ignore[return-value]
             now = trio.current_time()
-            if protocol.buffered and partial_since is None:
-                partial_since = now
-            if deadline is not None:
-                wake = deadline
-            elif partial_since is not None:
-                wake = partial_since + self.settings.partial_frame_timeout
-            else:
-                wake = idle_since + self.settings.idle_timeout
-            data: bytes | None = None
-            with trio.move_on_at(wake):
+            if self._idle_since is None:
+                self._idle_since = now
+            if protocol.buffered and self._partial_since is None:
+                self._partial_since = now
+            if self._read_scope is not None:  # (the handshake has a limit of its own)
+                self._arm_watch()
+            self._receiving = True
+            try:
                 data = await self._receive()
-            if data is None:  # timed out
-                if deadline is not None or partial_since is not None:
-                    if protocol.buffered:
-                        raise ProtocolError(
-                            f"incomplete frame: {protocol.buffered} bytes and no more data for"
-                            f" {self.settings.partial_frame_timeout if deadline is None else timeout:g} s"
-                        )
-                    raise ProtocolError(f"no hello frame within {timeout:g} s")
-                if self._exempt_from_idle():
-                    idle_since = trio.current_time()
-                    continue
-                raise _Closed("idle")
+            finally:
+                self._receiving = False
             protocol.receive_data(data)  # b"" at EOF: the next event says how the stream ended
-            event = protocol.next_event()
+
+    def _deadline(self) -> float:
+        if self._partial_since is not None:
+            return self._partial_since + self.settings.partial_frame_timeout
+        if self._idle_since is not None:
+            return self._idle_since + self.settings.idle_timeout
+        return math.inf
+
+    def _arm_watch(self) -> None:
+        """Make sure :meth:`_watch` runs by the current deadline.  One timer per connection,
+        re-armed lazily: a frame only moves the deadline later, which the timer finds out
+        when it is due (no timer, and no cancel scope, per frame)."""
+        due = self._deadline()
+        if due < self._watch_at:
+            if self._watch is not None:
+                self.runtime.timers.cancel(self._watch)
+            self._watch_at = due
+            self._watch = self.runtime.timers.at(due, self._watch_due)
+
+    def _watch_due(self) -> None:
+        """The watch timer: cut the connection off if its reader is still waiting past a
+        deadline; otherwise wait for the deadline as it is now."""
+        self._watch, self._watch_at = None, math.inf
+        if self.closing or not self._receiving:
+            return  # (the reader arms it again when it next waits)
+        now = trio.current_time()
+        if self._deadline() > now:
+            self._arm_watch()
+            return
+        if self._partial_since is None and self._exempt_from_idle():
+            self._idle_since = now
+            self._arm_watch()
+            return
+        if self._partial_since is not None:
+            self._expired = (f"incomplete frame: {self.protocol.buffered} bytes and no more data for"
+                             f" {self.settings.partial_frame_timeout:g} s")
+        else:
+            self._expired = "idle"
+        self._read_scope.cancel()
 
     async def _receive(self) -> bytes:
         """The next bytes from the socket (b"" at EOF).
@@ -459,7 +498,7 @@ class Connection(Operations):
             await self._fatal(ErrorCode.BUSY, f"busy: the daemon already has {self.settings.max_connections} connections")
             return
         try:  # the protocol checks that it is a hello of our version
-            await self._next_frame(self.settings.handshake_timeout)
+            await self._hello(self.settings.handshake_timeout)
         except (_Closed, ProtocolError) as exc:
             if not isinstance(exc, _Closed):
                 await self._fatal(ErrorCode.PROTOCOL, str(exc) or "no hello frame")
@@ -477,6 +516,8 @@ class Connection(Operations):
         finally:
             with trio.CancelScope(shield=True):
                 self.closing = True
+                if self._watch is not None:
+                    self.runtime.timers.cancel(self._watch)
                 self.server.calls_in_flight -= len(self.unanswered)
                 self.unanswered.clear()
                 for slot, timer in self.waiting.items():  # replies nobody will read
@@ -487,19 +528,25 @@ class Connection(Operations):
                     await self.runtime.channels.close_for_client(list(self.client_ends))
 
     async def _read_loop(self) -> None:
-        while not self.closing:
-            if self._full():
-                await self._wait_for_room()
-                continue
-            try:
-                frame = await self._next_frame()
-            except _Closed:
-                return
-            except ProtocolError as exc:  # (the protocol lets only calls through after the hello)
-                self._flush_error(ErrorCode.PROTOCOL, str(exc))
-                await self._drain_output()
-                return
-            await self._dispatch(frame)  # type: ignore[arg-type]
+        error: str | None = None
+        with trio.CancelScope() as self._read_scope:  # cancelled only by ``_watch_due``
+            while not self.closing:
+                if self._full():
+                    await self._wait_for_room()
+                    continue
+                try:
+                    frame = await self._next_frame()
+                except _Closed:
+                    return
+                except ProtocolError as exc:  # (the protocol lets only calls through after the hello)
+                    error = str(exc)
+                    break
+                await self._dispatch(frame)  # type: ignore[arg-type]
+        if self._expired not in (None, "idle"):
+            error = self._expired
+        if error is not None:
+            self._flush_error(ErrorCode.PROTOCOL, error)
+            await self._drain_output()
 
     async def _room(self) -> None:
         """Wait until the outgoing queue is at most half full (flow control for pushes)."""

@@ -115,3 +115,53 @@ def test_handler_error_keeps_the_actor_serving_without_traceback(theaterd: Daemo
     assert r.returncode == 1 and "actor bad has no handle_send" in r.stderr  # refused at once, not accepted
     events = json.loads(theaterd.ctl("--json", "chain", "show", "bad").stdout)
     assert [e["data"].get("outcome") for e in events[1:3]] == ["error", "error"]
+
+
+# ----------------------------------------------------------------------
+# idle connections (--idle-timeout): closed without an error frame unless exempt
+
+
+def _closed_within(client: object, limit: float) -> float:
+    """Seconds until the daemon closes ``client``'s connection (EOF), waiting at most ``limit``."""
+    sock = client.sock  # type: ignore[attr-defined]
+    sock.settimeout(limit)
+    start = time.monotonic()
+    assert sock.recv(1) == b""  # EOF: no error frame comes first
+    return time.monotonic() - start
+
+
+def test_an_idle_connection_is_closed_after_the_idle_timeout(daemon_factory) -> None:
+    from theaterctl.client import Client
+
+    d = daemon_factory("--idle-timeout", "1")
+    d.start()
+    with Client.connect(d.socket) as c:
+        c.call("list")
+        assert 0.8 <= _closed_within(c, 20) < 10
+
+
+def test_frames_keep_a_connection_open_past_the_idle_timeout(daemon_factory) -> None:
+    from theaterctl.client import Client
+
+    d = daemon_factory("--idle-timeout", "1")
+    d.start()
+    with Client.connect(d.socket) as c:
+        end = time.monotonic() + 3
+        while time.monotonic() < end:  # a frame every 0.4 s: never idle for 1 s
+            assert c.call("list") == []
+            time.sleep(0.4)
+        assert c.call("list") == []
+        assert _closed_within(c, 20) >= 0.8  # and idle once the frames stop
+
+
+def test_a_call_in_flight_keeps_a_connection_open_then_it_is_idle(daemon_factory, short_tmp: Path) -> None:
+    from theaterctl.client import Client
+
+    d = daemon_factory("--idle-timeout", "1")
+    d.start()
+    assert d.ctl("spawn", _actor(short_tmp, "slow")).returncode == 0
+    with Client.connect(d.socket, timeout=30) as c:
+        start = time.monotonic()
+        assert json.loads(c.call("request", actor="slow", msg=b'{"sleep": 2.5}', timeout=30)) == {"ok": True}
+        assert time.monotonic() - start >= 2.4  # answered, not cut off at 1 s
+        assert _closed_within(c, 20) < 10
