@@ -197,11 +197,10 @@ class Mailboxes(Supervisor):
             job.limit = timeout
             job.deadline = trio.current_time() + timeout
             self._busy(job)
-            pending = None
-            with trio.move_on_at(job.deadline):  # a worker that stops reading its link is stuck too
+            try:  # a worker that stops reading its link is stuck too
                 pending = await worker.start_call("run", {"actor": actor.id, "state": actor.state, "items": items},
-                                                  pushes=functools.partial(self._result, job))
-            if pending is None:
+                                                  pushes=functools.partial(self._result, job), deadline=job.deadline)
+            except trio.TooSlowError:
                 # Its handlers did not run: on a worker of its own, its code (a thread it left
                 # behind) is what stalls the link; on a shared one, whoever is running there.
                 self.pool.kill(worker, f"it took no run call for {timeout:g} s (actor {actor.name}'s handler_timeout)",

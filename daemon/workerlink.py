@@ -9,6 +9,7 @@ cost the daemon.
 
 from __future__ import annotations
 
+import math
 import socket
 import subprocess
 from collections.abc import Callable
@@ -108,10 +109,12 @@ class Worker:
     def label(self) -> str:
         return f"worker {self.index} (pid {self.pid})"
 
-    async def send(self, frame: wire.Frame) -> None:
+    async def send(self, frame: wire.Frame, deadline: float = math.inf) -> None:
         """Write one frame.  When no other write is under way it goes straight to the socket,
         without a scheduler round; only what the socket does not take at once waits, holding
-        the send lock (taken before any yield, so no other frame can come between)."""
+        the send lock (taken before any yield, so no other frame can come between), until
+        ``deadline`` at most (then :class:`trio.TooSlowError`, with the frame perhaps half
+        written: the link is unusable)."""
         if self.stream is None or self.dead is not None:
             raise WorkerDied(self.dead or "the worker is not running")
         data = wire.encode(frame, LINK_MAX_FRAME)
@@ -128,12 +131,14 @@ class Worker:
             data = data[sent:]
             self._send_lock.acquire_nowait()
             try:
-                await self._send_rest(data)
+                with trio.fail_at(deadline):
+                    await self._send_rest(data)
             finally:
                 self._send_lock.release()
             return
-        async with self._send_lock:
-            await self._send_rest(data)
+        with trio.fail_at(deadline):
+            async with self._send_lock:
+                await self._send_rest(data)
 
     async def _send_rest(self, data: bytes) -> None:
         """Write ``data`` (with the send lock held), waiting for room as needed."""
@@ -155,14 +160,16 @@ class Worker:
             self.forget(pending)
         return self.answer(pending)
 
-    async def start_call(self, op: str, args: dict[str, Any], pushes: Any = None) -> _Pending:
+    async def start_call(self, op: str, args: dict[str, Any], pushes: Any = None,
+                         deadline: float = math.inf) -> _Pending:
         """Send a call; its ``done`` event is set when the answer (or the worker's end) comes.
-        The caller waits as it likes, then calls :meth:`forget` and :meth:`answer`."""
+        The caller waits as it likes, then calls :meth:`forget` and :meth:`answer`.  A call
+        the link does not take by ``deadline`` raises :class:`trio.TooSlowError`."""
         self._next_id += 1
         pending = _Pending(pushes=pushes, id=self._next_id)
         self._calls[pending.id] = pending
         try:
-            await self.send(wire.Call(pending.id, op, args))
+            await self.send(wire.Call(pending.id, op, args), deadline)
         except BaseException:
             self.forget(pending)
             raise

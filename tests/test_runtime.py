@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import time
 from pathlib import Path
@@ -741,11 +742,12 @@ async def test_a_worker_that_stops_reading_its_link_is_killed_at_the_handler_tim
     real_send = workerlink.Worker.send
     stuck: list[bool] = [True]
 
-    async def send(self: workerlink.Worker, frame: Any) -> None:
+    async def send(self: workerlink.Worker, frame: Any, deadline: float = math.inf) -> None:
         if isinstance(frame, wire.Call) and frame.op == "run" and stuck[0]:
             stuck[0] = False
-            await trio.sleep_forever()  # the socket takes nothing
-        await real_send(self, frame)
+            await trio.sleep_until(deadline)  # the socket takes nothing (Worker.send's contract:
+            raise trio.TooSlowError           # tests/test_workerpool_races.py)
+        await real_send(self, frame, deadline)
 
     monkeypatch.setattr(workerlink.Worker, "send", send)
     async with hosted_runtime(tmp_path / "home") as rt:

@@ -12,6 +12,7 @@ import socket
 import trio
 import trio.testing
 
+from daemon import wire
 from daemon.workerlink import Profile, Worker, WorkerDied
 from daemon.workerpool import WorkerPool
 
@@ -50,3 +51,30 @@ async def test_a_call_to_a_worker_that_dies_while_the_call_waits_for_the_send_lo
         theirs.close()
     assert outcome == ["died: worker was killed by SIGKILL"]
 
+
+
+async def test_a_frame_the_link_does_not_take_by_its_deadline_is_too_slow() -> None:
+    """The run call's deadline is enforced where the frame waits for the link (the mailbox
+    then kills the worker: tests/test_runtime.py); a frame the socket takes at once never
+    waits and enters no cancel scope."""
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    worker = Worker(1, Profile(), False)
+    worker.stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+    worker.link = ours
+    try:
+        await worker.send(wire.Call(1, "ping", {}), trio.current_time())  # taken at once: no wait
+        start = trio.current_time()
+        outcome = "waited past the deadline"
+        with trio.move_on_after(20):
+            try:  # far more than the socket's buffer, and nobody reads the other end
+                await worker.send(wire.Call(2, "run", {"blob": b"x" * (16 << 20)}), start + 0.3)
+                outcome = "sent"
+            except trio.TooSlowError:
+                outcome = "too slow"
+        assert outcome == "too slow"
+        assert 0.25 <= trio.current_time() - start < 10
+        assert worker._send_lock.locked() is False
+    finally:
+        theirs.close()
+        ours.close()
