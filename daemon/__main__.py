@@ -130,7 +130,8 @@ async def amain(config: Config) -> None:
 
     from .loopcalls import LoopCalls
     from .runtime import Runtime, Settings
-    from .server import Server, ServerSettings, listener_from_fd, open_unix_listener
+    from .listener import listener_from_fd, open_unix_listener
+    from .server import Server, ServerSettings
     from .store import Store
 
     from . import sandbox
@@ -202,7 +203,7 @@ async def _watch_signals(shutdown: Any) -> None:
 def run(config: Config) -> int:
     import trio
 
-    from .server import SocketDirError
+    from .listener import SocketDirError
     from .store import StoreError
 
     logging.basicConfig(

@@ -1,4 +1,4 @@
-"""Unix listener and connection handling: bytes <-> wire <-> runtime.
+"""Client connections: bytes <-> wire <-> runtime (the socket itself is :mod:`daemon.listener`).
 
 Each connection is a small nursery::
 
@@ -29,13 +29,9 @@ import errno
 import logging
 import math
 import os
-import socket as _socket
-import stat
-import struct
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NoReturn
 
 import trio
@@ -45,7 +41,7 @@ from .connection import NEED_DATA, ConnectionClosed, Role
 from .connection import Connection as Protocol
 from .channels import ClientEnd
 from .errors import ErrorCode, InternalError, ProtocolError, TheaterError
-from .files import UnsafeDirError, check_private_dir
+from .listener import peer_creds
 from .ops import LATER, Later, Operations
 from .runtime import ReplySlot, Runtime
 from .timers import Timer
@@ -69,68 +65,6 @@ class ServerSettings:
     max_outgoing_bytes: int = MAX_OUTGOING_BYTES
     max_inflight: int = MAX_INFLIGHT
     check_peer: bool = True
-
-
-class SocketDirError(UnsafeDirError):
-    """The socket's directory is unsafe or unusable."""
-
-
-# ---------------------------------------------------------------------------
-# the listener
-
-
-def prepare_socket_dir(path: Path) -> None:
-    """Create the socket's directory 0700, or refuse an unsafe one."""
-    directory = path.parent
-    try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SocketDirError(f"cannot create {directory}: {exc.strerror}") from None
-    try:
-        check_private_dir(directory, "socket directory", "use a directory of your own with --socket",
-                          follow_symlinks=False)
-    except UnsafeDirError as exc:
-        raise SocketDirError(str(exc)) from None
-
-
-async def open_unix_listener(path: Path, backlog: int = 512) -> trio.SocketListener:
-    prepare_socket_dir(path)
-    if len(os.fsencode(path)) >= 108:
-        raise SocketDirError(f"socket path {path} is too long (Unix sockets allow 107 bytes)")
-    sock = trio.socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    try:
-        if path.exists() or path.is_symlink():
-            if not stat.S_ISSOCK(os.lstat(path).st_mode):
-                raise SocketDirError(f"{path} exists and is not a socket")
-            path.unlink()  # stale: the lock file proved no other daemon owns it
-        old = os.umask(0o177)
-        try:
-            await sock.bind(os.fspath(path))
-        finally:
-            os.umask(old)
-        os.chmod(path, 0o600)
-        sock.listen(backlog)
-    except BaseException:
-        sock.close()
-        raise
-    return trio.SocketListener(sock)
-
-
-def listener_from_fd(fd: int) -> trio.SocketListener:
-    """Wrap a listening socket inherited through systemd socket activation."""
-    sock = trio.socket.fromfd(fd, _socket.AF_UNIX, _socket.SOCK_STREAM)
-    os.close(fd)
-    return trio.SocketListener(sock)
-
-
-def peer_creds(stream: trio.SocketStream) -> tuple[int, int] | None:
-    """The peer's (pid, uid), from ``SO_PEERCRED``."""
-    try:
-        creds = stream.socket.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, struct.calcsize("3i"))
-    except OSError:
-        return None
-    pid, uid, _gid = struct.unpack("3i", creds)
-    return int(pid), int(uid)
 
 
 class Server:
@@ -441,7 +375,8 @@ class Connection(Operations):
         """The watch timer: cut the connection off if its reader is still waiting past a
         deadline; otherwise wait for the deadline as it is now."""
         self._watch, self._watch_at = None, math.inf
-        if self.closing or not self._receiving:
+        scope = self._read_scope
+        if self.closing or not self._receiving or scope is None:
             return  # (the reader arms it again when it next waits)
         now = trio.current_time()
         if self._deadline() > now:
@@ -456,7 +391,7 @@ class Connection(Operations):
                              f" {self.settings.partial_frame_timeout:g} s")
         else:
             self._expired = "idle"
-        self._read_scope.cancel()
+        scope.cancel()
 
     async def _receive(self) -> bytes:
         """The next bytes from the socket (b"" at EOF).
@@ -624,4 +559,4 @@ _HANDLERS: dict[str, Callable[[Connection, wire.Call, dict[str, Any]], Awaitable
 }
 
 
-__all__ = ["Server", "ServerSettings", "SocketDirError", "listener_from_fd", "open_unix_listener"]
+__all__ = ["Server", "ServerSettings"]

@@ -354,21 +354,22 @@ async def test_a_full_mailbox_pushes_back(tmp_path: Path) -> None:
     async with hosted_runtime(tmp_path / "home") as rt:
         source = SLEEPER + "\ndef handle_send(state, params):\n    return (state,)\n"
         busy = await rt.spawn(str(write_actor(tmp_path, "tiny", source, "mailbox_size = 1\n")))
-        replies: list[Any] = []
+        replies: dict[str, Any] = {}
         async with trio.open_nursery() as nursery:
 
-            async def ask(msg: Any) -> None:
-                replies.append(await request_json(rt, "tiny", msg))
+            async def ask(name: str, msg: Any) -> None:
+                replies[name] = await request_json(rt, "tiny", msg)
 
-            nursery.start_soon(ask, {"sleep": 0.8})
+            nursery.start_soon(ask, "slow", {"sleep": 0.8})
             await wait_until(lambda: busy.current == "handle_request", what="tiny busy")
-            nursery.start_soon(ask, {})
+            nursery.start_soon(ask, "queued", {})
             await wait_until(lambda: busy.mailbox_depth == 1, what="tiny's mailbox to fill")
             with pytest.raises(Busy, match=r"^mailbox full: actor tiny has 1 messages waiting$"):
                 await rt.request(None, "tiny", b"{}", timeout=0.2)
             with pytest.raises(Busy, match=r"^mailbox full"):
                 await rt.send(None, "tiny", b"{}", timeout=0.2)
-        assert replies == [{"n": 1}, {"n": 2}]
+        # handled in order (the two callers may wake in either order: trio shuffles a batch)
+        assert replies == {"slow": {"n": 1}, "queued": {"n": 2}}
         assert rt.store.load_mailbox() == []  # the refused send left no durable row
 
 
@@ -715,13 +716,14 @@ async def test_a_worker_that_answers_a_run_without_every_result_is_killed_not_as
     real_start = workerlink.Worker.start_call
     lying: list[bool] = [True]
 
-    async def start_call(self: workerlink.Worker, op: str, args: Any, pushes: Any = None) -> Any:
+    async def start_call(self: workerlink.Worker, op: str, args: Any, pushes: Any = None,
+                         deadline: float = math.inf) -> Any:
         if op == "run" and lying[0]:
             lying[0] = False
             pending = workerlink._Pending(result={"count": 0})  # answered at once, no "done" push at all
             pending.done.set()
             return pending
-        return await real_start(self, op, args, pushes=pushes)
+        return await real_start(self, op, args, pushes=pushes, deadline=deadline)
 
     monkeypatch.setattr(workerlink.Worker, "start_call", start_call)
     async with hosted_runtime(tmp_path / "home") as rt:
