@@ -322,12 +322,12 @@ class Connection(Operations):
         with trio.move_on_after(timeout):
             return await self._next_frame()
         if self.protocol.buffered:
-            raise ProtocolError(f"incomplete frame: {self.protocol.buffered} bytes and no more data for {timeout:g} s")
+            raise ProtocolError(self._incomplete(timeout))
         raise ProtocolError(f"no hello frame within {timeout:g} s")
 
     async def _next_frame(self) -> wire.Frame:
         """The next frame.  A frame already read (pipelined calls) is returned without reading
-        the clock.  While the reader waits for data, :meth:`_watch` enforces the time limits:
+        the clock.  While the reader waits for data, :meth:`_watch_due` enforces the time limits:
         a partial frame must complete within ``partial_frame_timeout`` of the reader starting
         to wait for its rest, and a connection is closed after ``idle_timeout`` without frames
         unless exempt."""
@@ -351,6 +351,8 @@ class Connection(Operations):
                 data = await self._receive()
             finally:
                 self._receiving = False
+            if self._expired is not None:  # the watch fired as this data came: the limit wins,
+                await trio.lowlevel.checkpoint()  # nothing of it is run (raises Cancelled: the read scope is)
             protocol.receive_data(data)  # b"" at EOF: the next event says how the stream ended
 
     def _deadline(self) -> float:
@@ -361,7 +363,7 @@ class Connection(Operations):
         return math.inf
 
     def _arm_watch(self) -> None:
-        """Make sure :meth:`_watch` runs by the current deadline.  One timer per connection,
+        """Make sure :meth:`_watch_due` runs by the current deadline.  One timer per connection,
         re-armed lazily: a frame only moves the deadline later, which the timer finds out
         when it is due (no timer, and no cancel scope, per frame)."""
         due = self._deadline()
@@ -387,11 +389,13 @@ class Connection(Operations):
             self._arm_watch()
             return
         if self._partial_since is not None:
-            self._expired = (f"incomplete frame: {self.protocol.buffered} bytes and no more data for"
-                             f" {self.settings.partial_frame_timeout:g} s")
+            self._expired = self._incomplete(self.settings.partial_frame_timeout)
         else:
             self._expired = "idle"
         scope.cancel()
+
+    def _incomplete(self, waited: float) -> str:
+        return f"incomplete frame: {self.protocol.buffered} bytes and no more data for {waited:g} s"
 
     async def _receive(self) -> bytes:
         """The next bytes from the socket (b"" at EOF).

@@ -101,6 +101,7 @@ class Worker:
     _next_id: int = 0
     _send_lock: trio.Lock = field(default_factory=trio.Lock)
     link: socket.socket | None = None  # the daemon's end of the socketpair (non-blocking), under ``stream``
+    jammed: bool = False  # a send past its deadline left a frame half written: nothing more can be sent
 
     @property
     def alive(self) -> bool:
@@ -113,10 +114,12 @@ class Worker:
         """Write one frame.  When no other write is under way it goes straight to the socket,
         without a scheduler round; only what the socket does not take at once waits, holding
         the send lock (taken before any yield, so no other frame can come between), until
-        ``deadline`` at most (then :class:`trio.TooSlowError`, with the frame perhaps half
-        written: the link is unusable)."""
+        ``deadline`` at most: then :class:`trio.TooSlowError`, and if part of the frame was
+        written the link is ``jammed`` (every later send fails with :class:`WorkerDied`)."""
         if self.stream is None or self.dead is not None:
             raise WorkerDied(self.dead or "the worker is not running")
+        if self.jammed:
+            raise WorkerDied("its link has a frame left half written")
         data = wire.encode(frame, LINK_MAX_FRAME)
         link = self.link
         if link is not None and not self._send_lock.locked():
@@ -130,23 +133,25 @@ class Worker:
                 return
             data = data[sent:]
             self._send_lock.acquire_nowait()
-            try:
-                with trio.fail_at(deadline):
-                    await self._send_rest(data)
-            finally:
-                self._send_lock.release()
-            return
-        with trio.fail_at(deadline):
-            async with self._send_lock:
-                await self._send_rest(data)
+        else:
+            with trio.fail_at(deadline):
+                await self._send_lock.acquire()
+        try:
+            await self._send_rest(data, deadline)
+        finally:
+            self._send_lock.release()
 
-    async def _send_rest(self, data: bytes) -> None:
+    async def _send_rest(self, data: bytes, deadline: float) -> None:
         """Write ``data`` (with the send lock held), waiting for room as needed."""
         stream = self.stream
-        if stream is None:  # it died while this call waited for the link
+        if stream is None or self.jammed:  # it died (or jammed) while this call waited for the link
             raise WorkerDied(self.dead or "the worker is not running")
         try:
-            await stream.send_all(data)
+            with trio.fail_at(deadline):
+                await stream.send_all(data)
+        except trio.TooSlowError:
+            self.jammed = True  # (part of the frame may be written: nothing else can follow it)
+            raise
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             raise WorkerDied(self.dead or "the link to the worker broke") from None
 

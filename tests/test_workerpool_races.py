@@ -55,8 +55,9 @@ async def test_a_call_to_a_worker_that_dies_while_the_call_waits_for_the_send_lo
 
 async def test_a_frame_the_link_does_not_take_by_its_deadline_is_too_slow() -> None:
     """The run call's deadline is enforced where the frame waits for the link (the mailbox
-    then kills the worker: tests/test_runtime.py); a frame the socket takes at once never
-    waits and enters no cancel scope."""
+    then kills the worker: tests/test_runtime.py).  A frame the socket takes at once is sent
+    even with its deadline already come (it never waits); one left half written jams the
+    link, so that no other frame can follow its first part."""
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     worker = Worker(1, Profile(), False)
@@ -75,6 +76,13 @@ async def test_a_frame_the_link_does_not_take_by_its_deadline_is_too_slow() -> N
         assert outcome == "too slow"
         assert 0.25 <= trio.current_time() - start < 10
         assert worker._send_lock.locked() is False
+        assert worker.jammed
+        try:
+            await worker.send(wire.Call(3, "ping", {}))
+        except WorkerDied as exc:
+            assert "half written" in str(exc)
+        else:
+            raise AssertionError("a frame was sent after half of another")
     finally:
         theirs.close()
         ours.close()
