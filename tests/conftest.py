@@ -7,12 +7,13 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
 from tests.daemonproc import TheaterdProcess, bin_path
 
-__all__ = ["ROOT", "EXAMPLES", "DaemonProcess", "bin_path"]
+__all__ = ["ROOT", "EXAMPLES", "DaemonFactory", "DaemonProcess", "bin_path"]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "actors" / "examples"
@@ -36,6 +37,12 @@ class DaemonProcess(TheaterdProcess):
         super().__init__(socket, home, extra_args or [])
 
 
+class DaemonFactory(Protocol):
+    """The ``daemon_factory`` fixture: a :class:`DaemonProcess` with extra theaterd options."""
+
+    def __call__(self, *extra: str) -> DaemonProcess: ...
+
+
 @pytest.fixture
 def theaterd(short_tmp: Path) -> Iterator[DaemonProcess]:
     d = DaemonProcess(socket=short_tmp / "s.sock", home=short_tmp / "home")
@@ -47,7 +54,7 @@ def theaterd(short_tmp: Path) -> Iterator[DaemonProcess]:
 
 
 @pytest.fixture
-def daemon_factory(short_tmp: Path) -> Iterator[type[DaemonProcess]]:
+def daemon_factory(short_tmp: Path) -> Iterator[DaemonFactory]:
     """For tests that need custom theaterd options or restarts: ``DaemonProcess(...)`` objects are stopped at the end."""
     made: list[DaemonProcess] = []
 
@@ -57,7 +64,7 @@ def daemon_factory(short_tmp: Path) -> Iterator[type[DaemonProcess]]:
         return d
 
     try:
-        yield factory  # type: ignore[misc]
+        yield factory
     finally:
         for d in made:
             d.stop()

@@ -111,12 +111,12 @@ async def rt(tmp_path: Path) -> AsyncIterator[Runtime]:
 
 async def get(rt: Runtime, name: str) -> dict[str, Any]:
     """The actor's recorded state, read through its mailbox (so after everything queued before)."""
-    return await request_json(rt, name, {"op": "get"})  # type: ignore[no-any-return]
+    return await request_json(rt, name, {"op": "get"})
 
 
 async def open_channel(rt: Runtime, opener: str, to: str, **extra: Any) -> str:
     reply = await request_json(rt, opener, {"op": "open", "to": to, **extra})
-    return reply["channel"]  # type: ignore[no-any-return]
+    return reply["channel"]
 
 
 class Pushes:

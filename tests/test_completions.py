@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 import click
 import pytest
@@ -23,7 +24,7 @@ COMPLETIONS = ROOT / "completions"
 FILES = {"bash": "theaterctl.bash", "zsh": "_theaterctl", "fish": "theaterctl.fish"}
 
 
-def _gen_module():
+def _gen_module() -> ModuleType:
     spec = importlib.util.spec_from_file_location("gen_completions", ROOT / "scripts" / "gen_completions.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 import time
@@ -22,6 +23,7 @@ from daemon.storeops import (
     MailboxDelete,
     MailboxPut,
     MailboxSent,
+    Op,
     PutActor,
     PutEvent,
     PutState,
@@ -251,7 +253,7 @@ def test_group_commit_takes_every_waiting_batch_in_one_transaction(tmp_path: Pat
     events = build_chain(ACTOR, 1000)
     fired: list[int] = []
     for i, ev in enumerate(events):  # queued before the writer starts: all waiting at once
-        s.submit([PutEvent(ev)], s.waiter(lambda w, i=i: fired.append(i) if w.error is None else None))
+        s.submit([PutEvent(ev)], s.waiter(functools.partial(_fired, fired, i)))
     wakes: list[int] = []
 
     def wake(fn: Callable[[], None]) -> None:
@@ -456,6 +458,11 @@ def chain_store(store: Store) -> tuple[Store, list[StoredEvent]]:
     return store, events
 
 
+def _fired(fired: list[int], i: int, waiter: Any) -> None:
+    if waiter.error is None:
+        fired.append(i)
+
+
 def _seqs(rows: list[tuple[int, bytes, bytes]]) -> list[int]:
     return [r[0] for r in rows]
 
@@ -615,12 +622,13 @@ def test_a_group_of_message_operations_is_stored_as_if_applied_in_order(tmp_path
         s1, s2 = b'{"n":1}', b'{"n":2}'
         held: list[Any] = []
         with store._lock:  # hold the writer: the next submits form one group
-            for ops in (
+            group: tuple[list[Op], ...] = (
                 [PutEvent(events[0]), PutState(ACTOR, state_hash(s1), s1, 1), MailboxPut(7, OTHER, ACTOR, b"x")],
                 [PutEvent(events[1]), PutState(ACTOR, state_hash(s1), s1, 2), MailboxPut(8, OTHER, ACTOR, b"y")],
                 [MailboxDelete(7), PutState(OTHER, None, None, 1)],
                 [PutEvent(events[2]), PutState(ACTOR, state_hash(s2), s2, 3)],
-            ):
+            )
+            for ops in group:
                 store.submit(ops, store.waiter(held.append))
         deadline = time.monotonic() + 10
         while len(held) < 4 and time.monotonic() < deadline:

@@ -24,7 +24,7 @@ from typing import Any
 import pyte
 import pytest
 
-from tests.conftest import EXAMPLES, DaemonProcess, bin_path
+from tests.conftest import EXAMPLES, DaemonFactory, DaemonProcess, bin_path
 from tests.e2e.test_channel_session import Session
 
 pytestmark = pytest.mark.e2e
@@ -166,7 +166,7 @@ def terminal(theaterd: DaemonProcess) -> Iterator[Any]:
             p.close()
 
 
-def on_terminal(terminal: Any, *args: str, **env: str) -> tuple[int, str]:
+def on_terminal(terminal: Any, *args: str, **env: Any) -> tuple[int, str]:
     p = terminal(*args, **env)
     code = p.wait()
     return code, p.text
@@ -508,7 +508,7 @@ def test_actor_closing_ends_the_prompt(theaterd: DaemonProcess, terminal: Any) -
     assert p.text.rstrip().endswith("closed: closed by ticker")
 
 
-def test_the_daemon_going_away_is_said_on_its_own_line(daemon_factory: Any, short_tmp: Path) -> None:
+def test_the_daemon_going_away_is_said_on_its_own_line(daemon_factory: DaemonFactory, short_tmp: Path) -> None:
     d = daemon_factory()
     d.start()
     assert d.ctl("spawn", ECHO).returncode == 0

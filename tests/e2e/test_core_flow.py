@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -79,7 +80,7 @@ def test_errors_are_one_line_with_exit_codes(theaterd: DaemonProcess, args: tupl
     assert "Traceback" not in r.stderr
 
 
-def test_message_from_stdin_and_file(theaterd: DaemonProcess, short_tmp) -> None:
+def test_message_from_stdin_and_file(theaterd: DaemonProcess, short_tmp: Path) -> None:
     assert theaterd.ctl("spawn", COUNTER).returncode == 0
     assert theaterd.ctl("send", "counter", "-", input='{"type": "increment", "amount": 3}').returncode == 0
     msg = short_tmp / "m.json"
@@ -103,7 +104,7 @@ def test_actor_to_actor_request(theaterd: DaemonProcess) -> None:
     assert names_events[-1]["data"]["peer_name"] == "greeter"
 
 
-def test_daemon_lifecycle(short_tmp) -> None:
+def test_daemon_lifecycle(short_tmp: Path) -> None:
     d = DaemonProcess(socket=short_tmp / "s.sock", home=short_tmp / "home")
     r = d.ctl("daemon", "status")
     assert r.returncode == 69

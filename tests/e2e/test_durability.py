@@ -35,6 +35,7 @@ def test_stop_start_restores_actors_and_continues_chains(short_tmp: Path) -> Non
     assert d.ctl("stop", "gone").returncode == 0
     before = json.loads(d.ctl("--json", "chain", "show", "counter").stdout)
     assert d.ctl("daemon", "stop").returncode == 0
+    assert d.proc is not None
     d.proc.wait(timeout=30)
 
     d.start()
@@ -159,6 +160,7 @@ def test_chain_follow_prints_new_events(theaterd: DaemonProcess) -> None:
     assert theaterd.ctl("spawn", COUNTER).returncode == 0
     proc = subprocess.Popen([bin_path("theaterctl"), "--json", "chain", "show", "counter", "--follow"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=theaterd.env)
+    assert proc.stdout is not None
     try:
         first = json.loads(proc.stdout.readline())
         assert first["type"] == "runtime/spawn"

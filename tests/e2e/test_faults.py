@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DaemonProcess, bin_path
+from tests.conftest import DaemonFactory, DaemonProcess, bin_path
 
 pytestmark = pytest.mark.e2e
 
@@ -130,7 +130,7 @@ def _closed_within(client: object, limit: float) -> float:
     return time.monotonic() - start
 
 
-def test_an_idle_connection_is_closed_after_the_idle_timeout(daemon_factory) -> None:
+def test_an_idle_connection_is_closed_after_the_idle_timeout(daemon_factory: DaemonFactory) -> None:
     from theaterctl.client import Client
 
     d = daemon_factory("--idle-timeout", "1")
@@ -140,7 +140,7 @@ def test_an_idle_connection_is_closed_after_the_idle_timeout(daemon_factory) -> 
         assert 0.8 <= _closed_within(c, 20) < 10
 
 
-def test_frames_keep_a_connection_open_past_the_idle_timeout(daemon_factory) -> None:
+def test_frames_keep_a_connection_open_past_the_idle_timeout(daemon_factory: DaemonFactory) -> None:
     from theaterctl.client import Client
 
     d = daemon_factory("--idle-timeout", "1")
@@ -154,7 +154,7 @@ def test_frames_keep_a_connection_open_past_the_idle_timeout(daemon_factory) -> 
         assert _closed_within(c, 20) >= 0.8  # and idle once the frames stop
 
 
-def test_a_call_in_flight_keeps_a_connection_open_then_it_is_idle(daemon_factory, short_tmp: Path) -> None:
+def test_a_call_in_flight_keeps_a_connection_open_then_it_is_idle(daemon_factory: DaemonFactory, short_tmp: Path) -> None:
     from theaterctl.client import Client
 
     d = daemon_factory("--idle-timeout", "1")

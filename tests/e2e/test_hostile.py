@@ -16,7 +16,7 @@ import cbor2
 import pytest
 
 from daemon import wire
-from tests.conftest import EXAMPLES, DaemonProcess, bin_path
+from tests.conftest import EXAMPLES, DaemonFactory, DaemonProcess, bin_path
 from theaterctl.client import Client
 
 pytestmark = pytest.mark.e2e
@@ -151,7 +151,7 @@ def test_client_that_never_reads_does_not_stall_others(theaterd: DaemonProcess) 
         hog.close()
 
 
-def test_too_many_connections_get_busy(daemon_factory) -> None:
+def test_too_many_connections_get_busy(daemon_factory: DaemonFactory) -> None:
     d = daemon_factory("--max-connections", "2")
     d.start()
     held = [_connect(d.socket) for _ in range(2)]

@@ -26,7 +26,7 @@ from typing import Any
 import cbor2
 import pytest
 
-from tests.conftest import DaemonProcess
+from tests.conftest import DaemonFactory, DaemonProcess
 from tests.e2e.isolation_actors import (
     alive,
     ask,
@@ -89,7 +89,7 @@ class Stage:
 
 
 @pytest.fixture
-def staged(daemon_factory: Callable[..., DaemonProcess], short_tmp: Path) -> Iterator[Callable[[str], Stage]]:
+def staged(daemon_factory: DaemonFactory, short_tmp: Path) -> Iterator[Callable[[str], Stage]]:
     """``staged(extra)``: the stage, with ``extra`` manifest lines for ``victim``."""
     made: list[tuple[DaemonProcess, set[int]]] = []
 

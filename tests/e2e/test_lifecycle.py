@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, DaemonProcess
+from tests.conftest import EXAMPLES, DaemonFactory, DaemonProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -108,7 +108,7 @@ def _rss(pid: int) -> int:
         return int(f.read().split()[1]) * 4096
 
 
-def test_a_stopped_actor_frees_what_it_held(daemon_factory: type[DaemonProcess], short_tmp: Path) -> None:
+def test_a_stopped_actor_frees_what_it_held(daemon_factory: DaemonFactory, short_tmp: Path) -> None:
     """issue 11, item 8: memory an actor's module held is given back when it stops."""
     from tests.e2e.isolation_actors import worker_python
 

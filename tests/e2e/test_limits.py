@@ -15,7 +15,7 @@ import cbor2
 import pytest
 
 from daemon import wire
-from tests.conftest import EXAMPLES, DaemonProcess
+from tests.conftest import EXAMPLES, DaemonFactory, DaemonProcess
 from theaterctl.client import Client
 
 pytestmark = pytest.mark.e2e
@@ -57,7 +57,7 @@ def test_a_fifo_component_is_bad_input(theaterd: DaemonProcess, short_tmp: Path)
     _still_answers(theaterd)
 
 
-def test_component_size_cap_is_an_option(daemon_factory, short_tmp: Path) -> None:
+def test_component_size_cap_is_an_option(daemon_factory: DaemonFactory, short_tmp: Path) -> None:
     d = daemon_factory("--max-component-bytes", "2000")
     d.start()
     assert d.ctl("spawn", str(EXAMPLES / "counter" / "manifest.toml")).returncode == 0  # small enough
@@ -108,10 +108,11 @@ def test_non_finite_timeout_and_since_are_bad_input(theaterd: DaemonProcess, val
             assert data, f"connection closed; got {got}"
             reader.feed(data)
             got.update({f.id: f for f in reader.frames() if isinstance(f, (wire.Reply, wire.Error)) and f.id})
+    errors = {i: f.message for i, f in got.items() if isinstance(f, wire.Error) and f.code == 2}
+    assert sorted(errors) == [1, 2, 3, 4], got
     for i in (1, 2, 3):
-        assert isinstance(got[i], wire.Error) and got[i].code == 2, got[i]
-        assert "timeout must be a positive number of seconds" in got[i].message
-    assert isinstance(got[4], wire.Error) and got[4].code == 2 and "since" in got[4].message, got[4]
+        assert "timeout must be a positive number of seconds" in errors[i]
+    assert "since" in errors[4], errors[4]
     assert isinstance(got[5], wire.Reply)  # the connection is still fine
 
 
@@ -133,7 +134,7 @@ def _status(d: DaemonProcess) -> dict:
         return c.call("status")
 
 
-def test_pipelined_calls_beyond_the_cap_wait_and_all_get_answered(daemon_factory, short_tmp: Path) -> None:
+def test_pipelined_calls_beyond_the_cap_wait_and_all_get_answered(daemon_factory: DaemonFactory, short_tmp: Path) -> None:
     cap, total = 50, 1500
     d = daemon_factory("--max-inflight", str(cap), "--mailbox-size", "100000")
     d.start()

@@ -93,9 +93,9 @@ def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
             proc.wait(timeout=10)
 
 
-def _popen(cmd: list[str], tmp: Path, env: dict[str, str], **kw) -> subprocess.Popen[bytes]:
+def _popen(cmd: list[str], tmp: Path, env: dict[str, str], pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
     with open(tmp / "theaterd.log", "ab") as log:
-        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, **kw)
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, pass_fds=pass_fds)
 
 
 def _wait_answering(sock: Path, env: dict[str, str], proc: subprocess.Popen[bytes], tmp: Path) -> None:

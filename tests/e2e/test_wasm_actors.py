@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, ROOT, DaemonProcess, bin_path
+from tests.conftest import EXAMPLES, ROOT, DaemonFactory, DaemonProcess, bin_path
 
 pytestmark = pytest.mark.e2e
 
@@ -107,7 +107,7 @@ def test_a_python_actor_and_a_component_talk_both_ways(theaterd: DaemonProcess) 
     _ok(theaterd.ctl("chain", "verify", "wasm-greeter"))
 
 
-def test_accepted_sends_to_a_component_survive_kill_9_exactly_once(daemon_factory: type[DaemonProcess]) -> None:
+def test_accepted_sends_to_a_component_survive_kill_9_exactly_once(daemon_factory: DaemonFactory) -> None:
     from theaterctl.client import Client
 
     d = daemon_factory()

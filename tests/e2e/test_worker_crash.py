@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from daemon.errors import TheaterError
-from tests.conftest import DaemonProcess
+from tests.conftest import DaemonFactory, DaemonProcess
 from tests.e2e.isolation_actors import (
     alive,
     ask,
@@ -47,7 +47,7 @@ ON_FAILURE = 'restart = "on-failure"\n'
 
 
 @pytest.fixture
-def daemon(daemon_factory: Callable[..., DaemonProcess]) -> Iterator[Callable[..., DaemonProcess]]:
+def daemon(daemon_factory: DaemonFactory) -> Iterator[Callable[..., DaemonProcess]]:
     """``daemon(*args)``: a started theaterd; every worker it ever had is gone at the end."""
     made: list[DaemonProcess] = []
     seen: set[int] = set()
