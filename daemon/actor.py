@@ -135,6 +135,7 @@ class Actor:
     created_us: int = 0
     mailbox_tx: Any = None
     mailbox_rx: Any = None
+    mailbox_size: int = 0  # the mailbox's capacity (set with its channel)
     cancel_scope: trio.CancelScope | None = None
     started: trio.Event = field(default_factory=trio.Event)  # its spawn finished (either way)
     done: trio.Event = field(default_factory=trio.Event)

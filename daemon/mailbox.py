@@ -75,7 +75,7 @@ class Mailboxes(Supervisor):
 
 
     def _start_mailbox(self, actor: Actor) -> None:
-        size = actor.manifest.mailbox_size or self.settings.mailbox_size
+        actor.mailbox_size = size = actor.manifest.mailbox_size or self.settings.mailbox_size
         actor.mailbox_tx, actor.mailbox_rx = trio.open_memory_channel[Envelope](size)
         actor.done = trio.Event()
         assert self._nursery is not None

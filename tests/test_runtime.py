@@ -762,3 +762,64 @@ async def test_a_worker_that_stops_reading_its_link_is_killed_at_the_handler_tim
         assert stuck_worker is not None and not stuck_worker.alive
         assert "took no run call for 0.5 s" in (stuck_worker.kill_reason or "")
         assert [e for e in await chain_events(rt, "flaky") if e["type"] == "runtime/crash"] == []
+
+
+FLOOD = """
+import json
+from actors import message_server
+
+def handle_request(state, params):
+    order = json.loads(params[0])
+    errors = []
+    for i in range(order["n"]):
+        try:
+            message_server.send(order["to"], json.dumps({"i": i, "sleep": order["sleep"]}).encode(),
+                                timeout=order.get("timeout"))
+        except message_server.MessageServerError as exc:
+            errors.append(str(exc))
+    return state, (json.dumps(errors).encode(),)
+"""
+
+SLOW_SINK = """
+import json, time
+
+def handle_send(state, params):
+    msg = json.loads(params[0])
+    time.sleep(msg["sleep"])
+    seen = json.loads(state or b"[]")
+    seen.append(msg["i"])
+    return (json.dumps(seen).encode(),)
+
+def handle_request(state, params):
+    return state, (state or b"[]",)
+"""
+
+
+async def _busy_sink(rt: Any, tmp_path: Path, sleep: float) -> None:
+    """``sink`` (mailbox of 2) handling one slow message with one more queued: half full."""
+    sink = await rt.spawn(str(write_actor(tmp_path, "sink", SLOW_SINK, "mailbox_size = 2\n")))
+    await rt.spawn(str(write_actor(tmp_path, "flood", FLOOD)))
+    for i in (100, 101):
+        await rt.send(None, "sink", json.dumps({"i": i, "sleep": sleep}).encode())
+    await wait_until(lambda: sink.current == "handle_send" and sink.mailbox_depth == 1, what="sink busy")
+
+
+async def test_a_handlers_sends_wait_for_room_in_a_crowded_mailbox_and_all_arrive_in_order(tmp_path: Path) -> None:
+    async with hosted_runtime(tmp_path / "home") as rt:
+        await _busy_sink(rt, tmp_path, 0.5)
+        with trio.fail_after(60):
+            start = trio.current_time()
+            errors = await request_json(rt, "flood", {"to": "sink", "n": 6, "sleep": 0.01, "timeout": 30})
+            assert errors == []
+            assert trio.current_time() - start >= 0.4  # it waited for the sink's first message
+            assert await request_json(rt, "sink", {}) == [100, 101, *range(6)]
+
+
+async def test_a_handlers_send_to_a_mailbox_that_stays_crowded_fails_busy_at_its_timeout(tmp_path: Path) -> None:
+    async with hosted_runtime(tmp_path / "home") as rt:
+        await _busy_sink(rt, tmp_path, 3)
+        with trio.fail_after(60):
+            start = trio.current_time()
+            errors = await request_json(rt, "flood", {"to": "sink", "n": 3, "sleep": 0, "timeout": 0.2})
+            assert errors == ["mailbox full: actor sink has 1 messages waiting"] * 3
+            assert 0.5 <= trio.current_time() - start < 3
