@@ -381,8 +381,9 @@ class Mailboxes(Supervisor):
             job.in_host -= 1
             if actor.job is job:
                 job.deadline = trio.current_time() + left
-                if job.wait is not None:
-                    job.wait.deadline = job.deadline
+                wait = job.wait
+                if wait is not None and wait.deadline > job.deadline:  # (re-armed while this call waited)
+                    wait.deadline = job.deadline
 
 
 async def _wait_for_run(job: Job, done: trio.Event) -> bool:

@@ -823,3 +823,28 @@ async def test_a_handlers_send_to_a_mailbox_that_stays_crowded_fails_busy_at_its
             errors = await request_json(rt, "flood", {"to": "sink", "n": 3, "sleep": 0, "timeout": 0.2})
             assert errors == ["mailbox full: actor sink has 1 messages waiting"] * 3
             assert 0.5 <= trio.current_time() - start < 3
+
+
+ASK_THEN_SPIN = """
+import json
+from actors import message_server
+
+def handle_request(state, params):
+    message_server.request("sleeper", json.dumps({"sleep": 1.2}).encode())
+    while True:  # then spin: stopped at the handler's time left
+        pass
+"""
+
+
+async def test_a_host_call_longer_than_the_handler_timeout_does_not_count_but_the_time_after_it_does(
+        tmp_path: Path) -> None:
+    """The time a handler waits in a host call is not its own (the limit is paused), and after
+    the call its limit runs again: a spin after a wait longer than the limit is still stopped."""
+    async with hosted_runtime(tmp_path / "home") as rt:
+        await rt.spawn(str(write_actor(tmp_path, "sleeper", SLEEPER)))
+        await rt.spawn(str(write_actor(tmp_path, "asker", ASK_THEN_SPIN, "handler_timeout = 0.5\n")))
+        with trio.fail_after(30):
+            start = trio.current_time()
+            with pytest.raises(ActorFailed, match="ran longer than its handler_timeout of 0.5 s"):
+                await rt.request(None, "asker", b"{}")
+            assert 1.6 <= trio.current_time() - start < 10  # 1.2 s waiting (not counted) + 0.5 s spinning
