@@ -356,10 +356,10 @@ class Mailboxes(Supervisor):
             # limit and the cycle check true)
             raise BadInput("one message-server call at a time: this handler is already waiting on one")
         timeout = args.get("timeout")
-        job.in_host += 1
         left = job.deadline - trio.current_time()
         if left <= 0:  # (the mailbox task is about to stop it: no time to wait on the daemon)
             raise Timeout(f"the handler ran past its handler_timeout of {job.limit:g} s")
+        job.in_host += 1
         job.deadline = math.inf  # waiting on the daemon is not the handler's time
         try:
             if op == "send":

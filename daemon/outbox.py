@@ -231,10 +231,13 @@ def wake_senders(actor: Actor) -> None:
 
 
 def _crowded(actor: Actor) -> bool:
-    """A handler's send to ``actor`` waits: mail goes in ahead of it (replayed or late), or its
-    mailbox is half full (leaving room for clients)."""
-    capacity = actor.mailbox_size if actor.mailbox_tx is not None else 0
-    return actor.replaying is not None or bool(actor.late) or actor.mailbox_depth >= capacity // 2
+    """A handler's send to ``actor`` waits: it has no mailbox yet, mail goes in ahead of it
+    (replayed or late), or its mailbox is half full (leaving room for clients; a mailbox of
+    one message is full with one)."""
+    if actor.mailbox_tx is None:
+        return True
+    return (actor.replaying is not None or bool(actor.late)
+            or actor.mailbox_depth >= max(1, actor.mailbox_size // 2))
 
 
 def _settle_after(waiter: Any, reply: ReplySlot | None, settle: Callable[[], None]) -> None:
