@@ -143,15 +143,15 @@ def test_an_idle_connection_is_closed_after_the_idle_timeout(daemon_factory: Dae
 def test_frames_keep_a_connection_open_past_the_idle_timeout(daemon_factory: DaemonFactory) -> None:
     from theaterctl.client import Client
 
-    d = daemon_factory("--idle-timeout", "1")
+    d = daemon_factory("--idle-timeout", "2")
     d.start()
     with Client.connect(d.socket) as c:
-        end = time.monotonic() + 3
-        while time.monotonic() < end:  # a frame every 0.4 s: never idle for 1 s
+        end = time.monotonic() + 4
+        while time.monotonic() < end:  # a frame every 0.2 s or so: never idle for 2 s (a loaded machine too)
             assert c.call("list") == []
-            time.sleep(0.4)
+            time.sleep(0.2)
         assert c.call("list") == []
-        assert _closed_within(c, 20) >= 0.8  # and idle once the frames stop
+        assert _closed_within(c, 20) >= 1.6  # and idle once the frames stop
 
 
 def test_a_call_in_flight_keeps_a_connection_open_then_it_is_idle(daemon_factory: DaemonFactory, short_tmp: Path) -> None:
