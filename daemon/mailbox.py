@@ -53,7 +53,7 @@ from .errors import ActorFailed, BadInput, DiskFull, NotFound, TheaterError, Tim
 from .jobs import BadResult, HandlerResult, Job, check_result
 from .jobs import item as _item
 from .messaging import hex_hash
-from .outbox import wake_senders
+from .outbox import feed, wake_senders
 from .storeops import MailboxDelete, Op, PutState, state_hash
 from .supervisor import WASM_GRACE, Outcome, Supervisor, nothing
 from .workerlink import Worker, WorkerDied
@@ -95,11 +95,7 @@ class Mailboxes(Supervisor):
 
     async def _replay(self, actor: Actor, run: Replay) -> None:
         try:
-            while run.pending:
-                env = run.pending[0]
-                await actor.mailbox_tx.send(env)
-                if run.pending and run.pending[0] is env:
-                    run.pending.popleft()
+            await feed(actor, run.pending)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
         finally:

@@ -46,6 +46,7 @@ from .storeops import MailboxDelete, MailboxPut, MailboxSent, Op
 from .workerlink import Worker
 
 if TYPE_CHECKING:
+    from collections import deque
     from collections.abc import Callable
 
     from .actor import ReplySlot
@@ -170,11 +171,7 @@ class Outbox(Messaging):
         try:
             if target.replaying is not None:
                 await target.replaying.wait()
-            while target.late:
-                env = target.late[0]
-                await target.mailbox_tx.send(env)
-                if target.late and target.late[0] is env:
-                    target.late.popleft()
+            await feed(target, target.late)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             self._undeliverable(target, list(target.late))
             target.late.clear()
@@ -221,6 +218,17 @@ class Outbox(Messaging):
             other = self.actors.get(hosted)
             if other is not None:
                 self.actor_log(other, f"worker {stream}", text)
+
+
+async def feed(actor: Actor, queue: deque[Envelope]) -> None:
+    """Put ``queue``'s envelopes into ``actor``'s mailbox in order, waiting for room.  An
+    envelope leaves the queue once it is in the mailbox (so that whoever clears the queue
+    meanwhile, a stop, never drops one twice or loses one)."""
+    while queue:
+        env = queue[0]
+        await actor.mailbox_tx.send(env)
+        if queue and queue[0] is env:
+            queue.popleft()
 
 
 def wake_senders(actor: Actor) -> None:

@@ -375,29 +375,25 @@ class Store:
                     db.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
-                if is_disk_full(exc):
-                    # Nothing after a failed group may be committed (it may depend on it):
-                    # every batch queued behind it fails too, and writes stop until space is back.
-                    with self._gate:
+                # Nothing after a failed group may be committed (it may depend on it): every
+                # batch queued behind it fails too.  A full disk stops writes until space is
+                # back; any other failure means the store cannot be trusted to write any more,
+                # and the daemon is told, to stop (what was acknowledged is all stored).
+                with self._gate:
+                    if is_disk_full(exc):
                         error = self.full = self._full_error()
-                        group.extend(items)
-                        items.clear()
-                    left = 0
-                    log.error("%s", error)
-                    if self._wake is not None and self.on_full is not None:
-                        self._wake(functools.partial(self.on_full, error))
-                else:
-                    # Not a full disk: the store cannot be trusted to write any more.  Nothing
-                    # queued behind the failed group is committed either (it may depend on it),
-                    # and the daemon is told, to stop (what was acknowledged is all stored).
-                    with self._gate:
+                        what = str(error)
+                        notice = None if self.on_full is None else functools.partial(self.on_full, error)
+                    else:
                         error = self.failure = exc
-                        group.extend(items)
-                        items.clear()
-                    left = 0
-                    log.error("the store failed: %s", exc)
-                    if self._wake is not None and self.on_failure is not None:
-                        self._wake(functools.partial(self.on_failure, exc))
+                        what = f"the store failed: {exc}"
+                        notice = None if self.on_failure is None else functools.partial(self.on_failure, exc)
+                    group.extend(items)
+                    items.clear()
+                left = 0
+                log.error("%s", what)
+                if self._wake is not None and notice is not None:
+                    self._wake(notice)
             waiters = [w for _, w in group if w is not None]
             if waiters and self._wake is not None:
                 for w in waiters:
